@@ -1,0 +1,177 @@
+//! Seeded, counter-based datasets `(x, y)` for each [`Split`].
+//!
+//! Rows are generated in fixed blocks of [`BLOCK_ROWS`] rows. Block `b` of split `s` under seed
+//! `seed` has its own ChaCha8 generator: key = (`seed`, split tag, domain constant), stream
+//! = `b`. Within a block, row by row, it draws `d` standard normals for `x` and then one standard
+//! normal `ε` for the label noise (always drawn, even when `noise = 0`). Consequences:
+//! - rows are bit-identical however they are chunked ([`Target::sample_rows`]) and whatever
+//!   the number of rayon threads (blocks are filled in parallel, each from its own generator);
+//! - `sample(split, n, seed)` is a prefix of `sample(split, n', seed)` for `n ≤ n'`;
+//! - splits, and the stream that draws `U` ([`Target::new`]), use distinct ChaCha keys, hence
+//!   independent streams.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::target::Target;
+
+/// Rows per generator block.
+pub const BLOCK_ROWS: usize = 1024;
+
+/// Split tag of the stream that draws `U`.
+pub(crate) const U_STREAM_TAG: u64 = 0;
+
+/// Domain-separation bytes in every ChaCha key of this crate.
+const DOMAIN: &[u8; 16] = b"mim-data/rng/v1\0";
+
+/// Which independent dataset to draw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// Stage-1 training data `D1`.
+    Stage1,
+    /// Stage-2 training data `D2`.
+    Stage2,
+    /// Held-out test data.
+    Test,
+    /// Any further independent stream, e.g. validation sets.
+    Custom(u32),
+}
+
+impl Split {
+    /// Tag mixed into the generator key: `Stage1 = 1`, `Stage2 = 2`, `Test = 3`,
+    /// `Custom(k) = 2^32 + k` (`0` is reserved for `U`).
+    pub fn stream_tag(self) -> u64 {
+        match self {
+            Split::Stage1 => 1,
+            Split::Stage2 => 2,
+            Split::Test => 3,
+            Split::Custom(k) => (1u64 << 32) + u64::from(k),
+        }
+    }
+}
+
+/// Generator for block `stream` of the stream tagged `tag`: ChaCha8 with key
+/// `seed (8 bytes LE) ‖ tag (8 bytes LE) ‖ domain constant (16 bytes)` and stream `stream`.
+/// The key is injective in `(seed, tag)`, so distinct pairs give independent streams.
+pub(crate) fn block_rng(seed: u64, tag: u64, stream: u64) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&tag.to_le_bytes());
+    key[16..].copy_from_slice(DOMAIN);
+    let mut rng = ChaCha8Rng::from_seed(key);
+    rng.set_stream(stream);
+    rng
+}
+
+/// `n` samples: inputs `x` (`n×d`, row-major) and labels `y` (length `n`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// Number of rows.
+    pub n: usize,
+    /// Input dimension.
+    pub d: usize,
+    /// Inputs, `n×d` row-major.
+    pub x: Vec<f64>,
+    /// Labels `y_i = scale·g(U x_i) + noise·ε_i`.
+    pub y: Vec<f64>,
+}
+
+impl Dataset {
+    /// Input row `i` (length `d`).
+    ///
+    /// # Panics
+    /// If `i ≥ n`.
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.x[i * self.d..(i + 1) * self.d]
+    }
+}
+
+/// The part of one block a call needs: block-local rows `lo..hi`, written to `x`, `y`.
+struct BlockJob<'a> {
+    block: usize,
+    lo: usize,
+    hi: usize,
+    x: &'a mut [f64],
+    y: &'a mut [f64],
+}
+
+impl Target {
+    /// The first `n` rows of split `split` under `seed`; same as `sample_rows(split, seed, 0, n)`.
+    ///
+    /// # Panics
+    /// If `n·d` overflows `usize` (or memory runs out).
+    pub fn sample(&self, split: Split, n: usize, seed: u64) -> Dataset {
+        self.sample_rows(split, seed, 0, n)
+    }
+
+    /// Rows `start..start+len` of the dataset of split `split` under `seed`, bit-identical to
+    /// the same rows of [`Target::sample`] with any `n ≥ start + len` (for streaming).
+    ///
+    /// Row `i` lies in block `b = i / BLOCK_ROWS`; the rows of a block before `start` are
+    /// generated and discarded, so the cost is at most one extra block per call. Blocks are
+    /// filled in parallel with rayon; results do not depend on the number of threads.
+    ///
+    /// # Panics
+    /// If `start + len` or `len·d` overflows `usize` (or memory runs out).
+    pub fn sample_rows(&self, split: Split, seed: u64, start: usize, len: usize) -> Dataset {
+        let d = self.d;
+        let end = start
+            .checked_add(len)
+            .expect("sample_rows: start + len overflows usize");
+        let mut x = vec![0.0; len.checked_mul(d).expect("sample_rows: len·d overflows usize")];
+        let mut y = vec![0.0; len];
+        let mut jobs = Vec::with_capacity(len.div_ceil(BLOCK_ROWS) + 1);
+        let (mut x_rest, mut y_rest) = (&mut x[..], &mut y[..]);
+        let mut row = start;
+        while row < end {
+            let block = row / BLOCK_ROWS;
+            let lo = row % BLOCK_ROWS;
+            let hi = BLOCK_ROWS.min(end - block * BLOCK_ROWS);
+            let count = hi - lo;
+            let (xb, xr) = std::mem::take(&mut x_rest).split_at_mut(count * d);
+            let (yb, yr) = std::mem::take(&mut y_rest).split_at_mut(count);
+            x_rest = xr;
+            y_rest = yr;
+            jobs.push(BlockJob {
+                block,
+                lo,
+                hi,
+                x: xb,
+                y: yb,
+            });
+            row += count;
+        }
+        let tag = split.stream_tag();
+        jobs.into_par_iter()
+            .for_each(|job| self.fill_block(seed, tag, job));
+        Dataset { n: len, d, x, y }
+    }
+
+    /// Generate block-local rows `0..hi` of block `job.block`, keeping rows `lo..hi`.
+    fn fill_block(&self, seed: u64, tag: u64, job: BlockJob<'_>) {
+        let d = self.d;
+        let mut rng = block_rng(seed, tag, job.block as u64);
+        let mut skip = vec![0.0; d];
+        let mut z = vec![0.0; self.r];
+        for row in 0..job.hi {
+            let keep = row >= job.lo;
+            let x_row = if keep {
+                &mut job.x[(row - job.lo) * d..(row - job.lo + 1) * d]
+            } else {
+                &mut skip[..]
+            };
+            for v in x_row.iter_mut() {
+                *v = rng.sample(StandardNormal);
+            }
+            let eps: f64 = rng.sample(StandardNormal);
+            if keep {
+                self.project(x_row, &mut z);
+                job.y[row - job.lo] = self.scale * self.link.eval(&z) + self.noise * eps;
+            }
+        }
+    }
+}

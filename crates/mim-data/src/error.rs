@@ -1,0 +1,181 @@
+//! Error types: [`LinkError`] for link formulas, [`DataError`] for target construction.
+//!
+//! Every message is one line. Link-formula positions are 1-based character (not byte) columns
+//! into the formula as written, so they stay correct for non-ASCII input.
+
+use thiserror::Error;
+
+/// The functions and variables the link grammar knows, quoted by [`LinkError::UnknownFunction`].
+pub const KNOWN_FUNCTIONS: &str =
+    "hK(zI) with K = 0..=8, zI, zI^K with K = 0..=16, abs(zI), sign(zI), tanh(zI), relu(zI)";
+
+/// A link formula that could not be parsed, or that does not fit a target's rank.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LinkError {
+    /// The formula is empty or only whitespace.
+    #[error("link formula is empty (example: `h4(z1) + h4(z2)`)")]
+    Empty,
+    /// A character that is not part of the grammar.
+    #[error("unexpected character `{ch}` at position {pos}")]
+    UnexpectedChar {
+        /// The offending character.
+        ch: char,
+        /// 1-based character position.
+        pos: usize,
+    },
+    /// A name that is neither a known function nor a variable `zI`.
+    #[error("unknown function `{name}` at position {pos} (known: {known})", known = KNOWN_FUNCTIONS)]
+    UnknownFunction {
+        /// The name as written.
+        name: String,
+        /// 1-based character position.
+        pos: usize,
+    },
+    /// `hK` with `K > 8`.
+    #[error("Hermite degree in `{text}` at position {pos} exceeds the maximum 8")]
+    HermiteDegree {
+        /// The function name as written, e.g. `h9`.
+        text: String,
+        /// 1-based character position.
+        pos: usize,
+    },
+    /// `zI^K` with `K > 16`.
+    #[error("exponent `{text}` at position {pos} is too large (maximum 16)")]
+    ExponentTooLarge {
+        /// The exponent as written.
+        text: String,
+        /// 1-based character position.
+        pos: usize,
+    },
+    /// The exponent after `^` is not a non-negative integer literal.
+    #[error("exponent `{text}` at position {pos} must be an integer 0..=16")]
+    BadExponent {
+        /// The token found after `^`.
+        text: String,
+        /// 1-based character position.
+        pos: usize,
+    },
+    /// `z0`: variable indices are 1-based.
+    #[error("variable `{text}` at position {pos} has index 0; indices start at 1 (z1, z2, ...)")]
+    IndexZero {
+        /// The variable as written.
+        text: String,
+        /// 1-based character position.
+        pos: usize,
+    },
+    /// A variable index that does not fit in `usize`.
+    #[error("variable `{text}` at position {pos} has an index that is too large")]
+    IndexTooLarge {
+        /// The variable as written.
+        text: String,
+        /// 1-based character position.
+        pos: usize,
+    },
+    /// A number that does not follow `digits[.digits][e[+-]digits]`.
+    #[error("malformed number `{text}` at position {pos}")]
+    MalformedNumber {
+        /// The number as written.
+        text: String,
+        /// 1-based character position.
+        pos: usize,
+    },
+    /// A number (or a product of numbers) that overflows `f64`.
+    #[error("number `{text}` at position {pos} is out of range (coefficient overflows f64)")]
+    NumberOutOfRange {
+        /// The number as written.
+        text: String,
+        /// 1-based character position.
+        pos: usize,
+    },
+    /// A missing `(` after a function name or `)` after its argument.
+    #[error("missing `{expected}` at position {pos} (found {found})")]
+    MissingParen {
+        /// The parenthesis that was expected.
+        expected: char,
+        /// Description of what was found instead.
+        found: String,
+        /// 1-based character position.
+        pos: usize,
+    },
+    /// Input left over after a complete term, e.g. `z1 z2` or `z1)`.
+    #[error("unexpected trailing {found} at position {pos} (expected `+`, `-`, `*` or end of formula)")]
+    TrailingGarbage {
+        /// Description of the leftover token.
+        found: String,
+        /// 1-based character position.
+        pos: usize,
+    },
+    /// An operator with nothing (or another operator) after it, e.g. `z1 +` or `z1 * + z2`.
+    #[error("dangling operator `{op}` at position {pos}: expected a factor or number after it")]
+    DanglingOperator {
+        /// The operator.
+        op: char,
+        /// 1-based character position.
+        pos: usize,
+    },
+    /// Any other token in the wrong place.
+    #[error("unexpected {found} at position {pos} (expected {expected})")]
+    Unexpected {
+        /// Description of what was found.
+        found: String,
+        /// Description of what the grammar expected.
+        expected: &'static str,
+        /// 1-based character position.
+        pos: usize,
+    },
+    /// The link uses `zI` with `I > r` (see [`crate::Link::check_indices`]).
+    #[error("link uses z{index} but the target has only r = {r} directions (z1..z{r})")]
+    IndexAboveRank {
+        /// The largest index used.
+        index: usize,
+        /// The target rank.
+        r: usize,
+    },
+}
+
+/// Invalid target configuration, naming the offending `data.*` field.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum DataError {
+    /// `d = 0`.
+    #[error("data.d must be at least 1 (got 0)")]
+    ZeroDim,
+    /// `r = 0`.
+    #[error("data.r must be at least 1 (got 0)")]
+    ZeroRank,
+    /// `r > d`: `U` cannot have more orthonormal rows than columns.
+    #[error("data.r = {r} exceeds data.d = {d}")]
+    RankExceedsDim {
+        /// Requested rank.
+        r: usize,
+        /// Input dimension.
+        d: usize,
+    },
+    /// `r × d` does not fit in memory.
+    #[error("data.r × data.d = {r} × {d} is too large to allocate")]
+    TooLarge {
+        /// Requested rank.
+        r: usize,
+        /// Input dimension.
+        d: usize,
+    },
+    /// The link formula is invalid for this target.
+    #[error("data.link: {0}")]
+    Link(#[from] LinkError),
+    /// `noise` negative, NaN or infinite.
+    #[error("data.noise = {0} must be finite and non-negative")]
+    Noise(f64),
+    /// `normalize = true` with a constant link.
+    #[error("data.normalize = true but data.link `{link}` is constant (variance 0), so it cannot be scaled to unit variance")]
+    ConstantLink {
+        /// The link, in canonical form.
+        link: String,
+    },
+    /// `normalize = true` with a link whose variance overflows.
+    #[error("data.normalize = true but data.link `{link}` has non-finite variance {variance}")]
+    NonFiniteVariance {
+        /// The link, in canonical form.
+        link: String,
+        /// The computed variance.
+        variance: f64,
+    },
+}

@@ -1,0 +1,72 @@
+//! Host ↔ device transfers. All random draws in mim happen on the host from the config's seed,
+//! so every backend sees bit-identical inputs; these helpers upload them in the run's precision.
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+/// Floating-point precision of the tensors of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats (the default; the only one on wgpu).
+    #[default]
+    F32,
+    /// 64-bit floats (CPU backends only).
+    F64,
+}
+
+impl Precision {
+    /// The Burn dtype.
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F64 => DType::F64,
+        }
+    }
+    /// The config name (`f32`, `f64`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        }
+    }
+}
+
+fn data(values: &[f64], shape: Vec<usize>, precision: Precision) -> TensorData {
+    match precision {
+        Precision::F32 => TensorData::new(values.iter().map(|&v| v as f32).collect::<Vec<_>>(), shape),
+        Precision::F64 => TensorData::new(values.to_vec(), shape),
+    }
+}
+
+/// Uploads a row-major `rows×cols` matrix. `values.len()` must be `rows·cols`.
+pub fn from_host_2d(
+    values: &[f64],
+    rows: usize,
+    cols: usize,
+    device: &Device,
+    precision: Precision,
+) -> Tensor<2> {
+    assert_eq!(values.len(), rows * cols, "from_host_2d: length ≠ rows·cols");
+    Tensor::from_data(data(values, vec![rows, cols], precision), (device, precision.dtype()))
+}
+
+/// Uploads a vector.
+pub fn from_host_1d(values: &[f64], device: &Device, precision: Precision) -> Tensor<1> {
+    Tensor::from_data(data(values, vec![values.len()], precision), (device, precision.dtype()))
+}
+
+/// Downloads any float tensor as row-major `f64` values.
+pub fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.into_data()
+        .try_into_vec_as::<f64>()
+        .expect("float tensor converts to f64")
+}
+
+/// `n` independent N(0, 1) draws from a ChaCha8 stream seeded with `seed`.
+pub fn standard_normals(n: usize, seed: u64) -> Vec<f64> {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rand_distr::StandardNormal.sample(&mut rng)).collect()
+}

@@ -1,0 +1,17 @@
+//! The two-layer network of the layer-wise theory as a Burn [`Module`](burn::module::Module).
+//!
+//! f(x) = Σ_j a_j σ(w_j·x + b_j) + c, with W ∈ R^{m×d}, b, a ∈ R^m and a scalar readout
+//! offset c (zero at initialisation and in stage 1; fitted with a in stage 2).
+//!
+//! - [`activation`]: the σ's the theory admits (σ'(0) = 0, σ''(0) = 1) and two it does not.
+//! - [`two_layer`]: the module, its forward pass and [`TwoLayerConfig::symmetric_init`].
+//! - [`host`]: moving row-major `f64` matrices between the host and a Burn device.
+#![warn(missing_docs)]
+
+pub mod activation;
+pub mod host;
+pub mod two_layer;
+
+pub use activation::{Activation, ActivationError};
+pub use host::{from_host_1d, from_host_2d, standard_normals, to_host, Precision};
+pub use two_layer::{ModelError, TwoLayer, TwoLayerConfig};

@@ -1,0 +1,374 @@
+//! The run config: TOML with sections `[data] [model] [stage1] [stage2] [metrics]` and
+//! top-level `seed`, `backend`, `dtype`, `threads`, plus `--set key=value` overrides by dotted
+//! path. Every key has its default in the struct that owns it; [`RunConfig::validate`] checks
+//! every field and names it in the error.
+
+use crate::backend::Backend;
+use mim_data::Link;
+use mim_model::{Precision, TwoLayerConfig};
+use mim_train::{Stage1Config, Stage2Config};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// `[data]`: the target and the three datasets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Input dimension d.
+    pub d: usize,
+    /// Number of hidden directions r ≤ d.
+    pub r: usize,
+    /// Link g as a formula over z1..zr, e.g. `h4(z1)+h4(z2)`.
+    pub link: String,
+    /// Std of the additive Gaussian label noise (relative to the unit-variance signal).
+    pub noise: f64,
+    /// Stage-1 sample count n1 (or give `alpha1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n1: Option<usize>,
+    /// n1 = alpha1·d (default 16 when neither is given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpha1: Option<f64>,
+    /// Stage-2 sample count n2 (or give `alpha2`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n2: Option<usize>,
+    /// n2 = alpha2·d (default 16 when neither is given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpha2: Option<f64>,
+    /// Test-set size.
+    pub n_test: usize,
+    /// Scale the noiseless labels to unit variance by a constant computed from the link.
+    pub normalize: bool,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            d: 100,
+            r: 2,
+            link: "h2(z1)+h2(z2)".into(),
+            noise: 0.0,
+            n1: None,
+            alpha1: None,
+            n2: None,
+            alpha2: None,
+            n_test: 10_000,
+            normalize: true,
+        }
+    }
+}
+
+/// Default multiple of d for n1 and n2.
+pub const DEFAULT_ALPHA: f64 = 16.0;
+
+fn resolve_size(name: &str, n: Option<usize>, alpha: Option<f64>, d: usize) -> Result<usize, String> {
+    match (n, alpha) {
+        (Some(_), Some(_)) => Err(format!("data.n{name} and data.alpha{name} are both given: give one")),
+        (Some(0), None) => Err(format!("data.n{name} = 0: need at least one sample")),
+        (Some(n), None) => Ok(n),
+        (None, a) => {
+            let a = a.unwrap_or(DEFAULT_ALPHA);
+            if !(a.is_finite() && a > 0.0) {
+                return Err(format!("data.alpha{name} = {a}: must be positive and finite"));
+            }
+            let n = (a * d as f64).round();
+            if n < 1.0 || n > 1e10 {
+                return Err(format!("data.alpha{name} = {a}: gives n{name} = {n} samples"));
+            }
+            Ok(n as usize)
+        }
+    }
+}
+
+/// `[metrics]`: what is measured along the way.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Run explicit power iterates of Σ̂_T next to stage 1 and report `power_iteration_cos`.
+    pub power_iteration: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { power_iteration: true }
+    }
+}
+
+/// The whole run config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Master seed; every random draw derives from it.
+    pub seed: u64,
+    /// Compute backend.
+    pub backend: Backend,
+    /// Float precision (`f64` only on CPU backends).
+    pub dtype: Precision,
+    /// CPU threads for the backend's thread pool (0 = all cores).
+    pub threads: usize,
+    /// Data.
+    pub data: DataConfig,
+    /// Network.
+    pub model: TwoLayerConfig,
+    /// Stage 1.
+    pub stage1: Stage1Config,
+    /// Stage 2.
+    pub stage2: Stage2Config,
+    /// Metrics.
+    pub metrics: MetricsConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            backend: Backend::Flex,
+            dtype: Precision::F32,
+            threads: 0,
+            data: DataConfig::default(),
+            model: TwoLayerConfig::default(),
+            stage1: Stage1Config::default(),
+            stage2: Stage2Config::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+/// A config that passed [`RunConfig::validate`], with every "auto" and size resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidConfig {
+    /// The config as given (defaults filled in), written to the run folder as is.
+    pub config: RunConfig,
+    /// The parsed link.
+    pub link: Link,
+    /// n1.
+    pub n1: usize,
+    /// n2.
+    pub n2: usize,
+    /// T1.
+    pub steps: usize,
+    /// β1.
+    pub weight_decay: f64,
+    /// Warnings to show (e.g. an activation outside the theory).
+    pub warnings: Vec<String>,
+}
+
+/// A config that cannot be used (exit code 2). The message is one line naming the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Parses TOML text into a table, with a one-line error naming the file and line.
+pub fn parse_toml(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| {
+        let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        ConfigError(format!("{origin}: malformed TOML{at}: {}", one_line(e.message())))
+    })
+}
+
+/// Reads a config file into a table.
+pub fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("config {}: cannot read: {e}", path.display())))?;
+    parse_toml(&text, &format!("config {}", path.display()))
+}
+
+/// Keys that are alternatives to each other: setting one removes the other.
+const ALTERNATIVES: [(&str, &str); 2] = [("data.n1", "data.alpha1"), ("data.n2", "data.alpha2")];
+
+/// Parses an override value as a TOML value; anything that is not valid TOML is a string
+/// (so `--set data.link=h4(z1)+h4(z2)` needs no quotes).
+fn parse_value(text: &str) -> toml::Value {
+    match format!("v = {text}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(text.into())),
+        Err(_) => toml::Value::String(text.into()),
+    }
+}
+
+/// Applies one `key=value` override to the table, creating sections as needed.
+pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {
+    let (key, value) = assignment
+        .split_once('=')
+        .ok_or_else(|| ConfigError(format!("--set {assignment}: expected key=value")))?;
+    let key = key.trim();
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError(format!("--set {assignment}: malformed key `{key}`")));
+    }
+    for (a, b) in ALTERNATIVES {
+        let other = if key == a { Some(b) } else if key == b { Some(a) } else { None };
+        if let Some(other) = other {
+            let (sec, field) = other.split_once('.').expect("dotted");
+            if let Some(toml::Value::Table(t)) = table.get_mut(sec) {
+                t.remove(field);
+            }
+        }
+    }
+    let mut cur = table;
+    for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
+        let entry = cur.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(ConfigError(format!(
+                    "--set {assignment}: `{}` is not a section",
+                    parts[..=i].join(".")
+                )))
+            }
+        };
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), parse_value(value.trim()));
+    Ok(())
+}
+
+impl RunConfig {
+    /// Builds a config from a table (unknown keys and wrong types are errors naming the key).
+    pub fn from_table(table: toml::Table) -> Result<RunConfig, ConfigError> {
+        let value = toml::Value::Table(table);
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = one_line(&e.inner().to_string());
+            ConfigError(if path == "." || path.is_empty() { inner } else { format!("{path}: {inner}") })
+        })
+    }
+
+    /// Loads `path` (or the defaults when `None`) and applies the overrides in order.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<RunConfig, ConfigError> {
+        let mut table = match path {
+            Some(p) => read_table(p)?,
+            None => toml::Table::new(),
+        };
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        Self::from_table(table)
+    }
+
+    /// The resolved config as TOML (re-runnable as is).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serialises")
+    }
+
+    /// Checks every field and resolves sizes and "auto" values.
+    pub fn validate(&self) -> Result<ValidConfig, ConfigError> {
+        let e = |s: String| ConfigError(s);
+        let data = &self.data;
+        if data.d == 0 {
+            return Err(e("data.d = 0: must be at least 1".into()));
+        }
+        if data.r == 0 {
+            return Err(e("data.r = 0: must be at least 1".into()));
+        }
+        if data.r > data.d {
+            return Err(e(format!("data.r = {} exceeds data.d = {}: U must have orthonormal rows", data.r, data.d)));
+        }
+        if !(data.noise.is_finite() && data.noise >= 0.0) {
+            return Err(e(format!("data.noise = {}: must be ≥ 0 and finite", data.noise)));
+        }
+        if data.n_test < 2 {
+            return Err(e(format!("data.n_test = {}: need at least 2 test samples", data.n_test)));
+        }
+        let link = Link::parse(&data.link).map_err(|err| e(format!("data.link = \"{}\": {err}", data.link)))?;
+        link.check_indices(data.r).map_err(|err| e(format!("data.link = \"{}\": {err}", data.link)))?;
+        let n1 = resolve_size("1", data.n1, data.alpha1, data.d).map_err(e)?;
+        let n2 = resolve_size("2", data.n2, data.alpha2, data.d).map_err(e)?;
+        if n2 < 3 {
+            return Err(e(format!("data.n2 = {n2}: stage 2 needs at least 3 samples")));
+        }
+        self.model.validate().map_err(|err| e(err.to_string()))?;
+        self.stage1.validate().map_err(e)?;
+        self.stage2.validate().map_err(e)?;
+        if self.dtype == Precision::F64 && self.backend == Backend::Wgpu {
+            return Err(e("dtype = \"f64\" with backend = \"wgpu\": f64 transcendental functions on that path return wrong numbers silently; use dtype = \"f32\" or a CPU backend".into()));
+        }
+        if self.threads > 1024 {
+            return Err(e(format!("threads = {}: more than 1024 threads is surely a typo", self.threads)));
+        }
+        let mut warnings = Vec::new();
+        if let Some(w) = self.model.activation.theory_violation() {
+            warnings.push(w);
+        }
+        if n2 < self.model.width && self.stage2.ridge_lambda == mim_train::Auto::Value(0.0) {
+            warnings.push(format!("n2 = {n2} < width = {}: ridge with λ = 0 is singular", self.model.width));
+        }
+        Ok(ValidConfig {
+            config: self.clone(),
+            link,
+            n1,
+            n2,
+            steps: self.stage1.resolved_steps(data.d),
+            weight_decay: self.stage1.resolved_weight_decay(),
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, sets: &[&str]) -> Result<RunConfig, ConfigError> {
+        let mut t = parse_toml(text, "test")?;
+        for s in sets {
+            apply_override(&mut t, s)?;
+        }
+        RunConfig::from_table(t)
+    }
+
+    #[test]
+    fn overrides_by_dotted_path() {
+        let c = load("seed = 3\n[data]\nd = 50\n", &["stage1.steps=8", "data.link=h4(z1)+h4(z2)", "model.width=64"]).unwrap();
+        assert_eq!(c.seed, 3);
+        assert_eq!(c.data.d, 50);
+        assert_eq!(c.stage1.steps, mim_train::Auto::Value(8));
+        assert_eq!(c.data.link, "h4(z1)+h4(z2)");
+        assert_eq!(c.model.width, 64);
+    }
+
+    #[test]
+    fn size_forms_replace_each_other_but_not_in_one_file() {
+        let both = "[data]\nn1 = 100\nalpha1 = 2.0\n";
+        let err = load(both, &[]).unwrap().validate().unwrap_err();
+        assert!(err.0.contains("data.n1 and data.alpha1"), "{err}");
+        let c = load(both, &["data.alpha1=4"]).unwrap().validate().unwrap();
+        assert_eq!(c.n1, 400);
+        let c = load("[data]\nalpha2 = 3\n", &["data.n2=77"]).unwrap().validate().unwrap();
+        assert_eq!(c.n2, 77);
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let cases: &[(&str, &[&str], &str)] = &[
+            ("", &["data.r=5", "data.d=3"], "data.r"),
+            ("", &["model.width=7"], "model.width"),
+            ("", &["model.width=0"], "model.width"),
+            ("", &["stage1.lr=nan"], "stage1.lr"),
+            ("", &["data.link=cos(z1)"], "data.link"),
+            ("", &["data.link=h2(z3)"], "data.link"),
+            ("", &["model.activation=swish"], "model.activation"),
+            ("", &["backend=cuda"], "backend"),
+            ("", &["data.foo=1"], "data"),
+            ("", &["data.n1=-5"], "data.n1"),
+            ("", &["dtype=f64", "backend=wgpu"], "dtype"),
+            ("", &["stage1.steps=many"], "stage1.steps"),
+        ];
+        for (text, sets, field) in cases {
+            let err = load(text, sets).and_then(|c| c.validate().map(|_| ())).unwrap_err();
+            assert!(err.0.contains(field), "{sets:?}: {err}");
+            assert!(!err.0.contains('\n'), "multi-line: {err}");
+        }
+        let err = parse_toml("[data\nd = 3", "x.toml").unwrap_err();
+        assert!(err.0.contains("malformed TOML") && !err.0.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn resolved_config_round_trips() {
+        let c = load("[data]\nalpha1 = 4\n", &["stage1.weight_decay=0.5"]).unwrap();
+        let again = RunConfig::from_table(parse_toml(&c.to_toml(), "x").unwrap()).unwrap();
+        assert_eq!(c, again);
+    }
+}

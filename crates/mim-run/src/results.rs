@@ -1,0 +1,72 @@
+//! The run folder: `config.toml`, `metrics.jsonl`, `summary.json`, `model.bpk`. Whole files are
+//! written atomically (temporary file, fsync, rename), so a crash or kill never leaves a
+//! half-written result; `metrics.jsonl` is append-only, one flushed line per record.
+
+use serde::Serialize;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` atomically: `path.tmp` is written and synced, then renamed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = tmp_path(path);
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
+}
+
+/// `dir/name.tmp` for `dir/name`.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Serialises `value` as pretty JSON and writes it atomically.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let mut text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// An append-only JSON-lines file; each record is one `write` of a full line, then flushed.
+pub struct JsonlWriter {
+    file: File,
+}
+
+impl JsonlWriter {
+    /// Creates (truncates) the file.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().create(true).write(true).truncate(true).open(path)?;
+        Ok(Self { file })
+    }
+
+    /// Appends one record as a line.
+    pub fn write<T: Serialize>(&mut self, record: &T) -> io::Result<()> {
+        let mut line = serde_json::to_string(record).map_err(io::Error::other)?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes())?;
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_tmp() {
+        let dir = std::env::temp_dir().join(format!("mim-results-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("summary.json");
+        write_json_atomic(&p, &serde_json::json!({"a": 1})).unwrap();
+        write_json_atomic(&p, &serde_json::json!({"a": 2})).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&p).unwrap()).unwrap();
+        assert_eq!(v["a"], 2);
+        assert!(!tmp_path(&p).exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,268 @@
+//! `mim train`: config → data → model → stage 1 → stage 2 → metrics → run folder.
+
+use crate::backend::{open_device, set_threads};
+use crate::config::{ConfigError, ValidConfig};
+use crate::progress::Reporter;
+use crate::results::{tmp_path, write_atomic, write_json_atomic, JsonlWriter};
+use crate::seeds::{derive_seed, Purpose};
+use crate::tracker::{w_metrics, Stage1Tracker, WMetrics};
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::{Device, Tensor};
+use mim_data::{Dataset, Split, Target};
+use mim_metrics::PowerIteration;
+use mim_model::{from_host_1d, from_host_2d, to_host, Precision, TwoLayer};
+use mim_train::stage2::normalized_mse;
+use mim_train::{run_stage1, run_stage2, Stage1Params, TrainError};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where and how a run reports.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The run folder.
+    pub out_dir: PathBuf,
+    /// No progress output.
+    pub quiet: bool,
+}
+
+/// Why a run failed. [`RunError::exit_code`]: 2 for bad input, 1 for runtime failures.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The config is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The backend's device cannot be opened.
+    #[error("{0}")]
+    Device(String),
+    /// Files could not be written.
+    #[error("{0}")]
+    Io(String),
+    /// Training failed (divergence, numerical failure).
+    #[error(transparent)]
+    Train(#[from] TrainError),
+}
+
+impl RunError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Config(_) | RunError::Device(_) => 2,
+            RunError::Io(_) | RunError::Train(_) => 1,
+        }
+    }
+}
+
+/// `summary.json` of a finished run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// mim version.
+    pub version: String,
+    /// `"ok"`.
+    pub status: String,
+    /// Master seed.
+    pub seed: u64,
+    /// Backend name.
+    pub backend: String,
+    /// `f32` or `f64`.
+    pub dtype: String,
+    /// Input dimension d.
+    pub d: usize,
+    /// Hidden dimension r.
+    pub r: usize,
+    /// The link, canonical form.
+    pub link: String,
+    /// Label scale 1/sd(g) (1 when not normalised).
+    pub label_scale: f64,
+    /// Width m.
+    pub width: usize,
+    /// Stage-1 samples.
+    pub n1: usize,
+    /// Stage-2 samples.
+    pub n2: usize,
+    /// Test samples.
+    pub n_test: usize,
+    /// T1 as run.
+    pub steps: usize,
+    /// η1.
+    pub lr: f64,
+    /// β1.
+    pub weight_decay: f64,
+    /// λ of the readout.
+    pub ridge_lambda: f64,
+    /// Final first-layer metrics.
+    #[serde(flatten)]
+    pub w: WMetrics,
+    /// Mean cosine with explicit power iterates after the last step (null when disabled).
+    pub power_iteration_cos: Option<f64>,
+    /// mean (f − y)²/Var(y) on the test set.
+    pub test_mse: f64,
+    /// mean (f − y)²/Var(y) on D2.
+    pub train_mse: f64,
+    /// Wall time of stage 1 (with its per-step metrics).
+    pub stage1_seconds: f64,
+    /// Wall time of stage 2.
+    pub stage2_seconds: f64,
+    /// Wall time of the whole run.
+    pub total_seconds: f64,
+    /// Warnings raised.
+    pub warnings: Vec<String>,
+}
+
+/// `summary.json` of a failed run.
+#[derive(Clone, Debug, Serialize)]
+struct FailedSummary<'a> {
+    version: &'a str,
+    status: &'a str,
+    error: String,
+}
+
+/// A dataset on the device.
+struct DeviceData {
+    x: Tensor<2>,
+    y: Tensor<1>,
+}
+
+fn upload(ds: &Dataset, device: &Device, p: Precision) -> DeviceData {
+    DeviceData { x: from_host_2d(&ds.x, ds.n, ds.d, device, p), y: from_host_1d(&ds.y, device, p) }
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> RunError {
+    RunError::Io(format!("{what} {}: {e}", path.display()))
+}
+
+/// Saves the model with Burn's store (Burnpack) atomically at `path` (`…/model.bpk`).
+pub fn save_model(model: &TwoLayer, path: &Path) -> Result<(), RunError> {
+    let tmp = tmp_path(path).with_extension("tmp.bpk");
+    let mut store = BurnpackStore::from_file(&tmp).overwrite(true);
+    model
+        .save_into(&mut store)
+        .map_err(|e| RunError::Io(format!("saving model {}: {e:?}", tmp.display())))?;
+    fs::rename(&tmp, path).map_err(|e| io_err("saving model", path, e))
+}
+
+/// Runs the whole layer-wise algorithm for a validated config, writing the run folder.
+pub fn train(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunError> {
+    let result = train_inner(valid, opts);
+    if let Err(e) = &result {
+        if !matches!(e, RunError::Config(_) | RunError::Device(_)) && opts.out_dir.is_dir() {
+            let failed = FailedSummary { version: env!("CARGO_PKG_VERSION"), status: "failed", error: e.to_string() };
+            let _ = write_json_atomic(&opts.out_dir.join("summary.json"), &failed);
+        }
+    }
+    result
+}
+
+fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunError> {
+    let t0 = Instant::now();
+    let cfg = &valid.config;
+    let (d, r, p) = (cfg.data.d, cfg.data.r, cfg.dtype);
+    set_threads(cfg.threads);
+    let device = open_device(cfg.backend).map_err(RunError::Device)?;
+
+    let out = &opts.out_dir;
+    fs::create_dir_all(out).map_err(|e| io_err("creating run folder", out, e))?;
+    for stale in ["summary.json", "model.bpk"] {
+        let _ = fs::remove_file(out.join(stale));
+    }
+    write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())
+        .map_err(|e| io_err("writing", &out.join("config.toml"), e))?;
+    let jsonl = JsonlWriter::create(&out.join("metrics.jsonl"))
+        .map_err(|e| io_err("creating", &out.join("metrics.jsonl"), e))?;
+    let mut reporter = Reporter::new(jsonl, opts.quiet);
+    for w in &valid.warnings {
+        reporter.message(&format!("warning: {w}"));
+    }
+
+    // Data: U and the three datasets, drawn on the host from the seed.
+    let target = Target::new(d, r, valid.link.clone(), cfg.data.noise, cfg.data.normalize, derive_seed(cfg.seed, Purpose::Target))
+        .map_err(|e| RunError::Config(ConfigError(e.to_string())))?;
+    let data_seed = derive_seed(cfg.seed, Purpose::Data);
+    let d1 = target.sample(Split::Stage1, valid.n1, data_seed);
+    let d2 = upload(&target.sample(Split::Stage2, valid.n2, data_seed), &device, p);
+    let test = upload(&target.sample(Split::Test, cfg.data.n_test, data_seed), &device, p);
+    let mean_y1 = d1.y.iter().sum::<f64>() / d1.n as f64;
+    let y1: Vec<f64> = if cfg.stage1.center_labels { d1.y.iter().map(|y| y - mean_y1).collect() } else { d1.y.clone() };
+    let x1 = from_host_2d(&d1.x, d1.n, d, &device, p);
+    let y1_t = from_host_1d(&y1, &device, p);
+
+    // Model and stage 1.
+    let model = cfg
+        .model
+        .symmetric_init(d, derive_seed(cfg.seed, Purpose::Init), &device, p)
+        .map_err(|e| RunError::Config(ConfigError(e.to_string())))?;
+    let loss = cfg.stage1.loss();
+    let params = Stage1Params {
+        steps: valid.steps,
+        lr: cfg.stage1.lr,
+        weight_decay: valid.weight_decay,
+        loss,
+        mode: cfg.stage1.mode,
+        gradient: cfg.stage1.gradient,
+        init_scale: cfg.model.init_scale,
+    };
+    let power = cfg.metrics.power_iteration.then(|| {
+        let t: Vec<f64> = y1.iter().map(|&y| loss.label_transform(y)).collect();
+        PowerIteration::new(x1.clone(), from_host_1d(&t, &device, p), model.a.val().detach(), model.w.val().detach(), params.lr, params.weight_decay)
+    });
+    let t1 = Instant::now();
+    let mut tracker = Stage1Tracker { u: &target.u, r, d, power, reporter: &mut reporter, start: t1, last: None };
+    let model = run_stage1(model, &x1, &y1_t, &params, &mut tracker)?;
+    let power_iteration_cos = tracker.last.as_ref().and_then(|rec| rec.power_iteration_cos);
+    let stage1_seconds = t1.elapsed().as_secs_f64();
+    drop((x1, y1_t));
+
+    // Stage 2.
+    let t2 = Instant::now();
+    let (model, report) = run_stage2(model, &d2.x, &d2.y, &cfg.stage2, derive_seed(cfg.seed, Purpose::Bias), p)?;
+    let stage2_seconds = t2.elapsed().as_secs_f64();
+    let f_test = to_host(model.forward(test.x.clone()).detach());
+    let test_mse = normalized_mse(&f_test, &to_host(test.y.clone()));
+    if !test_mse.is_finite() {
+        return Err(TrainError::Diverged { stage: "stage2", step: 0, quantity: "test_mse".into(), value: test_mse }.into());
+    }
+    reporter
+        .record(&serde_json::json!({
+            "stage": "stage2", "ridge_lambda": report.lambda, "lambda_grid": report.lambda_grid,
+            "train_mse": report.train_mse, "test_mse": test_mse, "seconds": stage2_seconds,
+        }))
+        .map_err(|e| io_err("writing", &out.join("metrics.jsonl"), e))?;
+
+    let w = to_host(model.w.val());
+    let wm = w_metrics(&w, cfg.model.width, &target.u, r, d)
+        .map_err(|e| TrainError::Numerical { stage: "metrics", message: e })?;
+    save_model(&model, &out.join("model.bpk"))?;
+    let summary = Summary {
+        version: env!("CARGO_PKG_VERSION").into(),
+        status: "ok".into(),
+        seed: cfg.seed,
+        backend: cfg.backend.name().into(),
+        dtype: p.name().into(),
+        d,
+        r,
+        link: target.link.to_string(),
+        label_scale: target.scale,
+        width: cfg.model.width,
+        n1: valid.n1,
+        n2: valid.n2,
+        n_test: cfg.data.n_test,
+        steps: valid.steps,
+        lr: cfg.stage1.lr,
+        weight_decay: valid.weight_decay,
+        ridge_lambda: report.lambda,
+        w: wm,
+        power_iteration_cos,
+        test_mse,
+        train_mse: report.train_mse,
+        stage1_seconds,
+        stage2_seconds,
+        total_seconds: t0.elapsed().as_secs_f64(),
+        warnings: valid.warnings.clone(),
+    };
+    reporter
+        .record(&serde_json::json!({"stage": "final", "summary": &summary}))
+        .map_err(|e| io_err("writing", &out.join("metrics.jsonl"), e))?;
+    write_json_atomic(&out.join("summary.json"), &summary).map_err(|e| io_err("writing", &out.join("summary.json"), e))?;
+    Ok(summary)
+}

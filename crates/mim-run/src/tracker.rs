@@ -1,0 +1,123 @@
+//! The metric tracker: an observer of stage 1 that measures W after each step (paper §6)
+//! and hands one record per step to the [`Reporter`].
+
+use crate::progress::Reporter;
+use mim_metrics::{alignment, overlaps, subspace_cosines, AlignmentSummary, PowerIteration, RowMajor};
+use mim_model::to_host;
+use mim_train::{Observer, Stage1State, TrainError};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Metrics of the first-layer weights W against the hidden directions U.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WMetrics {
+    /// mean_j ρ_j, ρ_j = ‖U w_j‖/‖w_j‖.
+    pub alignment_mean: f64,
+    /// median_j ρ_j.
+    pub alignment_median: f64,
+    /// Fraction of neurons with ρ_j > 0.9.
+    pub frac_aligned_0_9: f64,
+    /// Principal-angle cosines (descending) between span(Uᵀ) and the top-r right singular
+    /// subspace of row-normalised W.
+    pub subspace_cos: Vec<f64>,
+    /// The smallest of them.
+    pub subspace_cos_min: f64,
+    /// ‖WUᵀ‖²_F/‖W‖²_F.
+    pub energy_fraction: f64,
+    /// MᵀM/m with M = WUᵀ (r×r, row-major).
+    pub m_gram: Vec<f64>,
+    /// Top eigenvalues of Q/m, Q = WWᵀ.
+    pub q_spectrum: Vec<f64>,
+}
+
+/// Computes [`WMetrics`] for W (m×d) and U (r×d), row-major.
+pub fn w_metrics(w: &[f64], m: usize, u: &[f64], r: usize, d: usize) -> Result<WMetrics, String> {
+    let (w, u) = (RowMajor::new(w, m, d), RowMajor::new(u, r, d));
+    let AlignmentSummary { alignment_mean, alignment_median, frac_aligned_0_9 } = alignment(w, u);
+    let subspace_cos = subspace_cosines(w, u)?;
+    let o = overlaps(w, u)?;
+    Ok(WMetrics {
+        alignment_mean,
+        alignment_median,
+        frac_aligned_0_9,
+        subspace_cos_min: subspace_cos.last().copied().unwrap_or(0.0),
+        subspace_cos,
+        energy_fraction: o.energy_fraction,
+        m_gram: o.m_gram,
+        q_spectrum: o.q_spectrum,
+    })
+}
+
+/// One line of `metrics.jsonl` for a stage-1 step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stage1Record {
+    /// Always `"stage1"`.
+    pub stage: String,
+    /// Step t (0 = init).
+    pub step: usize,
+    /// L̂ on D1 at the W the step started from (null at step 0).
+    pub loss: Option<f64>,
+    /// ‖∇_W L̂‖_F used by the step (null at step 0).
+    pub grad_norm: Option<f64>,
+    /// W metrics after the step.
+    #[serde(flatten)]
+    pub w: WMetrics,
+    /// mean_j cos(w_j(t), v_j(t)) against explicit power iterates (null when disabled).
+    pub power_iteration_cos: Option<f64>,
+    /// Seconds since stage 1 started.
+    pub seconds: f64,
+}
+
+/// Measures W after each stage-1 step and reports it.
+pub struct Stage1Tracker<'a> {
+    /// U (r×d, row-major).
+    pub u: &'a [f64],
+    /// r.
+    pub r: usize,
+    /// d.
+    pub d: usize,
+    /// Explicit power iterates, if enabled.
+    pub power: Option<PowerIteration>,
+    /// Where records go.
+    pub reporter: &'a mut Reporter,
+    /// Start of stage 1.
+    pub start: Instant,
+    /// The last record.
+    pub last: Option<Stage1Record>,
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+impl Observer for Stage1Tracker<'_> {
+    fn stage1_step(&mut self, s: &Stage1State<'_>) -> Result<(), TrainError> {
+        let m = s.w.dims()[0];
+        let w = to_host(s.w.clone());
+        let metrics = w_metrics(&w, m, self.u, self.r, self.d)
+            .map_err(|e| TrainError::Numerical { stage: "stage1", message: format!("metrics at step {}: {e}", s.step) })?;
+        let power_iteration_cos = match self.power.as_mut() {
+            Some(p) => {
+                if s.step > 0 {
+                    p.step();
+                }
+                Some(p.mean_cosine(s.w))
+            }
+            None => None,
+        };
+        let record = Stage1Record {
+            stage: "stage1".into(),
+            step: s.step,
+            loss: finite(s.loss),
+            grad_norm: finite(s.grad_norm),
+            w: metrics,
+            power_iteration_cos,
+            seconds: self.start.elapsed().as_secs_f64(),
+        };
+        self.reporter
+            .stage1(&record, s.total)
+            .map_err(|e| TrainError::Observer(format!("writing metrics.jsonl: {e}")))?;
+        self.last = Some(record);
+        Ok(())
+    }
+}

@@ -1,0 +1,26 @@
+//! Layer-wise gradient descent for the two-layer network (paper §3).
+//!
+//! - [`stage1`]: T1 full-batch GD steps on W only (a, b, c frozen through
+//!   `Param::set_require_grad(false)`), W ← W − η1 (∇_W L̂ + β1 W), in `literal` or
+//!   `normalized` mode; each step is reported to an [`Observer`].
+//! - [`stage2`]: biases re-drawn, W and b frozen, readout (a, c) fitted by exact ridge
+//!   regression (λ fixed or chosen on a held-out 20 % of D2) or by GD.
+//! - [`loss`]: the stage-1 losses ℓ(t, y) and their label transform T(y) = −ℓ'(0, y).
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod loss;
+pub mod observer;
+pub mod stage1;
+pub mod stage2;
+
+pub use config::{
+    Auto, BiasInit, Gradient, LossName, Mode, Stage1Config, Stage2Config, Stage2Solver, Steps,
+    WeightDecay,
+};
+pub use error::TrainError;
+pub use loss::Loss;
+pub use observer::{Observer, Stage1State};
+pub use stage1::{run_stage1, Stage1Params};
+pub use stage2::{run_stage2, Stage2Report};

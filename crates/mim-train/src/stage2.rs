@@ -1,0 +1,285 @@
+//! Stage 2 (paper §3): biases re-drawn, W and b frozen, readout fitted on D2 by a convex
+//! problem. Features Φ = σ(X Wᵀ + 1bᵀ) are standardised (centred, unit variance); the ridge
+//! solution on them is
+//!   β(λ) = (C + λI)^{−1} r,   C = Φ̃ᵀΦ̃/n,  r = Φ̃ᵀ(y − ȳ)/n,  Φ̃ = (Φ − 1μᵀ) diag(1/s),
+//! and maps back to the network as a_j = β_j/s_j, c = ȳ − Σ_j a_j μ_j.
+//! Solves go through faer (Cholesky; a symmetric eigendecomposition reused for the λ grid).
+
+use crate::config::{Auto, BiasInit, Stage2Config, Stage2Solver};
+use crate::error::TrainError;
+use burn::module::Param;
+use burn::tensor::Tensor;
+use faer::linalg::solvers::Solve;
+use faer::{Mat, Side};
+use mim_model::{from_host_1d, from_host_2d, to_host, Precision, TwoLayer};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::Serialize;
+
+/// What stage 2 chose and reached.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Stage2Report {
+    /// The λ used for the final fit (the weight decay for solver = "gd").
+    pub lambda: f64,
+    /// (λ, held-out normalised MSE) for each grid point when λ = "auto"; empty otherwise.
+    pub lambda_grid: Vec<(f64, f64)>,
+    /// mean (f − y)² / Var(y) on D2.
+    pub train_mse: f64,
+}
+
+/// The λ grid of `ridge_lambda = "auto"`: 10^{−6}, 10^{−5.5}, …, 10^{3}.
+pub fn lambda_grid() -> Vec<f64> {
+    (0..=18).map(|k| 10f64.powf(-6.0 + 0.5 * k as f64)).collect()
+}
+
+/// Standardised normal equations of one block of rows.
+struct Normal {
+    m: usize,
+    mu: Vec<f64>,
+    s: Vec<f64>,
+    ybar: f64,
+    /// C, m×m row-major.
+    c: Vec<f64>,
+    r: Vec<f64>,
+}
+
+/// Computes μ, s, ȳ, C and r for features Φ (n×m) and labels y on the device, then moves the
+/// m×m system to the host in f64.
+fn normal_equations(phi: &Tensor<2>, y: &Tensor<1>) -> Normal {
+    let [n, m] = phi.dims();
+    let nf = n as f64;
+    let mu_t = phi.clone().mean_dim(0); // 1×m
+    let phic = phi.clone() - mu_t.clone();
+    let ybar = to_host(y.clone().mean())[0];
+    let yc = y.clone().sub_scalar(ybar);
+    let c = to_host(phic.clone().transpose().matmul(phic.clone()).div_scalar(nf));
+    let r0 = to_host(phic.transpose().matmul(yc.unsqueeze_dim::<2>(1)).div_scalar(nf));
+    let mu = to_host(mu_t);
+    let s: Vec<f64> = (0..m)
+        .map(|i| {
+            let v = c[i * m + i].max(0.0).sqrt();
+            if v > 1e-10 { v } else { 1.0 }
+        })
+        .collect();
+    let cs = (0..m * m).map(|k| c[k] / (s[k / m] * s[k % m])).collect();
+    let r = (0..m).map(|i| r0[i] / s[i]).collect();
+    Normal { m, mu, s, ybar, c: cs, r }
+}
+
+fn mat(m: usize, v: &[f64]) -> Mat<f64> {
+    Mat::from_fn(m, m, |i, j| v[i * m + j])
+}
+
+/// β = (C + λI)^{−1} r by Cholesky.
+fn ridge_solve(ne: &Normal, lambda: f64) -> Result<Vec<f64>, TrainError> {
+    let m = ne.m;
+    let mut a = mat(m, &ne.c);
+    for i in 0..m {
+        a[(i, i)] += lambda;
+    }
+    let llt = a.llt(Side::Lower).map_err(|e| TrainError::Numerical {
+        stage: "stage2",
+        message: format!("ridge system not positive definite at λ = {lambda:e} ({e:?}); use a larger stage2.ridge_lambda"),
+    })?;
+    let rhs = Mat::from_fn(m, 1, |i, _| ne.r[i]);
+    let sol = llt.solve(&rhs);
+    Ok((0..m).map(|i| sol[(i, 0)]).collect())
+}
+
+/// Symmetric eigendecomposition C = Q Λ Qᵀ (eigenvalues ascending).
+fn eigen(ne: &Normal) -> Result<(Vec<f64>, Mat<f64>), TrainError> {
+    let evd = mat(ne.m, &ne.c).self_adjoint_eigen(Side::Lower).map_err(|e| TrainError::Numerical {
+        stage: "stage2",
+        message: format!("eigendecomposition of the feature Gram matrix failed ({e:?})"),
+    })?;
+    let s = evd.S().column_vector();
+    let vals = (0..ne.m).map(|i| s[i]).collect();
+    Ok((vals, evd.U().to_owned()))
+}
+
+/// Held-out choice of λ: fit on the first 80 % of rows, score on the last 20 %.
+fn choose_lambda(phi: &Tensor<2>, y: &Tensor<1>, precision: Precision) -> Result<(f64, Vec<(f64, f64)>), TrainError> {
+    let [n, m] = phi.dims();
+    let n_tr = (n * 4) / 5;
+    let n_val = n - n_tr;
+    if n_tr < 2 || n_val < 1 {
+        return Err(TrainError::Numerical {
+            stage: "stage2",
+            message: format!("ridge_lambda = \"auto\" needs at least 3 stage-2 samples, got {n}"),
+        });
+    }
+    let ne = normal_equations(&phi.clone().narrow(0, 0, n_tr), &y.clone().narrow(0, 0, n_tr));
+    let (vals, q) = eigen(&ne)?;
+    // P = (Φ_val − 1μᵀ) diag(1/s) Q, computed on the device: n_val×m.
+    let scaled_q: Vec<f64> = (0..m * m).map(|k| q[(k / m, k % m)] / ne.s[k / m]).collect();
+    let device = phi.device();
+    let mu = from_host_2d(&ne.mu, 1, m, &device, precision);
+    let p = to_host(
+        (phi.clone().narrow(0, n_tr, n_val) - mu).matmul(from_host_2d(&scaled_q, m, m, &device, precision)),
+    );
+    let y_val = to_host(y.clone().narrow(0, n_tr, n_val));
+    let y_mean = y_val.iter().sum::<f64>() / n_val as f64;
+    let y_var = (y_val.iter().map(|v| (v - y_mean).powi(2)).sum::<f64>() / n_val as f64).max(1e-300);
+    // Qᵀ r
+    let qtr: Vec<f64> = (0..m).map(|k| (0..m).map(|i| q[(i, k)] * ne.r[i]).sum()).collect();
+    let mut grid = Vec::new();
+    for lambda in lambda_grid() {
+        let coef: Vec<f64> = (0..m).map(|k| qtr[k] / (vals[k].max(0.0) + lambda)).collect();
+        let mse = (0..n_val)
+            .map(|i| {
+                let pred = ne.ybar + (0..m).map(|k| p[i * m + k] * coef[k]).sum::<f64>();
+                (pred - y_val[i]).powi(2)
+            })
+            .sum::<f64>()
+            / n_val as f64
+            / y_var;
+        grid.push((lambda, mse));
+    }
+    let best = grid
+        .iter()
+        .copied()
+        .filter(|(_, mse)| mse.is_finite())
+        .fold(None, |best: Option<(f64, f64)>, (l, mse)| match best {
+            Some((_, b)) if b <= mse => best,
+            _ => Some((l, mse)),
+        })
+        .ok_or_else(|| TrainError::Diverged { stage: "stage2", step: 0, quantity: "held-out MSE".into(), value: f64::NAN })?;
+    Ok((best.0, grid))
+}
+
+/// GD on β for (1/2n)‖Φ̃β − (y − ȳ)‖² + (λ/2)‖β‖² from β = 0, i.e. β ← β − η(Cβ − r + λβ),
+/// with η = lr / λ_max(C + λI) so that lr < 2 converges.
+fn gd_solve(ne: &Normal, lambda: f64, lr: f64, steps: usize) -> Result<Vec<f64>, TrainError> {
+    let m = ne.m;
+    let (vals, _) = eigen(ne)?;
+    let top = vals.last().copied().unwrap_or(1.0).max(0.0) + lambda;
+    let eta = lr / top.max(1e-300);
+    let c = mat(m, &ne.c);
+    let mut beta = Mat::<f64>::zeros(m, 1);
+    let r = Mat::from_fn(m, 1, |i, _| ne.r[i]);
+    for step in 1..=steps {
+        let grad = &c * &beta - &r + &beta * faer::Scale(lambda);
+        beta = &beta - &grad * faer::Scale(eta);
+        let norm = beta.norm_l2();
+        if !norm.is_finite() {
+            return Err(TrainError::Diverged { stage: "stage2", step, quantity: "‖a‖".into(), value: norm });
+        }
+    }
+    Ok((0..m).map(|i| beta[(i, 0)]).collect())
+}
+
+/// Draws the stage-2 biases (host, from `seed`).
+pub fn draw_biases(kind: BiasInit, m: usize, seed: u64, current: Vec<f64>) -> Vec<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    match kind {
+        BiasInit::Gaussian => (0..m).map(|_| StandardNormal.sample(&mut rng)).collect(),
+        BiasInit::Uniform => (0..m).map(|_| rng.random_range(-1.0..=1.0)).collect(),
+        BiasInit::Zero => vec![0.0; m],
+        BiasInit::Keep => current,
+    }
+}
+
+/// Normalised mean squared error mean (f − y)² / Var(y) (Var over the same sample).
+pub fn normalized_mse(f: &[f64], y: &[f64]) -> f64 {
+    let n = y.len() as f64;
+    let mean = y.iter().sum::<f64>() / n;
+    let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    let mse = f.iter().zip(y).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / n;
+    mse / var.max(1e-300)
+}
+
+/// Runs stage 2 on (x, y) = D2 and returns the model with new b, a, c.
+pub fn run_stage2(
+    mut model: TwoLayer,
+    x: &Tensor<2>,
+    y: &Tensor<1>,
+    cfg: &Stage2Config,
+    seed: u64,
+    precision: Precision,
+) -> Result<(TwoLayer, Stage2Report), TrainError> {
+    let device = x.device();
+    let m = model.width();
+    let b = draw_biases(cfg.bias, m, seed, to_host(model.b.val()));
+    model.w = model.w.map(|w| w.detach().set_require_grad(false));
+    model.b = Param::from_tensor(from_host_1d(&b, &device, precision)).set_require_grad(false);
+    let phi = model.features(x.clone()).detach();
+    let y = y.clone().detach();
+
+    let (lambda, lambda_grid) = match (cfg.solver, cfg.ridge_lambda) {
+        (Stage2Solver::Gd, _) => (cfg.weight_decay, Vec::new()),
+        (Stage2Solver::Ridge, Auto::Value(l)) => (l, Vec::new()),
+        (Stage2Solver::Ridge, Auto::Auto) => choose_lambda(&phi, &y, precision)?,
+    };
+    let ne = normal_equations(&phi, &y);
+    let beta = match cfg.solver {
+        Stage2Solver::Ridge => ridge_solve(&ne, lambda)?,
+        Stage2Solver::Gd => gd_solve(&ne, lambda, cfg.lr, cfg.steps)?,
+    };
+    let a: Vec<f64> = (0..m).map(|j| beta[j] / ne.s[j]).collect();
+    let c = ne.ybar - (0..m).map(|j| a[j] * ne.mu[j]).sum::<f64>();
+    if let Some(bad) = a.iter().chain([c].iter()).find(|v| !v.is_finite()) {
+        return Err(TrainError::Diverged { stage: "stage2", step: 0, quantity: "readout a".into(), value: *bad });
+    }
+    model.a = Param::from_tensor(from_host_1d(&a, &device, precision)).set_require_grad(false);
+    model.c = Param::from_tensor(from_host_1d(&[c], &device, precision)).set_require_grad(false);
+    let f = to_host(model.forward(x.clone()).detach());
+    let train_mse = normalized_mse(&f, &to_host(y));
+    Ok((model, Stage2Report { lambda, lambda_grid, train_mse }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+    use mim_model::{standard_normals as gaussian, Activation, TwoLayerConfig};
+
+    /// When y is exactly a readout of the features, ridge with tiny λ recovers it (train MSE ≈ 0),
+    /// GD approaches the same solution, and "auto" picks a small λ.
+    #[test]
+    fn ridge_and_gd_fit_a_realisable_readout() {
+        let (n, d, m) = (400, 5, 8);
+        let dev = Device::flex();
+        let p = Precision::F64;
+        let mut model = TwoLayerConfig { width: m, activation: Activation::Logcosh, init_scale: 1.0 }
+            .symmetric_init(d, 1, &dev, p)
+            .unwrap();
+        model.w = Param::from_tensor(from_host_2d(&gaussian(m * d, 2), m, d, &dev, p));
+        let x = from_host_2d(&gaussian(n * d, 3), n, d, &dev, p);
+        // Teacher: same W, biases of the "gaussian" draw with seed 7, readout a*, offset 0.3.
+        let b = draw_biases(BiasInit::Gaussian, m, 7, vec![]);
+        let a_star = gaussian(m, 4);
+        let mut teacher = TwoLayerConfig { width: m, activation: Activation::Logcosh, init_scale: 1.0 }
+            .symmetric_init(d, 1, &dev, p)
+            .unwrap();
+        teacher.w = model.w.clone();
+        teacher.b = Param::from_tensor(from_host_1d(&b, &dev, p));
+        teacher.a = Param::from_tensor(from_host_1d(&a_star, &dev, p));
+        teacher.c = Param::from_tensor(from_host_1d(&[0.3], &dev, p));
+        let y = teacher.forward(x.clone());
+
+        let ridge = Stage2Config { ridge_lambda: Auto::Value(1e-10), ..Default::default() };
+        let (fitted, rep) = run_stage2(model.clone(), &x, &y, &ridge, 7, p).unwrap();
+        assert!(rep.train_mse < 1e-8, "ridge train mse {}", rep.train_mse);
+        let a = to_host(fitted.a.val());
+        for j in 0..m {
+            assert!((a[j] - a_star[j]).abs() < 1e-3, "a[{j}] = {} vs {}", a[j], a_star[j]);
+        }
+
+        let auto = Stage2Config::default();
+        let (_, rep) = run_stage2(model.clone(), &x, &y, &auto, 7, p).unwrap();
+        assert_eq!(rep.lambda_grid.len(), lambda_grid().len());
+        assert!(rep.lambda <= 1e-4, "auto λ = {}", rep.lambda);
+
+        let gd = Stage2Config { solver: Stage2Solver::Gd, steps: 20000, lr: 1.0, weight_decay: 0.0, ..Default::default() };
+        let (_, rep) = run_stage2(model, &x, &y, &gd, 7, p).unwrap();
+        assert!(rep.train_mse < 0.05, "gd train mse {}", rep.train_mse);
+    }
+
+    #[test]
+    fn normalized_mse_of_mean_predictor_is_one() {
+        let y = [1.0, 2.0, 3.0, 6.0];
+        let f = [3.0; 4];
+        assert!((normalized_mse(&f, &y) - 1.0).abs() < 1e-12);
+    }
+}
