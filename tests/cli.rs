@@ -54,17 +54,27 @@ fn train(name: &str, config: &str, sets: &[&str], extra: &[&str]) -> Value {
 }
 
 fn num(s: &Value, key: &str) -> f64 {
-    s[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {s}"))
+    s[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} missing in {s}"))
 }
 
 /// Paper §1: on h4(z1)+h4(z2) Huber learns the subspace while the square loss cannot.
 #[test]
 fn h4h4_huber_learns_and_square_loss_does_not() {
     let huber = train("h4-huber", "configs/h4h4-huber.toml", &[], &[]);
-    let square = train("h4-square", "configs/h4h4-huber.toml", &["stage1.loss=square"], &[]);
+    let square = train(
+        "h4-square",
+        "configs/h4h4-huber.toml",
+        &["stage1.loss=square"],
+        &[],
+    );
     eprintln!(
         "huber: align {} cos_min {}; square: align {} cos_min {}",
-        huber["alignment_mean"], huber["subspace_cos_min"], square["alignment_mean"], square["subspace_cos_min"]
+        huber["alignment_mean"],
+        huber["subspace_cos_min"],
+        square["alignment_mean"],
+        square["subspace_cos_min"]
     );
     assert!(num(&huber, "alignment_mean") >= 0.6);
     assert!(num(&huber, "subspace_cos_min") >= 0.6);
@@ -78,7 +88,10 @@ fn h4h4_huber_learns_and_square_loss_does_not() {
 fn h2h2_end_to_end_beats_random_features() {
     let learned = train("h2-t2", "configs/h2h2-e2e.toml", &[], &[]);
     let random = train("h2-t0", "configs/h2h2-e2e.toml", &["stage1.steps=0"], &[]);
-    eprintln!("test_mse T1=2: {}, T1=0: {}", learned["test_mse"], random["test_mse"]);
+    eprintln!(
+        "test_mse T1=2: {}, T1=0: {}",
+        learned["test_mse"], random["test_mse"]
+    );
     assert!(num(&learned, "test_mse") <= 0.15);
     assert!(num(&random, "test_mse") >= 0.8);
 }
@@ -86,8 +99,17 @@ fn h2h2_end_to_end_beats_random_features() {
 /// Paper §4: with small ε0 the stage-1 rows follow explicit power iterates of Σ̂_T.
 #[test]
 fn stage1_is_power_iteration() {
-    let s = train("power", "configs/default.toml", &["data.alpha1=8", "data.alpha2=4"], &[]);
-    assert!(num(&s, "power_iteration_cos") > 0.99, "{}", s["power_iteration_cos"]);
+    let s = train(
+        "power",
+        "configs/default.toml",
+        &["data.alpha1=8", "data.alpha2=4"],
+        &[],
+    );
+    assert!(
+        num(&s, "power_iteration_cos") > 0.99,
+        "{}",
+        s["power_iteration_cos"]
+    );
 }
 
 fn strip_timings(mut s: Value) -> Value {
@@ -104,11 +126,22 @@ fn same_seed_same_summary() {
     let a = strip_timings(train("det-a", "configs/default.toml", &sets, &[]));
     let b = strip_timings(train("det-b", "configs/default.toml", &sets, &[]));
     assert_eq!(a, b);
-    let c = strip_timings(train("det-c", "configs/default.toml", &[&sets[..], &["seed=1"]].concat(), &[]));
+    let c = strip_timings(train(
+        "det-c",
+        "configs/default.toml",
+        &[&sets[..], &["seed=1"]].concat(),
+        &[],
+    ));
     assert_ne!(a["test_mse"], c["test_mse"]);
 }
 
-const COMPARED: [&str; 5] = ["alignment_mean", "alignment_median", "subspace_cos_min", "test_mse", "train_mse"];
+const COMPARED: [&str; 5] = [
+    "alignment_mean",
+    "alignment_median",
+    "subspace_cos_min",
+    "test_mse",
+    "train_mse",
+];
 
 fn assert_close(a: &Value, b: &Value, tol: f64, what: &str) {
     for k in COMPARED {
@@ -120,9 +153,24 @@ fn assert_close(a: &Value, b: &Value, tol: f64, what: &str) {
 /// The CPU backends agree to 1e-4 on every reported metric.
 #[test]
 fn flex_and_ndarray_agree() {
-    let sets = ["data.alpha1=8", "data.alpha2=8", "data.n_test=2000", "stage2.ridge_lambda=1e-3"];
-    let flex = train("be-flex", "configs/default.toml", &sets, &["--backend", "flex"]);
-    let nd = train("be-ndarray", "configs/default.toml", &sets, &["--backend", "ndarray"]);
+    let sets = [
+        "data.alpha1=8",
+        "data.alpha2=8",
+        "data.n_test=2000",
+        "stage2.ridge_lambda=1e-3",
+    ];
+    let flex = train(
+        "be-flex",
+        "configs/default.toml",
+        &sets,
+        &["--backend", "flex"],
+    );
+    let nd = train(
+        "be-ndarray",
+        "configs/default.toml",
+        &sets,
+        &["--backend", "ndarray"],
+    );
     assert_eq!(nd["backend"], "ndarray");
     assert_close(&flex, &nd, 1e-4, "flex vs ndarray");
 }
@@ -130,9 +178,19 @@ fn flex_and_ndarray_agree() {
 /// f32 and f64 give the same answer up to single-precision effects.
 #[test]
 fn f32_and_f64_agree() {
-    let sets = ["data.alpha1=8", "data.alpha2=8", "data.n_test=2000", "stage2.ridge_lambda=1e-3"];
+    let sets = [
+        "data.alpha1=8",
+        "data.alpha2=8",
+        "data.n_test=2000",
+        "stage2.ridge_lambda=1e-3",
+    ];
     let f32 = train("dt-f32", "configs/default.toml", &sets, &[]);
-    let f64 = train("dt-f64", "configs/default.toml", &[&sets[..], &["dtype=\"f64\""]].concat(), &[]);
+    let f64 = train(
+        "dt-f64",
+        "configs/default.toml",
+        &[&sets[..], &["dtype=\"f64\""]].concat(),
+        &[],
+    );
     assert_eq!(f64["dtype"], "f64");
     assert_close(&f32, &f64, 1e-3, "f32 vs f64");
 }
@@ -140,9 +198,20 @@ fn f32_and_f64_agree() {
 /// The wgpu backend (a real GPU, or Mesa's software Vulkan driver in CI) agrees with flex.
 #[test]
 fn wgpu_agrees_with_flex() {
-    let sets = ["data.alpha1=8", "data.alpha2=8", "data.n_test=2000", "stage2.ridge_lambda=1e-3", "model.width=64"];
+    let sets = [
+        "data.alpha1=8",
+        "data.alpha2=8",
+        "data.n_test=2000",
+        "stage2.ridge_lambda=1e-3",
+        "model.width=64",
+    ];
     let flex = train("gpu-flex", "configs/default.toml", &sets, &[]);
-    let gpu = train("gpu-wgpu", "configs/default.toml", &sets, &["--backend", "wgpu"]);
+    let gpu = train(
+        "gpu-wgpu",
+        "configs/default.toml",
+        &sets,
+        &["--backend", "wgpu"],
+    );
     assert_eq!(gpu["backend"], "wgpu");
     assert_close(&flex, &gpu, 1e-3, "flex vs wgpu");
 }
@@ -169,7 +238,10 @@ fn bad_configs_exit_2_with_one_line() {
         (vec!["--backend", "cuda"], "backend"),
         (vec!["--set", "stage1.bogus=1"], "bogus"),
         (vec!["--set", "dtype=f64", "--backend", "wgpu"], "dtype"),
-        (vec!["--config", "does/not/exist.toml"], "does/not/exist.toml"),
+        (
+            vec!["--config", "does/not/exist.toml"],
+            "does/not/exist.toml",
+        ),
         (vec!["--config", &malformed], "malformed TOML"),
     ];
     for (args, field) in cases {
@@ -181,8 +253,15 @@ fn bad_configs_exit_2_with_one_line() {
         let o = mim(&full);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{full:?}: {err}");
-        assert!(err.contains(field), "{full:?}: `{err}` does not name {field}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{full:?}: not one line: {err}");
+        assert!(
+            err.contains(field),
+            "{full:?}: `{err}` does not name {field}"
+        );
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{full:?}: not one line: {err}"
+        );
         assert!(!err.contains("panicked"), "{full:?}: {err}");
     }
 }
@@ -190,7 +269,12 @@ fn bad_configs_exit_2_with_one_line() {
 /// The resolved config written to the run folder re-runs to the same result.
 #[test]
 fn resolved_config_reruns_identically() {
-    let sets = ["data.alpha1=4", "data.alpha2=8", "data.n_test=1000", "model.width=32"];
+    let sets = [
+        "data.alpha1=4",
+        "data.alpha2=8",
+        "data.n_test=1000",
+        "model.width=32",
+    ];
     let first = train("rerun-a", "configs/default.toml", &sets, &[]);
     let resolved = run_dir("rerun-a").join("config.toml");
     let again = train("rerun-b", &resolved.to_string_lossy(), &[], &[]);
@@ -200,12 +284,23 @@ fn resolved_config_reruns_identically() {
 /// metrics.jsonl has one record per stage-1 step (0..=T1), then stage2 and final.
 #[test]
 fn metrics_jsonl_has_every_step() {
-    let s = train("jsonl", "configs/default.toml", &["stage1.steps=3", "data.alpha1=4", "data.alpha2=4"], &[]);
+    let s = train(
+        "jsonl",
+        "configs/default.toml",
+        &["stage1.steps=3", "data.alpha1=4", "data.alpha2=4"],
+        &[],
+    );
     assert_eq!(s["steps"], 3);
     let text = std::fs::read_to_string(run_dir("jsonl").join("metrics.jsonl")).unwrap();
-    let recs: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let recs: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let stages: Vec<&str> = recs.iter().map(|r| r["stage"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["stage1", "stage1", "stage1", "stage1", "stage2", "final"]);
+    assert_eq!(
+        stages,
+        ["stage1", "stage1", "stage1", "stage1", "stage2", "final"]
+    );
     for (t, r) in recs.iter().take(4).enumerate() {
         assert_eq!(r["step"], t);
         assert!(r["subspace_cos"].as_array().unwrap().len() == 2);

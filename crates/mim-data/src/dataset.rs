@@ -122,7 +122,11 @@ impl Target {
         let end = start
             .checked_add(len)
             .expect("sample_rows: start + len overflows usize");
-        let mut x = vec![0.0; len.checked_mul(d).expect("sample_rows: len·d overflows usize")];
+        let mut x = vec![
+            0.0;
+            len.checked_mul(d)
+                .expect("sample_rows: len·d overflows usize")
+        ];
         let mut y = vec![0.0; len];
         let mut jobs = Vec::with_capacity(len.div_ceil(BLOCK_ROWS) + 1);
         let (mut x_rest, mut y_rest) = (&mut x[..], &mut y[..]);

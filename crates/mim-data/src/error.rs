@@ -98,7 +98,9 @@ pub enum LinkError {
         pos: usize,
     },
     /// Input left over after a complete term, e.g. `z1 z2` or `z1)`.
-    #[error("unexpected trailing {found} at position {pos} (expected `+`, `-`, `*` or end of formula)")]
+    #[error(
+        "unexpected trailing {found} at position {pos} (expected `+`, `-`, `*` or end of formula)"
+    )]
     TrailingGarbage {
         /// Description of the leftover token.
         found: String,

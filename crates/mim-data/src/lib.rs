@@ -1,13 +1,15 @@
 //! `mim-data`: Gaussian multi-index targets `y = scale·g(Ux) + noise·ε`, `x ~ N(0, I_d)`.
 //!
 //! Pure host-side `f64` math, no tensors:
-//! - [`hermite`]: probabilists' Hermite polynomials `He_k`.
+//! - [`hermite()`]: probabilists' Hermite polynomials `He_k`.
 //! - [`Link`]: the link formula `g: R^r → R` (parser, evaluation, canonical printing).
 //! - [`Link::moments`]: exact / quadrature `E[g]`, `E[g²]` under `z ~ N(0, I_r)`.
 //! - [`Target`]: a random `U` with orthonormal rows, the link, noise level and scale.
 //! - [`Dataset`]: counter-based, chunking-invariant seeded samples for each [`Split`].
 //!
 //! Everything is deterministic given the seeds, independent of thread count.
+
+#![warn(missing_docs)]
 
 pub mod dataset;
 pub mod error;

@@ -169,7 +169,11 @@ impl Link {
     /// the failure cases (each message quotes the offending piece and its 1-based position).
     pub fn parse(s: &str) -> Result<Link, LinkError> {
         let tokens = lex(s)?;
-        Parser { toks: &tokens, i: 0 }.link()
+        Parser {
+            toks: &tokens,
+            i: 0,
+        }
+        .link()
     }
 
     /// The terms, in the order written.
@@ -569,7 +573,12 @@ impl Parser<'_> {
                         }
                     }
                 }
-                Tok::End => return Err(LinkError::DanglingOperator { op: '^', pos: caret.pos }),
+                Tok::End => {
+                    return Err(LinkError::DanglingOperator {
+                        op: '^',
+                        pos: caret.pos,
+                    })
+                }
                 Tok::Num(text) | Tok::Ident(text) => {
                     return Err(LinkError::BadExponent {
                         text: text.clone(),

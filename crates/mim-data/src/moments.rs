@@ -248,8 +248,14 @@ mod tests {
     fn quadrature_matches_exact_polynomial_moments() {
         for k in 0..=8 {
             let f = [
-                Factor::Hermite { degree: k, index: 1 },
-                Factor::Hermite { degree: k, index: 1 },
+                Factor::Hermite {
+                    degree: k,
+                    index: 1,
+                },
+                Factor::Hermite {
+                    degree: k,
+                    index: 1,
+                },
             ];
             let exact = gaussian_expectation(&f);
             let quad = gaussian_quadrature(|t| f[0].eval(t) * f[1].eval(t), 2 * k);
@@ -258,7 +264,10 @@ mod tests {
         for e in [2u32, 8, 16, 32] {
             let exact = gaussian_moment(e as usize);
             let quad = gaussian_quadrature(|t| t.powi(e as i32), e as usize);
-            assert!((quad - exact).abs() <= 1e-10 * exact, "e={e}: {quad} vs {exact}");
+            assert!(
+                (quad - exact).abs() <= 1e-10 * exact,
+                "e={e}: {quad} vs {exact}"
+            );
         }
     }
 }

@@ -45,7 +45,10 @@ fn examples_evaluate_correctly() {
         for _ in 0..50 {
             let z: Vec<f64> = (0..3).map(|_| rng.random_range(-3.0..3.0)).collect();
             let (a, b) = (link.eval(&z), f(&z));
-            assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{formula}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-12 * (1.0 + b.abs()),
+                "{formula}: {a} vs {b}"
+            );
         }
     }
     let sign = Link::parse("sign(z1)").unwrap();
@@ -58,7 +61,13 @@ fn structure_and_max_index() {
     assert_eq!(link.terms().len(), 1);
     assert_eq!(
         link.terms()[0].factors,
-        vec![Factor::Hermite { degree: 3, index: 1 }; 2]
+        vec![
+            Factor::Hermite {
+                degree: 3,
+                index: 1
+            };
+            2
+        ]
     );
     assert_eq!(Link::parse("-z1 + 2*z2^3").unwrap().max_index(), 2);
     assert_eq!(Link::parse("z7 * tanh(z3)").unwrap().max_index(), 7);
@@ -78,7 +87,10 @@ fn display_round_trips() {
         assert_eq!(link, again, "{s} -> {printed}");
         assert_eq!(printed, again.to_string());
     }
-    assert_eq!(Link::parse("-z1 + 2*z2^3").unwrap().to_string(), "-z1 + 2*z2^3");
+    assert_eq!(
+        Link::parse("-z1 + 2*z2^3").unwrap().to_string(),
+        "-z1 + 2*z2^3"
+    );
     assert_eq!(
         Link::parse("h2(z1)+0.5*h4(z2)").unwrap().to_string(),
         "h2(z1) + 0.5*h4(z2)"
@@ -118,47 +130,115 @@ fn errors_name_piece_and_position() {
     let e = err("cos(z1)");
     assert!(matches!(e, LinkError::UnknownFunction { ref name, pos: 1 } if name == "cos"));
     let msg = e.to_string();
-    assert!(msg.contains("`cos`") && msg.contains("relu") && msg.contains("hK(zI)"), "{msg}");
+    assert!(
+        msg.contains("`cos`") && msg.contains("relu") && msg.contains("hK(zI)"),
+        "{msg}"
+    );
 
     let e = err("z1 + h9(z2)");
-    assert_eq!(e, LinkError::HermiteDegree { text: "h9".into(), pos: 6 });
+    assert_eq!(
+        e,
+        LinkError::HermiteDegree {
+            text: "h9".into(),
+            pos: 6
+        }
+    );
     assert!(e.to_string().contains("`h9`") && e.to_string().contains("position 6"));
 
-    assert!(matches!(err("z1^17"), LinkError::ExponentTooLarge { pos: 4, .. }));
-    assert!(matches!(err("z1^99999999999999999999"), LinkError::ExponentTooLarge { .. }));
+    assert!(matches!(
+        err("z1^17"),
+        LinkError::ExponentTooLarge { pos: 4, .. }
+    ));
+    assert!(matches!(
+        err("z1^99999999999999999999"),
+        LinkError::ExponentTooLarge { .. }
+    ));
     assert!(matches!(err("z1^2.5"), LinkError::BadExponent { .. }));
     assert!(matches!(err("z1^-1"), LinkError::BadExponent { .. }));
     assert!(matches!(err("z0"), LinkError::IndexZero { pos: 1, .. }));
     assert!(matches!(err("h2(z0)"), LinkError::IndexZero { pos: 4, .. }));
-    assert!(matches!(err("z99999999999999999999"), LinkError::IndexTooLarge { .. }));
+    assert!(matches!(
+        err("z99999999999999999999"),
+        LinkError::IndexTooLarge { .. }
+    ));
 
     for bad in ["1.2.3*z1", "1e*z1", "1e+*z1", ".*z1", "2.5e-"] {
-        assert!(matches!(err(bad), LinkError::MalformedNumber { pos: 1, .. }), "{bad}");
+        assert!(
+            matches!(err(bad), LinkError::MalformedNumber { pos: 1, .. }),
+            "{bad}"
+        );
     }
-    assert!(matches!(err("1e400*z1"), LinkError::NumberOutOfRange { .. }));
-    assert!(matches!(err("1e200*1e200*z1"), LinkError::NumberOutOfRange { pos: 7, .. }));
+    assert!(matches!(
+        err("1e400*z1"),
+        LinkError::NumberOutOfRange { .. }
+    ));
+    assert!(matches!(
+        err("1e200*1e200*z1"),
+        LinkError::NumberOutOfRange { pos: 7, .. }
+    ));
 
-    assert!(matches!(err("h2(z1"), LinkError::MissingParen { expected: ')', pos: 6, .. }));
-    assert!(matches!(err("abs z1"), LinkError::MissingParen { expected: '(', pos: 5, .. }));
-    assert!(matches!(err("h2"), LinkError::MissingParen { expected: '(', .. }));
+    assert!(matches!(
+        err("h2(z1"),
+        LinkError::MissingParen {
+            expected: ')',
+            pos: 6,
+            ..
+        }
+    ));
+    assert!(matches!(
+        err("abs z1"),
+        LinkError::MissingParen {
+            expected: '(',
+            pos: 5,
+            ..
+        }
+    ));
+    assert!(matches!(
+        err("h2"),
+        LinkError::MissingParen { expected: '(', .. }
+    ));
 
-    assert!(matches!(err("z1 z2"), LinkError::TrailingGarbage { pos: 4, .. }));
-    assert!(matches!(err("z1)"), LinkError::TrailingGarbage { pos: 3, .. }));
-    assert!(matches!(err("2z1"), LinkError::TrailingGarbage { pos: 2, .. }));
+    assert!(matches!(
+        err("z1 z2"),
+        LinkError::TrailingGarbage { pos: 4, .. }
+    ));
+    assert!(matches!(
+        err("z1)"),
+        LinkError::TrailingGarbage { pos: 3, .. }
+    ));
+    assert!(matches!(
+        err("2z1"),
+        LinkError::TrailingGarbage { pos: 2, .. }
+    ));
     let msg = err("z1 z2").to_string();
     assert!(msg.contains("`z2`") && msg.contains("position 4"), "{msg}");
 
     assert_eq!(err("z1 +"), LinkError::DanglingOperator { op: '+', pos: 4 });
     assert_eq!(err("z1 *"), LinkError::DanglingOperator { op: '*', pos: 4 });
     assert_eq!(err("-"), LinkError::DanglingOperator { op: '-', pos: 1 });
-    assert_eq!(err("z1 + * z2"), LinkError::DanglingOperator { op: '+', pos: 4 });
+    assert_eq!(
+        err("z1 + * z2"),
+        LinkError::DanglingOperator { op: '+', pos: 4 }
+    );
     assert_eq!(err("z1^"), LinkError::DanglingOperator { op: '^', pos: 3 });
 
-    assert!(matches!(err("z1 # z2"), LinkError::UnexpectedChar { ch: '#', pos: 4 }));
-    assert!(matches!(err("zé"), LinkError::UnexpectedChar { ch: 'é', pos: 2 }));
+    assert!(matches!(
+        err("z1 # z2"),
+        LinkError::UnexpectedChar { ch: '#', pos: 4 }
+    ));
+    assert!(matches!(
+        err("zé"),
+        LinkError::UnexpectedChar { ch: 'é', pos: 2 }
+    ));
     assert!(matches!(err("*z1"), LinkError::Unexpected { pos: 1, .. }));
-    assert!(matches!(err("abs(h2(z1))"), LinkError::Unexpected { pos: 5, .. }));
-    assert!(matches!(err("h2(z1)^2"), LinkError::Unexpected { pos: 7, .. }));
+    assert!(matches!(
+        err("abs(h2(z1))"),
+        LinkError::Unexpected { pos: 5, .. }
+    ));
+    assert!(matches!(
+        err("h2(z1)^2"),
+        LinkError::Unexpected { pos: 7, .. }
+    ));
 }
 
 /// Check a successfully parsed link is self-consistent (round-trip, eval, moments).
@@ -213,7 +293,9 @@ fn parser_never_panics() {
     }
     // Mutations of valid examples: insert / delete / replace / duplicate.
     for _ in 0..20_000 {
-        let mut s: Vec<char> = EXAMPLES[rng.random_range(0..EXAMPLES.len())].chars().collect();
+        let mut s: Vec<char> = EXAMPLES[rng.random_range(0..EXAMPLES.len())]
+            .chars()
+            .collect();
         for _ in 0..rng.random_range(1..4) {
             let at = rng.random_range(0..=s.len());
             match rng.random_range(0..4) {
@@ -243,7 +325,10 @@ fn parser_never_panics() {
             }
         }
     }
-    assert!(ok > 1000, "too few valid mutants ({ok}) to exercise round-trip");
+    assert!(
+        ok > 1000,
+        "too few valid mutants ({ok}) to exercise round-trip"
+    );
 }
 
 #[test]

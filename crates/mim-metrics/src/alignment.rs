@@ -35,7 +35,11 @@ pub fn alignment(w: RowMajor<'_>, u: RowMajor<'_>) -> AlignmentSummary {
     let mut rho = per_neuron_alignment(w, u);
     let m = rho.len();
     rho.sort_by(|a, b| a.total_cmp(b));
-    let median = if m % 2 == 1 { rho[m / 2] } else { 0.5 * (rho[m / 2 - 1] + rho[m / 2]) };
+    let median = if m % 2 == 1 {
+        rho[m / 2]
+    } else {
+        0.5 * (rho[m / 2 - 1] + rho[m / 2])
+    };
     AlignmentSummary {
         alignment_mean: rho.iter().sum::<f64>() / m as f64,
         alignment_median: median,

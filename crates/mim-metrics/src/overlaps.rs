@@ -19,13 +19,24 @@ pub struct Overlaps {
 /// Computes [`Overlaps`] for W (m×d) and U (r×d).
 pub fn overlaps(w: RowMajor<'_>, u: RowMajor<'_>) -> Result<Overlaps, String> {
     let (m, r) = (w.rows, u.rows);
-    let proj: Vec<f64> = (0..m).flat_map(|j| (0..r).map(move |k| (j, k))).map(|(j, k)| dot(w.row(j), u.row(k))).collect();
+    let proj: Vec<f64> = (0..m)
+        .flat_map(|j| (0..r).map(move |k| (j, k)))
+        .map(|(j, k)| dot(w.row(j), u.row(k)))
+        .collect();
     let m_gram = (0..r * r)
-        .map(|kl| (0..m).map(|j| proj[j * r + kl / r] * proj[j * r + kl % r]).sum::<f64>() / m as f64)
+        .map(|kl| {
+            (0..m)
+                .map(|j| proj[j * r + kl / r] * proj[j * r + kl % r])
+                .sum::<f64>()
+                / m as f64
+        })
         .collect();
     let total: f64 = w.data.iter().map(|v| v * v).sum();
     let inside: f64 = proj.iter().map(|v| v * v).sum();
-    let mut sv = w.to_faer().singular_values().map_err(|e| format!("SVD failed: {e:?}"))?;
+    let mut sv = w
+        .to_faer()
+        .singular_values()
+        .map_err(|e| format!("SVD failed: {e:?}"))?;
     sv.truncate((r + 2).min(m).min(w.cols));
     Ok(Overlaps {
         m_gram,

@@ -24,7 +24,14 @@ fn unit_rows(v: Tensor<2>) -> Tensor<2> {
 
 impl PowerIteration {
     /// Starts at V = W(0). `x`: n×d, `t`: T(y_i) (n), `a`: second layer (m), `w0`: m×d.
-    pub fn new(x: Tensor<2>, t: Tensor<1>, a: Tensor<1>, w0: Tensor<2>, lr: f64, weight_decay: f64) -> Self {
+    pub fn new(
+        x: Tensor<2>,
+        t: Tensor<1>,
+        a: Tensor<1>,
+        w0: Tensor<2>,
+        lr: f64,
+        weight_decay: f64,
+    ) -> Self {
         Self {
             x,
             t: t.unsqueeze_dim::<2>(1),
@@ -39,14 +46,19 @@ impl PowerIteration {
     pub fn step(&mut self) {
         let n = self.x.dims()[0] as f64;
         let xv = self.x.clone().matmul(self.v.clone().transpose()); // n×m
-        let sv = (xv * self.t.clone()).transpose().matmul(self.x.clone()).div_scalar(n); // m×d
+        let sv = (xv * self.t.clone())
+            .transpose()
+            .matmul(self.x.clone())
+            .div_scalar(n); // m×d
         let next = self.v.clone().mul_scalar(self.keep) + (sv * self.a.clone()).mul_scalar(self.lr);
         self.v = unit_rows(next);
     }
 
     /// Per-row cosines cos(w_j, v_j) against the current iterate. `w`: m×d.
     pub fn cosines(&self, w: &Tensor<2>) -> Tensor<1> {
-        (unit_rows(w.clone()) * self.v.clone()).sum_dim(1).squeeze_dim::<1>(1)
+        (unit_rows(w.clone()) * self.v.clone())
+            .sum_dim(1)
+            .squeeze_dim::<1>(1)
     }
 
     /// mean_j cos(w_j, v_j).

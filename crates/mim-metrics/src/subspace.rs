@@ -10,7 +10,11 @@ fn row_normalised(w: RowMajor<'_>) -> faer::Mat<f64> {
     faer::Mat::from_fn(w.rows, w.cols, |i, j| {
         let row = w.row(i);
         let n = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-        if n > 0.0 { row[j] / n } else { 0.0 }
+        if n > 0.0 {
+            row[j] / n
+        } else {
+            0.0
+        }
     })
 }
 
@@ -34,7 +38,9 @@ pub fn subspace_cosines(w: RowMajor<'_>, u: RowMajor<'_>) -> Result<Vec<f64>, St
 /// columns): singular values of U V, descending, padded with zeros to length r.
 pub fn principal_cosines(u: RowMajor<'_>, v: &faer::Mat<f64>) -> Result<Vec<f64>, String> {
     let uv = &u.to_faer() * v;
-    let mut s = uv.singular_values().map_err(|e| format!("SVD failed: {e:?}"))?;
+    let mut s = uv
+        .singular_values()
+        .map_err(|e| format!("SVD failed: {e:?}"))?;
     s.iter_mut().for_each(|c| *c = c.min(1.0));
     s.resize(u.rows, 0.0);
     Ok(s)
@@ -49,11 +55,18 @@ mod tests {
         // U spans e1, e2 of R^4.
         let u = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0];
         // W rows spread over e1 and e2 (with different norms): both cosines 1.
-        let w = [2.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, -3.0, 0.0, 0.0];
+        let w = [
+            2.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, -3.0, 0.0, 0.0,
+        ];
         let c = subspace_cosines(RowMajor::new(&w, 4, 4), RowMajor::new(&u, 2, 4)).unwrap();
-        assert!((c[0] - 1.0).abs() < 1e-12 && (c[1] - 1.0).abs() < 1e-12, "{c:?}");
+        assert!(
+            (c[0] - 1.0).abs() < 1e-12 && (c[1] - 1.0).abs() < 1e-12,
+            "{c:?}"
+        );
         // Collapse: all rows on e1, plus a weak e3 row: the second direction is e3 ⟂ U.
-        let w = [1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.0];
+        let w = [
+            1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.0,
+        ];
         let c = subspace_cosines(RowMajor::new(&w, 4, 4), RowMajor::new(&u, 2, 4)).unwrap();
         assert!((c[0] - 1.0).abs() < 1e-12 && c[1].abs() < 1e-12, "{c:?}");
         // A 45° tilt of the second direction into e3: cos = 1/√2.

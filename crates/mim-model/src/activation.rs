@@ -64,7 +64,11 @@ impl Activation {
             // log cosh u = |u| + log(1 + e^{−2|u|}) − ln 2, stable for large |u|.
             Activation::Logcosh => {
                 let au = u.abs();
-                au.clone() + au.mul_scalar(-2.0).exp().log1p().sub_scalar(std::f64::consts::LN_2)
+                au.clone()
+                    + au.mul_scalar(-2.0)
+                        .exp()
+                        .log1p()
+                        .sub_scalar(std::f64::consts::LN_2)
             }
             Activation::OneMinusCos => u.cos().neg().add_scalar(1.0),
             Activation::ShiftedSoftplus => {
@@ -215,7 +219,10 @@ mod tests {
             let s = to_host(a.apply(t.clone()));
             let ds = to_host(a.derivative(t));
             for (k, &u) in us.iter().enumerate() {
-                assert!((s[k] - a.scalar(u)).abs() < 1e-9 * (1.0 + u.abs()), "{a} σ({u})");
+                assert!(
+                    (s[k] - a.scalar(u)).abs() < 1e-9 * (1.0 + u.abs()),
+                    "{a} σ({u})"
+                );
                 assert!((ds[k] - a.scalar_derivative(u)).abs() < 1e-9, "{a} σ'({u})");
                 if a != Activation::Relu || u.abs() > 1e-3 {
                     let h = 1e-6;

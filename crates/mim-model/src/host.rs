@@ -34,7 +34,9 @@ impl Precision {
 
 fn data(values: &[f64], shape: Vec<usize>, precision: Precision) -> TensorData {
     match precision {
-        Precision::F32 => TensorData::new(values.iter().map(|&v| v as f32).collect::<Vec<_>>(), shape),
+        Precision::F32 => {
+            TensorData::new(values.iter().map(|&v| v as f32).collect::<Vec<_>>(), shape)
+        }
         Precision::F64 => TensorData::new(values.to_vec(), shape),
     }
 }
@@ -47,13 +49,23 @@ pub fn from_host_2d(
     device: &Device,
     precision: Precision,
 ) -> Tensor<2> {
-    assert_eq!(values.len(), rows * cols, "from_host_2d: length ≠ rows·cols");
-    Tensor::from_data(data(values, vec![rows, cols], precision), (device, precision.dtype()))
+    assert_eq!(
+        values.len(),
+        rows * cols,
+        "from_host_2d: length ≠ rows·cols"
+    );
+    Tensor::from_data(
+        data(values, vec![rows, cols], precision),
+        (device, precision.dtype()),
+    )
 }
 
 /// Uploads a vector.
 pub fn from_host_1d(values: &[f64], device: &Device, precision: Precision) -> Tensor<1> {
-    Tensor::from_data(data(values, vec![values.len()], precision), (device, precision.dtype()))
+    Tensor::from_data(
+        data(values, vec![values.len()], precision),
+        (device, precision.dtype()),
+    )
 }
 
 /// Downloads any float tensor as row-major `f64` values.
@@ -68,5 +80,7 @@ pub fn standard_normals(n: usize, seed: u64) -> Vec<f64> {
     use rand::SeedableRng;
     use rand_distr::Distribution;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|_| rand_distr::StandardNormal.sample(&mut rng)).collect()
+    (0..n)
+        .map(|_| rand_distr::StandardNormal.sample(&mut rng))
+        .collect()
 }

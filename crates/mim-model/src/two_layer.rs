@@ -50,7 +50,11 @@ pub struct TwoLayerConfig {
 
 impl Default for TwoLayerConfig {
     fn default() -> Self {
-        Self { width: 256, activation: Activation::Logcosh, init_scale: 1e-3 }
+        Self {
+            width: 256,
+            activation: Activation::Logcosh,
+            init_scale: 1e-3,
+        }
     }
 }
 
@@ -87,7 +91,12 @@ impl TwoLayerConfig {
             for v in row.iter_mut() {
                 *v = StandardNormal.sample(&mut rng);
             }
-            let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+            let norm = row
+                .iter()
+                .map(|v| v * v)
+                .sum::<f64>()
+                .sqrt()
+                .max(f64::MIN_POSITIVE);
             for v in row.iter_mut() {
                 *v *= self.init_scale / norm;
             }
@@ -129,7 +138,8 @@ impl TwoLayer {
     /// f(X) = Φ a + c. X: n×d → n.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<1> {
         let phi = self.features(x);
-        phi.matmul(self.a.val().unsqueeze_dim::<2>(1)).squeeze_dim::<1>(1)
+        phi.matmul(self.a.val().unsqueeze_dim::<2>(1))
+            .squeeze_dim::<1>(1)
             + self.c.val()
     }
 }
@@ -146,7 +156,11 @@ mod tests {
         for precision in [Precision::F32, Precision::F64] {
             for act in Activation::ALL {
                 let dev = Device::flex();
-                let cfg = TwoLayerConfig { width: 16, activation: act, init_scale: 0.7 };
+                let cfg = TwoLayerConfig {
+                    width: 16,
+                    activation: act,
+                    init_scale: 0.7,
+                };
                 let model = cfg.symmetric_init(d, 3, &dev, precision).unwrap();
                 let x = from_host_2d(&gaussian(n * d, 1), n, d, &dev, precision);
                 let f = to_host(model.forward(x));
@@ -159,12 +173,20 @@ mod tests {
     #[test]
     fn init_rows_have_norm_eps0_and_are_paired() {
         let dev = Device::flex();
-        let cfg = TwoLayerConfig { width: 8, activation: Activation::Logcosh, init_scale: 1e-3 };
+        let cfg = TwoLayerConfig {
+            width: 8,
+            activation: Activation::Logcosh,
+            init_scale: 1e-3,
+        };
         let model = cfg.symmetric_init(5, 0, &dev, Precision::F64).unwrap();
         let w = to_host(model.w.val());
         let a = to_host(model.a.val());
         for j in 0..8 {
-            let norm = w[j * 5..(j + 1) * 5].iter().map(|v| v * v).sum::<f64>().sqrt();
+            let norm = w[j * 5..(j + 1) * 5]
+                .iter()
+                .map(|v| v * v)
+                .sum::<f64>()
+                .sqrt();
             assert!((norm - 1e-3).abs() < 1e-15);
         }
         assert_eq!(&w[..20], &w[20..]);
@@ -173,7 +195,10 @@ mod tests {
 
     #[test]
     fn bad_width_and_scale_are_rejected() {
-        let mut cfg = TwoLayerConfig { width: 7, ..Default::default() };
+        let mut cfg = TwoLayerConfig {
+            width: 7,
+            ..Default::default()
+        };
         assert_eq!(cfg.validate(), Err(ModelError::Width(7)));
         cfg.width = 0;
         assert!(cfg.validate().is_err());

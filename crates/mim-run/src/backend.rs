@@ -42,7 +42,9 @@ impl FromStr for Backend {
             "flex" => Ok(Backend::Flex),
             "ndarray" => Ok(Backend::Ndarray),
             "wgpu" => Ok(Backend::Wgpu),
-            _ => Err(format!("unknown backend `{s}` (expected flex, ndarray or wgpu)")),
+            _ => Err(format!(
+                "unknown backend `{s}` (expected flex, ndarray or wgpu)"
+            )),
         }
     }
 }
@@ -51,7 +53,9 @@ impl FromStr for Backend {
 /// first call in a process has an effect.
 pub fn set_threads(threads: usize) {
     if threads > 0 {
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global();
     }
 }
 
@@ -81,7 +85,9 @@ fn open_wgpu() -> Result<Device, String> {
     std::panic::set_hook(hook);
     match probe {
         Ok((device, v)) if v == [3.0] => Ok(device),
-        Ok((_, v)) => Err(format!("backend wgpu: the device computed 1 + 2 = {v:?}; refusing to use it")),
+        Ok((_, v)) => Err(format!(
+            "backend wgpu: the device computed 1 + 2 = {v:?}; refusing to use it"
+        )),
         Err(payload) => {
             let msg = payload
                 .downcast_ref::<String>()

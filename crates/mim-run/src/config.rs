@@ -60,19 +60,30 @@ impl Default for DataConfig {
 /// Default multiple of d for n1 and n2.
 pub const DEFAULT_ALPHA: f64 = 16.0;
 
-fn resolve_size(name: &str, n: Option<usize>, alpha: Option<f64>, d: usize) -> Result<usize, String> {
+fn resolve_size(
+    name: &str,
+    n: Option<usize>,
+    alpha: Option<f64>,
+    d: usize,
+) -> Result<usize, String> {
     match (n, alpha) {
-        (Some(_), Some(_)) => Err(format!("data.n{name} and data.alpha{name} are both given: give one")),
+        (Some(_), Some(_)) => Err(format!(
+            "data.n{name} and data.alpha{name} are both given: give one"
+        )),
         (Some(0), None) => Err(format!("data.n{name} = 0: need at least one sample")),
         (Some(n), None) => Ok(n),
         (None, a) => {
             let a = a.unwrap_or(DEFAULT_ALPHA);
             if !(a.is_finite() && a > 0.0) {
-                return Err(format!("data.alpha{name} = {a}: must be positive and finite"));
+                return Err(format!(
+                    "data.alpha{name} = {a}: must be positive and finite"
+                ));
             }
             let n = (a * d as f64).round();
-            if n < 1.0 || n > 1e10 {
-                return Err(format!("data.alpha{name} = {a}: gives n{name} = {n} samples"));
+            if !(1.0..=1e10).contains(&n) {
+                return Err(format!(
+                    "data.alpha{name} = {a}: gives n{name} = {n} samples"
+                ));
             }
             Ok(n as usize)
         }
@@ -89,7 +100,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { power_iteration: true }
+        Self {
+            power_iteration: true,
+        }
     }
 }
 
@@ -164,9 +177,14 @@ fn one_line(s: &str) -> String {
 /// Parses TOML text into a table, with a one-line error naming the file and line.
 pub fn parse_toml(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
     text.parse::<toml::Table>().map_err(|e| {
-        let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
         let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
-        ConfigError(format!("{origin}: malformed TOML{at}: {}", one_line(e.message())))
+        ConfigError(format!(
+            "{origin}: malformed TOML{at}: {}",
+            one_line(e.message())
+        ))
     })
 }
 
@@ -184,7 +202,9 @@ const ALTERNATIVES: [(&str, &str); 2] = [("data.n1", "data.alpha1"), ("data.n2",
 /// (so `--set data.link=h4(z1)+h4(z2)` needs no quotes).
 fn parse_value(text: &str) -> toml::Value {
     match format!("v = {text}").parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(text.into())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(text.into())),
         Err(_) => toml::Value::String(text.into()),
     }
 }
@@ -197,10 +217,18 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), C
     let key = key.trim();
     let parts: Vec<&str> = key.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
-        return Err(ConfigError(format!("--set {assignment}: malformed key `{key}`")));
+        return Err(ConfigError(format!(
+            "--set {assignment}: malformed key `{key}`"
+        )));
     }
     for (a, b) in ALTERNATIVES {
-        let other = if key == a { Some(b) } else if key == b { Some(a) } else { None };
+        let other = if key == a {
+            Some(b)
+        } else if key == b {
+            Some(a)
+        } else {
+            None
+        };
         if let Some(other) = other {
             let (sec, field) = other.split_once('.').expect("dotted");
             if let Some(toml::Value::Table(t)) = table.get_mut(sec) {
@@ -210,7 +238,9 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), C
     }
     let mut cur = table;
     for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
-        let entry = cur.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = cur
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         cur = match entry {
             toml::Value::Table(t) => t,
             _ => {
@@ -221,7 +251,10 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), C
             }
         };
     }
-    cur.insert(parts[parts.len() - 1].to_string(), parse_value(value.trim()));
+    cur.insert(
+        parts[parts.len() - 1].to_string(),
+        parse_value(value.trim()),
+    );
     Ok(())
 }
 
@@ -232,7 +265,11 @@ impl RunConfig {
         serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = one_line(&e.inner().to_string());
-            ConfigError(if path == "." || path.is_empty() { inner } else { format!("{path}: {inner}") })
+            ConfigError(if path == "." || path.is_empty() {
+                inner
+            } else {
+                format!("{path}: {inner}")
+            })
         })
     }
 
@@ -264,20 +301,33 @@ impl RunConfig {
             return Err(e("data.r = 0: must be at least 1".into()));
         }
         if data.r > data.d {
-            return Err(e(format!("data.r = {} exceeds data.d = {}: U must have orthonormal rows", data.r, data.d)));
+            return Err(e(format!(
+                "data.r = {} exceeds data.d = {}: U must have orthonormal rows",
+                data.r, data.d
+            )));
         }
         if !(data.noise.is_finite() && data.noise >= 0.0) {
-            return Err(e(format!("data.noise = {}: must be ≥ 0 and finite", data.noise)));
+            return Err(e(format!(
+                "data.noise = {}: must be ≥ 0 and finite",
+                data.noise
+            )));
         }
         if data.n_test < 2 {
-            return Err(e(format!("data.n_test = {}: need at least 2 test samples", data.n_test)));
+            return Err(e(format!(
+                "data.n_test = {}: need at least 2 test samples",
+                data.n_test
+            )));
         }
-        let link = Link::parse(&data.link).map_err(|err| e(format!("data.link = \"{}\": {err}", data.link)))?;
-        link.check_indices(data.r).map_err(|err| e(format!("data.link = \"{}\": {err}", data.link)))?;
+        let link = Link::parse(&data.link)
+            .map_err(|err| e(format!("data.link = \"{}\": {err}", data.link)))?;
+        link.check_indices(data.r)
+            .map_err(|err| e(format!("data.link = \"{}\": {err}", data.link)))?;
         let n1 = resolve_size("1", data.n1, data.alpha1, data.d).map_err(e)?;
         let n2 = resolve_size("2", data.n2, data.alpha2, data.d).map_err(e)?;
         if n2 < 3 {
-            return Err(e(format!("data.n2 = {n2}: stage 2 needs at least 3 samples")));
+            return Err(e(format!(
+                "data.n2 = {n2}: stage 2 needs at least 3 samples"
+            )));
         }
         self.model.validate().map_err(|err| e(err.to_string()))?;
         self.stage1.validate().map_err(e)?;
@@ -286,14 +336,20 @@ impl RunConfig {
             return Err(e("dtype = \"f64\" with backend = \"wgpu\": f64 transcendental functions on that path return wrong numbers silently; use dtype = \"f32\" or a CPU backend".into()));
         }
         if self.threads > 1024 {
-            return Err(e(format!("threads = {}: more than 1024 threads is surely a typo", self.threads)));
+            return Err(e(format!(
+                "threads = {}: more than 1024 threads is surely a typo",
+                self.threads
+            )));
         }
         let mut warnings = Vec::new();
         if let Some(w) = self.model.activation.theory_violation() {
             warnings.push(w);
         }
         if n2 < self.model.width && self.stage2.ridge_lambda == mim_train::Auto::Value(0.0) {
-            warnings.push(format!("n2 = {n2} < width = {}: ridge with λ = 0 is singular", self.model.width));
+            warnings.push(format!(
+                "n2 = {n2} < width = {}: ridge with λ = 0 is singular",
+                self.model.width
+            ));
         }
         Ok(ValidConfig {
             config: self.clone(),
@@ -321,7 +377,15 @@ mod tests {
 
     #[test]
     fn overrides_by_dotted_path() {
-        let c = load("seed = 3\n[data]\nd = 50\n", &["stage1.steps=8", "data.link=h4(z1)+h4(z2)", "model.width=64"]).unwrap();
+        let c = load(
+            "seed = 3\n[data]\nd = 50\n",
+            &[
+                "stage1.steps=8",
+                "data.link=h4(z1)+h4(z2)",
+                "model.width=64",
+            ],
+        )
+        .unwrap();
         assert_eq!(c.seed, 3);
         assert_eq!(c.data.d, 50);
         assert_eq!(c.stage1.steps, mim_train::Auto::Value(8));
@@ -336,7 +400,10 @@ mod tests {
         assert!(err.0.contains("data.n1 and data.alpha1"), "{err}");
         let c = load(both, &["data.alpha1=4"]).unwrap().validate().unwrap();
         assert_eq!(c.n1, 400);
-        let c = load("[data]\nalpha2 = 3\n", &["data.n2=77"]).unwrap().validate().unwrap();
+        let c = load("[data]\nalpha2 = 3\n", &["data.n2=77"])
+            .unwrap()
+            .validate()
+            .unwrap();
         assert_eq!(c.n2, 77);
     }
 
@@ -357,12 +424,17 @@ mod tests {
             ("", &["stage1.steps=many"], "stage1.steps"),
         ];
         for (text, sets, field) in cases {
-            let err = load(text, sets).and_then(|c| c.validate().map(|_| ())).unwrap_err();
+            let err = load(text, sets)
+                .and_then(|c| c.validate().map(|_| ()))
+                .unwrap_err();
             assert!(err.0.contains(field), "{sets:?}: {err}");
             assert!(!err.0.contains('\n'), "multi-line: {err}");
         }
         let err = parse_toml("[data\nd = 3", "x.toml").unwrap_err();
-        assert!(err.0.contains("malformed TOML") && !err.0.contains('\n'), "{err}");
+        assert!(
+            err.0.contains("malformed TOML") && !err.0.contains('\n'),
+            "{err}"
+        );
     }
 
     #[test]

@@ -48,16 +48,20 @@ impl Reporter {
             "align {:.3}  cos_min {:.3}{}",
             r.w.alignment_mean,
             r.w.subspace_cos_min,
-            r.power_iteration_cos.map(|c| format!("  power_cos {c:.3}")).unwrap_or_default()
+            r.power_iteration_cos
+                .map(|c| format!("  power_cos {c:.3}"))
+                .unwrap_or_default()
         );
         match &mut self.display {
             Display::Bar(bar) => {
                 let bar = bar.get_or_insert_with(|| {
                     let b = ProgressBar::new(total as u64);
                     b.set_style(
-                        ProgressStyle::with_template("stage1 [{bar:30}] {pos}/{len} {msg} ({elapsed})")
-                            .expect("valid template")
-                            .progress_chars("=> "),
+                        ProgressStyle::with_template(
+                            "stage1 [{bar:30}] {pos}/{len} {msg} ({elapsed})",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
                     );
                     b
                 });

@@ -125,7 +125,10 @@ struct DeviceData {
 }
 
 fn upload(ds: &Dataset, device: &Device, p: Precision) -> DeviceData {
-    DeviceData { x: from_host_2d(&ds.x, ds.n, ds.d, device, p), y: from_host_1d(&ds.y, device, p) }
+    DeviceData {
+        x: from_host_2d(&ds.x, ds.n, ds.d, device, p),
+        y: from_host_1d(&ds.y, device, p),
+    }
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> RunError {
@@ -147,7 +150,11 @@ pub fn train(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunError
     let result = train_inner(valid, opts);
     if let Err(e) = &result {
         if !matches!(e, RunError::Config(_) | RunError::Device(_)) && opts.out_dir.is_dir() {
-            let failed = FailedSummary { version: env!("CARGO_PKG_VERSION"), status: "failed", error: e.to_string() };
+            let failed = FailedSummary {
+                version: env!("CARGO_PKG_VERSION"),
+                status: "failed",
+                error: e.to_string(),
+            };
             let _ = write_json_atomic(&opts.out_dir.join("summary.json"), &failed);
         }
     }
@@ -176,14 +183,33 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
     }
 
     // Data: U and the three datasets, drawn on the host from the seed.
-    let target = Target::new(d, r, valid.link.clone(), cfg.data.noise, cfg.data.normalize, derive_seed(cfg.seed, Purpose::Target))
-        .map_err(|e| RunError::Config(ConfigError(e.to_string())))?;
+    let target = Target::new(
+        d,
+        r,
+        valid.link.clone(),
+        cfg.data.noise,
+        cfg.data.normalize,
+        derive_seed(cfg.seed, Purpose::Target),
+    )
+    .map_err(|e| RunError::Config(ConfigError(e.to_string())))?;
     let data_seed = derive_seed(cfg.seed, Purpose::Data);
     let d1 = target.sample(Split::Stage1, valid.n1, data_seed);
-    let d2 = upload(&target.sample(Split::Stage2, valid.n2, data_seed), &device, p);
-    let test = upload(&target.sample(Split::Test, cfg.data.n_test, data_seed), &device, p);
+    let d2 = upload(
+        &target.sample(Split::Stage2, valid.n2, data_seed),
+        &device,
+        p,
+    );
+    let test = upload(
+        &target.sample(Split::Test, cfg.data.n_test, data_seed),
+        &device,
+        p,
+    );
     let mean_y1 = d1.y.iter().sum::<f64>() / d1.n as f64;
-    let y1: Vec<f64> = if cfg.stage1.center_labels { d1.y.iter().map(|y| y - mean_y1).collect() } else { d1.y.clone() };
+    let y1: Vec<f64> = if cfg.stage1.center_labels {
+        d1.y.iter().map(|y| y - mean_y1).collect()
+    } else {
+        d1.y.clone()
+    };
     let x1 = from_host_2d(&d1.x, d1.n, d, &device, p);
     let y1_t = from_host_1d(&y1, &device, p);
 
@@ -204,23 +230,54 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
     };
     let power = cfg.metrics.power_iteration.then(|| {
         let t: Vec<f64> = y1.iter().map(|&y| loss.label_transform(y)).collect();
-        PowerIteration::new(x1.clone(), from_host_1d(&t, &device, p), model.a.val().detach(), model.w.val().detach(), params.lr, params.weight_decay)
+        PowerIteration::new(
+            x1.clone(),
+            from_host_1d(&t, &device, p),
+            model.a.val().detach(),
+            model.w.val().detach(),
+            params.lr,
+            params.weight_decay,
+        )
     });
     let t1 = Instant::now();
-    let mut tracker = Stage1Tracker { u: &target.u, r, d, power, reporter: &mut reporter, start: t1, last: None };
+    let mut tracker = Stage1Tracker {
+        u: &target.u,
+        r,
+        d,
+        power,
+        reporter: &mut reporter,
+        start: t1,
+        last: None,
+    };
     let model = run_stage1(model, &x1, &y1_t, &params, &mut tracker)?;
-    let power_iteration_cos = tracker.last.as_ref().and_then(|rec| rec.power_iteration_cos);
+    let power_iteration_cos = tracker
+        .last
+        .as_ref()
+        .and_then(|rec| rec.power_iteration_cos);
     let stage1_seconds = t1.elapsed().as_secs_f64();
     drop((x1, y1_t));
 
     // Stage 2.
     let t2 = Instant::now();
-    let (model, report) = run_stage2(model, &d2.x, &d2.y, &cfg.stage2, derive_seed(cfg.seed, Purpose::Bias), p)?;
+    let (model, report) = run_stage2(
+        model,
+        &d2.x,
+        &d2.y,
+        &cfg.stage2,
+        derive_seed(cfg.seed, Purpose::Bias),
+        p,
+    )?;
     let stage2_seconds = t2.elapsed().as_secs_f64();
     let f_test = to_host(model.forward(test.x.clone()).detach());
     let test_mse = normalized_mse(&f_test, &to_host(test.y.clone()));
     if !test_mse.is_finite() {
-        return Err(TrainError::Diverged { stage: "stage2", step: 0, quantity: "test_mse".into(), value: test_mse }.into());
+        return Err(TrainError::Diverged {
+            stage: "stage2",
+            step: 0,
+            quantity: "test_mse".into(),
+            value: test_mse,
+        }
+        .into());
     }
     reporter
         .record(&serde_json::json!({
@@ -230,8 +287,11 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
         .map_err(|e| io_err("writing", &out.join("metrics.jsonl"), e))?;
 
     let w = to_host(model.w.val());
-    let wm = w_metrics(&w, cfg.model.width, &target.u, r, d)
-        .map_err(|e| TrainError::Numerical { stage: "metrics", message: e })?;
+    let wm =
+        w_metrics(&w, cfg.model.width, &target.u, r, d).map_err(|e| TrainError::Numerical {
+            stage: "metrics",
+            message: e,
+        })?;
     save_model(&model, &out.join("model.bpk"))?;
     let summary = Summary {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -263,6 +323,7 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
     reporter
         .record(&serde_json::json!({"stage": "final", "summary": &summary}))
         .map_err(|e| io_err("writing", &out.join("metrics.jsonl"), e))?;
-    write_json_atomic(&out.join("summary.json"), &summary).map_err(|e| io_err("writing", &out.join("summary.json"), e))?;
+    write_json_atomic(&out.join("summary.json"), &summary)
+        .map_err(|e| io_err("writing", &out.join("summary.json"), e))?;
     Ok(summary)
 }

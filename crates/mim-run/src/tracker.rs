@@ -2,7 +2,9 @@
 //! and hands one record per step to the [`Reporter`].
 
 use crate::progress::Reporter;
-use mim_metrics::{alignment, overlaps, subspace_cosines, AlignmentSummary, PowerIteration, RowMajor};
+use mim_metrics::{
+    alignment, overlaps, subspace_cosines, AlignmentSummary, PowerIteration, RowMajor,
+};
 use mim_model::to_host;
 use mim_train::{Observer, Stage1State, TrainError};
 use serde::{Deserialize, Serialize};
@@ -33,7 +35,11 @@ pub struct WMetrics {
 /// Computes [`WMetrics`] for W (m×d) and U (r×d), row-major.
 pub fn w_metrics(w: &[f64], m: usize, u: &[f64], r: usize, d: usize) -> Result<WMetrics, String> {
     let (w, u) = (RowMajor::new(w, m, d), RowMajor::new(u, r, d));
-    let AlignmentSummary { alignment_mean, alignment_median, frac_aligned_0_9 } = alignment(w, u);
+    let AlignmentSummary {
+        alignment_mean,
+        alignment_median,
+        frac_aligned_0_9,
+    } = alignment(w, u);
     let subspace_cos = subspace_cosines(w, u)?;
     let o = overlaps(w, u)?;
     Ok(WMetrics {
@@ -94,8 +100,11 @@ impl Observer for Stage1Tracker<'_> {
     fn stage1_step(&mut self, s: &Stage1State<'_>) -> Result<(), TrainError> {
         let m = s.w.dims()[0];
         let w = to_host(s.w.clone());
-        let metrics = w_metrics(&w, m, self.u, self.r, self.d)
-            .map_err(|e| TrainError::Numerical { stage: "stage1", message: format!("metrics at step {}: {e}", s.step) })?;
+        let metrics =
+            w_metrics(&w, m, self.u, self.r, self.d).map_err(|e| TrainError::Numerical {
+                stage: "stage1",
+                message: format!("metrics at step {}: {e}", s.step),
+            })?;
         let power_iteration_cos = match self.power.as_mut() {
             Some(p) => {
                 if s.step > 0 {

@@ -44,23 +44,34 @@ fn raw_number(raw: &Raw) -> Option<f64> {
 
 impl<'de> Deserialize<'de> for Auto<usize> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Raw::deserialize(d).map_err(|_| de::Error::custom("expected an integer ≥ 0 or \"auto\""))? {
+        match Raw::deserialize(d)
+            .map_err(|_| de::Error::custom("expected an integer ≥ 0 or \"auto\""))?
+        {
             Raw::Str(s) if s == "auto" => Ok(Auto::Auto),
             Raw::Int(i) if i >= 0 => Ok(Auto::Value(i as usize)),
-            Raw::Int(i) => Err(de::Error::custom(format!("{i} is negative; expected an integer ≥ 0 or \"auto\""))),
-            Raw::Float(f) => Err(de::Error::custom(format!("{f} is not an integer; expected an integer ≥ 0 or \"auto\""))),
-            Raw::Str(s) => Err(de::Error::custom(format!("\"{s}\": expected an integer ≥ 0 or \"auto\""))),
+            Raw::Int(i) => Err(de::Error::custom(format!(
+                "{i} is negative; expected an integer ≥ 0 or \"auto\""
+            ))),
+            Raw::Float(f) => Err(de::Error::custom(format!(
+                "{f} is not an integer; expected an integer ≥ 0 or \"auto\""
+            ))),
+            Raw::Str(s) => Err(de::Error::custom(format!(
+                "\"{s}\": expected an integer ≥ 0 or \"auto\""
+            ))),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for Auto<f64> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Raw::deserialize(d).map_err(|_| de::Error::custom("expected a number or \"auto\""))?;
+        let raw =
+            Raw::deserialize(d).map_err(|_| de::Error::custom("expected a number or \"auto\""))?;
         match (&raw, raw_number(&raw)) {
             (Raw::Str(s), _) if s == "auto" => Ok(Auto::Auto),
             (_, Some(v)) => Ok(Auto::Value(v)),
-            (Raw::Str(s), _) => Err(de::Error::custom(format!("\"{s}\": expected a number or \"auto\""))),
+            (Raw::Str(s), _) => Err(de::Error::custom(format!(
+                "\"{s}\": expected a number or \"auto\""
+            ))),
             _ => unreachable!("numbers handled above"),
         }
     }
@@ -77,11 +88,14 @@ impl<T: Serialize> Serialize for Auto<T> {
 
 impl<'de> Deserialize<'de> for WeightDecay {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Raw::deserialize(d).map_err(|_| de::Error::custom("expected a number or \"inverse_lr\""))?;
+        let raw = Raw::deserialize(d)
+            .map_err(|_| de::Error::custom("expected a number or \"inverse_lr\""))?;
         match (&raw, raw_number(&raw)) {
             (Raw::Str(s), _) if s == "inverse_lr" => Ok(WeightDecay::InverseLr),
             (_, Some(v)) => Ok(WeightDecay::Value(v)),
-            (Raw::Str(s), _) => Err(de::Error::custom(format!("\"{s}\": expected a number or \"inverse_lr\""))),
+            (Raw::Str(s), _) => Err(de::Error::custom(format!(
+                "\"{s}\": expected a number or \"inverse_lr\""
+            ))),
             _ => unreachable!("numbers handled above"),
         }
     }
@@ -209,8 +223,12 @@ impl Stage1Config {
     pub fn loss(&self) -> Loss {
         match self.loss {
             LossName::Square => Loss::Square,
-            LossName::Huber => Loss::Huber { delta: self.huber_delta },
-            LossName::L1 => Loss::L1 { smoothing: self.l1_smoothing },
+            LossName::Huber => Loss::Huber {
+                delta: self.huber_delta,
+            },
+            LossName::L1 => Loss::L1 {
+                smoothing: self.l1_smoothing,
+            },
         }
     }
 
@@ -222,12 +240,16 @@ impl Stage1Config {
         positive("stage1.l1_smoothing", self.l1_smoothing)?;
         if let WeightDecay::Value(b) = self.weight_decay {
             if !(b.is_finite() && b >= 0.0) {
-                return Err(format!("stage1.weight_decay = {b}: must be ≥ 0 and finite, or \"inverse_lr\""));
+                return Err(format!(
+                    "stage1.weight_decay = {b}: must be ≥ 0 and finite, or \"inverse_lr\""
+                ));
             }
         }
         if let Auto::Value(t) = self.steps {
             if t > 100_000 {
-                return Err(format!("stage1.steps = {t}: more than 100000 steps is surely a typo"));
+                return Err(format!(
+                    "stage1.steps = {t}: more than 100000 steps is surely a typo"
+                ));
             }
         }
         Ok(())
@@ -295,12 +317,17 @@ impl Stage2Config {
     pub fn validate(&self) -> Result<(), String> {
         if let Auto::Value(l) = self.ridge_lambda {
             if !(l.is_finite() && l >= 0.0) {
-                return Err(format!("stage2.ridge_lambda = {l}: must be ≥ 0 and finite, or \"auto\""));
+                return Err(format!(
+                    "stage2.ridge_lambda = {l}: must be ≥ 0 and finite, or \"auto\""
+                ));
             }
         }
         positive("stage2.lr", self.lr)?;
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(format!("stage2.weight_decay = {}: must be ≥ 0 and finite", self.weight_decay));
+            return Err(format!(
+                "stage2.weight_decay = {}: must be ≥ 0 and finite",
+                self.weight_decay
+            ));
         }
         if self.solver == Stage2Solver::Gd && self.steps == 0 {
             return Err("stage2.steps = 0: solver = \"gd\" needs at least one step".into());
@@ -323,9 +350,15 @@ mod tests {
     #[test]
     fn keywords_and_numbers() {
         let t: T = toml::from_str("steps = \"auto\"\nwd = \"inverse_lr\"\nlam = 1").unwrap();
-        assert_eq!((t.steps, t.wd, t.lam), (Auto::Auto, WeightDecay::InverseLr, Auto::Value(1.0)));
+        assert_eq!(
+            (t.steps, t.wd, t.lam),
+            (Auto::Auto, WeightDecay::InverseLr, Auto::Value(1.0))
+        );
         let t: T = toml::from_str("steps = 8\nwd = 0.5\nlam = \"auto\"").unwrap();
-        assert_eq!((t.steps, t.wd, t.lam), (Auto::Value(8), WeightDecay::Value(0.5), Auto::Auto));
+        assert_eq!(
+            (t.steps, t.wd, t.lam),
+            (Auto::Value(8), WeightDecay::Value(0.5), Auto::Auto)
+        );
         assert!(toml::from_str::<T>("steps = -1\nwd = 0\nlam = 0").is_err());
         assert!(toml::from_str::<T>("steps = 1.5\nwd = 0\nlam = 0").is_err());
         assert!(toml::from_str::<T>("steps = 1\nwd = \"big\"\nlam = 0").is_err());
@@ -336,14 +369,27 @@ mod tests {
         let c = Stage1Config::default();
         // ⌈2·√ln 200⌉ = ⌈2·2.302⌉ = 5
         assert_eq!(c.resolved_steps(200), 5);
-        assert_eq!(Stage1Config { steps: Auto::Value(3), ..c }.resolved_steps(200), 3);
+        assert_eq!(
+            Stage1Config {
+                steps: Auto::Value(3),
+                ..c
+            }
+            .resolved_steps(200),
+            3
+        );
     }
 
     #[test]
     fn validation_names_fields() {
-        let c = Stage1Config { lr: f64::NAN, ..Default::default() };
+        let c = Stage1Config {
+            lr: f64::NAN,
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().starts_with("stage1.lr"));
-        let c = Stage2Config { ridge_lambda: Auto::Value(-1.0), ..Default::default() };
+        let c = Stage2Config {
+            ridge_lambda: Auto::Value(-1.0),
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().starts_with("stage2.ridge_lambda"));
     }
 }

@@ -33,9 +33,11 @@ impl Loss {
                 let c = r.clone().clamp(-delta, delta);
                 c.clone() * (r - c.mul_scalar(0.5))
             }
-            Loss::L1 { smoothing } => {
-                r.square().add_scalar(smoothing * smoothing).sqrt().sub_scalar(smoothing)
-            }
+            Loss::L1 { smoothing } => r
+                .square()
+                .add_scalar(smoothing * smoothing)
+                .sqrt()
+                .sub_scalar(smoothing),
         }
     }
 
@@ -85,7 +87,11 @@ mod tests {
     fn derivative_matches_value() {
         let dev = Device::flex();
         let rs: Vec<f64> = (-30..=30).map(|i| i as f64 * 0.173).collect();
-        for loss in [Loss::Square, Loss::Huber { delta: 1.0 }, Loss::L1 { smoothing: 0.1 }] {
+        for loss in [
+            Loss::Square,
+            Loss::Huber { delta: 1.0 },
+            Loss::L1 { smoothing: 0.1 },
+        ] {
             let h = 1e-6;
             let v = |off: f64| {
                 let r: Vec<f64> = rs.iter().map(|r| r + off).collect();
@@ -95,7 +101,12 @@ mod tests {
             let d = to_host(loss.derivative(from_host_1d(&rs, &dev, Precision::F64)));
             for k in 0..rs.len() {
                 let fd = (vp[k] - vm[k]) / (2.0 * h);
-                assert!((fd - d[k]).abs() < 1e-6, "{loss:?} at r={}: {fd} vs {}", rs[k], d[k]);
+                assert!(
+                    (fd - d[k]).abs() < 1e-6,
+                    "{loss:?} at r={}: {fd} vs {}",
+                    rs[k],
+                    d[k]
+                );
                 assert!((d[k] - loss.scalar_derivative(rs[k], 0.0)).abs() < 1e-12);
             }
         }

@@ -38,11 +38,19 @@ pub fn normalize_rows(w: Tensor<2>, norm: f64) -> Tensor<2> {
 
 /// The closed-form gradient (paper §3), X: n×d, y: n → m×d:
 /// G = (1/n) [ℓ'(f(X), y) 1ᵀ ⊙ σ'(X Wᵀ + 1bᵀ) ⊙ 1 aᵀ]ᵀ X.
-pub fn closed_form_gradient(model: &TwoLayer, x: &Tensor<2>, y: &Tensor<1>, loss: &Loss) -> Tensor<2> {
+pub fn closed_form_gradient(
+    model: &TwoLayer,
+    x: &Tensor<2>,
+    y: &Tensor<1>,
+    loss: &Loss,
+) -> Tensor<2> {
     let n = x.dims()[0] as f64;
     let z = model.preactivation(x.clone());
     let phi = model.activation.apply(z.clone());
-    let f = phi.matmul(model.a.val().unsqueeze_dim::<2>(1)).squeeze_dim::<1>(1) + model.c.val();
+    let f = phi
+        .matmul(model.a.val().unsqueeze_dim::<2>(1))
+        .squeeze_dim::<1>(1)
+        + model.c.val();
     let dl = loss.derivative(f - y.clone());
     let s = model.activation.derivative(z)
         * dl.unsqueeze_dim::<2>(1)
@@ -52,7 +60,12 @@ pub fn closed_form_gradient(model: &TwoLayer, x: &Tensor<2>, y: &Tensor<1>, loss
 
 /// ∇_W L̂ by Burn autodiff, with a, b and c frozen (`Param::set_require_grad(false)`).
 /// Returns (gradient, L̂).
-pub fn autodiff_gradient(model: &TwoLayer, x: &Tensor<2>, y: &Tensor<1>, loss: &Loss) -> (Tensor<2>, Tensor<1>) {
+pub fn autodiff_gradient(
+    model: &TwoLayer,
+    x: &Tensor<2>,
+    y: &Tensor<1>,
+    loss: &Loss,
+) -> (Tensor<2>, Tensor<1>) {
     let l = loss.mean(model.forward(x.clone()), y.clone());
     let grads = l.backward();
     let g = model
@@ -82,7 +95,13 @@ pub fn run_stage1(
     model.c = model.c.set_require_grad(false);
     model.w = model.w.map(|w| w.detach().require_grad());
     let w0 = model.w.val().detach();
-    observer.stage1_step(&Stage1State { step: 0, total: params.steps, w: &w0, loss: f64::NAN, grad_norm: f64::NAN })?;
+    observer.stage1_step(&Stage1State {
+        step: 0,
+        total: params.steps,
+        w: &w0,
+        loss: f64::NAN,
+        grad_norm: f64::NAN,
+    })?;
 
     for step in 1..=params.steps {
         let (g, l) = match params.gradient {
@@ -97,10 +116,20 @@ pub fn run_stage1(
         let grad_norm = scalar(g.clone().square().sum()).sqrt();
         for (quantity, value) in [("loss", loss), ("‖∇W‖", grad_norm)] {
             if !value.is_finite() {
-                return Err(TrainError::Diverged { stage: "stage1", step, quantity: quantity.into(), value });
+                return Err(TrainError::Diverged {
+                    stage: "stage1",
+                    step,
+                    quantity: quantity.into(),
+                    value,
+                });
             }
         }
-        let (eta, beta, eps0, mode) = (params.lr, params.weight_decay, params.init_scale, params.mode);
+        let (eta, beta, eps0, mode) = (
+            params.lr,
+            params.weight_decay,
+            params.init_scale,
+            params.mode,
+        );
         model.w = model.w.map(|w| {
             let w = w.detach();
             let mut next = w.clone() - (g + w.mul_scalar(beta)).mul_scalar(eta);
@@ -112,12 +141,25 @@ pub fn run_stage1(
         let w = model.w.val().detach();
         let w_max = scalar(w.clone().abs().max());
         if !w_max.is_finite() || w_max > 1e12 {
-            return Err(TrainError::Diverged { stage: "stage1", step, quantity: "max|W|".into(), value: w_max });
+            return Err(TrainError::Diverged {
+                stage: "stage1",
+                step,
+                quantity: "max|W|".into(),
+                value: w_max,
+            });
         }
-        observer.stage1_step(&Stage1State { step, total: params.steps, w: &w, loss, grad_norm })?;
+        observer.stage1_step(&Stage1State {
+            step,
+            total: params.steps,
+            w: &w,
+            loss,
+            grad_norm,
+        })?;
     }
     if params.mode == Mode::Normalized {
-        model.w = model.w.map(|w| normalize_rows(w.detach(), 1.0).detach().require_grad());
+        model.w = model
+            .w
+            .map(|w| normalize_rows(w.detach(), 1.0).detach().require_grad());
     }
     Ok(model)
 }
@@ -128,17 +170,27 @@ mod tests {
     use crate::observer::NoObserver;
     use burn::module::Param;
     use burn::tensor::Device;
-    use mim_model::{from_host_1d, from_host_2d, standard_normals, to_host, Activation, Precision, TwoLayerConfig};
+    use mim_model::{
+        from_host_1d, from_host_2d, standard_normals, to_host, Activation, Precision,
+        TwoLayerConfig,
+    };
 
     fn gaussian(n: usize, seed: u64, scale: f64) -> Vec<f64> {
-        standard_normals(n, seed).into_iter().map(|v| scale * v).collect()
+        standard_normals(n, seed)
+            .into_iter()
+            .map(|v| scale * v)
+            .collect()
     }
 
     /// A model with perturbed W and random b, a, c so that no term of the gradient vanishes.
     fn perturbed(act: Activation, d: usize, m: usize, dev: &Device, p: Precision) -> TwoLayer {
-        let mut model = TwoLayerConfig { width: m, activation: act, init_scale: 0.5 }
-            .symmetric_init(d, 1, dev, p)
-            .unwrap();
+        let mut model = TwoLayerConfig {
+            width: m,
+            activation: act,
+            init_scale: 0.5,
+        }
+        .symmetric_init(d, 1, dev, p)
+        .unwrap();
         model.w = Param::from_tensor(from_host_2d(&gaussian(m * d, 2, 0.3), m, d, dev, p));
         model.b = Param::from_tensor(from_host_1d(&gaussian(m, 3, 0.5), dev, p));
         model.a = Param::from_tensor(from_host_1d(&gaussian(m, 4, 1.0), dev, p));
@@ -156,7 +208,11 @@ mod tests {
             let x = from_host_2d(&gaussian(n * d, 5, 1.0), n, d, &dev, p);
             let y = from_host_1d(&gaussian(n, 6, 1.5), &dev, p);
             for act in Activation::ALL {
-                for loss in [Loss::Square, Loss::Huber { delta: 0.7 }, Loss::L1 { smoothing: 0.2 }] {
+                for loss in [
+                    Loss::Square,
+                    Loss::Huber { delta: 0.7 },
+                    Loss::L1 { smoothing: 0.2 },
+                ] {
                     let mut model = perturbed(act, d, m, &dev, p);
                     model.a = model.a.set_require_grad(false);
                     model.b = model.b.set_require_grad(false);
@@ -165,10 +221,16 @@ mod tests {
                     let gc = closed_form_gradient(&model, &x, &y, &loss);
                     let (ga, gc) = (to_host(ga), to_host(gc));
                     let scale = gc.iter().fold(0.0f64, |s, v| s.max(v.abs()));
-                    let diff = ga.iter().zip(&gc).fold(0.0f64, |s, (a, b)| s.max((a - b).abs()));
+                    let diff = ga
+                        .iter()
+                        .zip(&gc)
+                        .fold(0.0f64, |s, (a, b)| s.max((a - b).abs()));
                     let tol = if p == Precision::F64 { 1e-12 } else { 1e-5 } * scale.max(1e-3);
                     assert!(scale > 1e-3, "degenerate test: gradient ≈ 0");
-                    assert!(diff <= tol, "{act} {loss:?} {p:?}: |Δ| = {diff}, max|G| = {scale}");
+                    assert!(
+                        diff <= tol,
+                        "{act} {loss:?} {p:?}: |Δ| = {diff}, max|G| = {scale}"
+                    );
                 }
             }
         }
@@ -183,7 +245,11 @@ mod tests {
         let x = from_host_2d(&gaussian(n * d, 5, 1.0), n, d, &dev, p);
         let y = from_host_1d(&gaussian(n, 6, 1.0), &dev, p);
         let model = perturbed(Activation::Logcosh, d, m, &dev, p);
-        let (a0, b0, w0) = (to_host(model.a.val()), to_host(model.b.val()), to_host(model.w.val()));
+        let (a0, b0, w0) = (
+            to_host(model.a.val()),
+            to_host(model.b.val()),
+            to_host(model.w.val()),
+        );
         let params = Stage1Params {
             steps: 3,
             lr: 0.5,
@@ -220,7 +286,12 @@ mod tests {
             gradient: Gradient::Autodiff,
             init_scale: 1.0,
         };
-        let w1 = to_host(run_stage1(model, &x, &y, &params, &mut NoObserver).unwrap().w.val());
+        let w1 = to_host(
+            run_stage1(model, &x, &y, &params, &mut NoObserver)
+                .unwrap()
+                .w
+                .val(),
+        );
         for k in 0..w0.len() {
             let want = w0[k] - 0.3 * (g[k] + 0.2 * w0[k]);
             assert!((w1[k] - want).abs() < 1e-12);
@@ -235,9 +306,13 @@ mod tests {
         let p = Precision::F64;
         let x = from_host_2d(&gaussian(n * d, 1, 1.0), n, d, &dev, p);
         let y = from_host_1d(&gaussian(n, 2, 1.0), &dev, p);
-        let model = TwoLayerConfig { width: m, activation: Activation::Logcosh, init_scale: 1e-3 }
-            .symmetric_init(d, 0, &dev, p)
-            .unwrap();
+        let model = TwoLayerConfig {
+            width: m,
+            activation: Activation::Logcosh,
+            init_scale: 1e-3,
+        }
+        .symmetric_init(d, 0, &dev, p)
+        .unwrap();
         let mut params = Stage1Params {
             steps: 2,
             lr: 1.0,
@@ -247,19 +322,42 @@ mod tests {
             gradient: Gradient::ClosedForm,
             init_scale: 1e-3,
         };
-        let w = to_host(run_stage1(model, &x, &y, &params, &mut NoObserver).unwrap().w.val());
+        let w = to_host(
+            run_stage1(model, &x, &y, &params, &mut NoObserver)
+                .unwrap()
+                .w
+                .val(),
+        );
         for j in 0..m {
-            let norm = w[j * d..(j + 1) * d].iter().map(|v| v * v).sum::<f64>().sqrt();
+            let norm = w[j * d..(j + 1) * d]
+                .iter()
+                .map(|v| v * v)
+                .sum::<f64>()
+                .sqrt();
             assert!((norm - 1.0).abs() < 1e-12);
         }
         let mut bad = gaussian(n, 2, 1.0);
         bad[3] = f64::NAN;
         let y = from_host_1d(&bad, &dev, p);
-        let model = TwoLayerConfig { width: m, activation: Activation::Logcosh, init_scale: 1e-3 }
-            .symmetric_init(d, 0, &dev, p)
-            .unwrap();
+        let model = TwoLayerConfig {
+            width: m,
+            activation: Activation::Logcosh,
+            init_scale: 1e-3,
+        }
+        .symmetric_init(d, 0, &dev, p)
+        .unwrap();
         params.gradient = Gradient::Autodiff;
         let err = run_stage1(model, &x, &y, &params, &mut NoObserver).unwrap_err();
-        assert!(matches!(err, TrainError::Diverged { stage: "stage1", step: 1, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                TrainError::Diverged {
+                    stage: "stage1",
+                    step: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -30,7 +30,9 @@ pub struct Stage2Report {
 
 /// The λ grid of `ridge_lambda = "auto"`: 10^{−6}, 10^{−5.5}, …, 10^{3}.
 pub fn lambda_grid() -> Vec<f64> {
-    (0..=18).map(|k| 10f64.powf(-6.0 + 0.5 * k as f64)).collect()
+    (0..=18)
+        .map(|k| 10f64.powf(-6.0 + 0.5 * k as f64))
+        .collect()
 }
 
 /// Standardised normal equations of one block of rows.
@@ -54,17 +56,32 @@ fn normal_equations(phi: &Tensor<2>, y: &Tensor<1>) -> Normal {
     let ybar = to_host(y.clone().mean())[0];
     let yc = y.clone().sub_scalar(ybar);
     let c = to_host(phic.clone().transpose().matmul(phic.clone()).div_scalar(nf));
-    let r0 = to_host(phic.transpose().matmul(yc.unsqueeze_dim::<2>(1)).div_scalar(nf));
+    let r0 = to_host(
+        phic.transpose()
+            .matmul(yc.unsqueeze_dim::<2>(1))
+            .div_scalar(nf),
+    );
     let mu = to_host(mu_t);
     let s: Vec<f64> = (0..m)
         .map(|i| {
             let v = c[i * m + i].max(0.0).sqrt();
-            if v > 1e-10 { v } else { 1.0 }
+            if v > 1e-10 {
+                v
+            } else {
+                1.0
+            }
         })
         .collect();
     let cs = (0..m * m).map(|k| c[k] / (s[k / m] * s[k % m])).collect();
     let r = (0..m).map(|i| r0[i] / s[i]).collect();
-    Normal { m, mu, s, ybar, c: cs, r }
+    Normal {
+        m,
+        mu,
+        s,
+        ybar,
+        c: cs,
+        r,
+    }
 }
 
 fn mat(m: usize, v: &[f64]) -> Mat<f64> {
@@ -89,17 +106,23 @@ fn ridge_solve(ne: &Normal, lambda: f64) -> Result<Vec<f64>, TrainError> {
 
 /// Symmetric eigendecomposition C = Q Λ Qᵀ (eigenvalues ascending).
 fn eigen(ne: &Normal) -> Result<(Vec<f64>, Mat<f64>), TrainError> {
-    let evd = mat(ne.m, &ne.c).self_adjoint_eigen(Side::Lower).map_err(|e| TrainError::Numerical {
-        stage: "stage2",
-        message: format!("eigendecomposition of the feature Gram matrix failed ({e:?})"),
-    })?;
+    let evd = mat(ne.m, &ne.c)
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|e| TrainError::Numerical {
+            stage: "stage2",
+            message: format!("eigendecomposition of the feature Gram matrix failed ({e:?})"),
+        })?;
     let s = evd.S().column_vector();
     let vals = (0..ne.m).map(|i| s[i]).collect();
     Ok((vals, evd.U().to_owned()))
 }
 
 /// Held-out choice of λ: fit on the first 80 % of rows, score on the last 20 %.
-fn choose_lambda(phi: &Tensor<2>, y: &Tensor<1>, precision: Precision) -> Result<(f64, Vec<(f64, f64)>), TrainError> {
+fn choose_lambda(
+    phi: &Tensor<2>,
+    y: &Tensor<1>,
+    precision: Precision,
+) -> Result<(f64, Vec<(f64, f64)>), TrainError> {
     let [n, m] = phi.dims();
     let n_tr = (n * 4) / 5;
     let n_val = n - n_tr;
@@ -109,23 +132,34 @@ fn choose_lambda(phi: &Tensor<2>, y: &Tensor<1>, precision: Precision) -> Result
             message: format!("ridge_lambda = \"auto\" needs at least 3 stage-2 samples, got {n}"),
         });
     }
-    let ne = normal_equations(&phi.clone().narrow(0, 0, n_tr), &y.clone().narrow(0, 0, n_tr));
+    let ne = normal_equations(
+        &phi.clone().narrow(0, 0, n_tr),
+        &y.clone().narrow(0, 0, n_tr),
+    );
     let (vals, q) = eigen(&ne)?;
     // P = (Φ_val − 1μᵀ) diag(1/s) Q, computed on the device: n_val×m.
-    let scaled_q: Vec<f64> = (0..m * m).map(|k| q[(k / m, k % m)] / ne.s[k / m]).collect();
+    let scaled_q: Vec<f64> = (0..m * m)
+        .map(|k| q[(k / m, k % m)] / ne.s[k / m])
+        .collect();
     let device = phi.device();
     let mu = from_host_2d(&ne.mu, 1, m, &device, precision);
     let p = to_host(
-        (phi.clone().narrow(0, n_tr, n_val) - mu).matmul(from_host_2d(&scaled_q, m, m, &device, precision)),
+        (phi.clone().narrow(0, n_tr, n_val) - mu)
+            .matmul(from_host_2d(&scaled_q, m, m, &device, precision)),
     );
     let y_val = to_host(y.clone().narrow(0, n_tr, n_val));
     let y_mean = y_val.iter().sum::<f64>() / n_val as f64;
-    let y_var = (y_val.iter().map(|v| (v - y_mean).powi(2)).sum::<f64>() / n_val as f64).max(1e-300);
+    let y_var =
+        (y_val.iter().map(|v| (v - y_mean).powi(2)).sum::<f64>() / n_val as f64).max(1e-300);
     // Qᵀ r
-    let qtr: Vec<f64> = (0..m).map(|k| (0..m).map(|i| q[(i, k)] * ne.r[i]).sum()).collect();
+    let qtr: Vec<f64> = (0..m)
+        .map(|k| (0..m).map(|i| q[(i, k)] * ne.r[i]).sum())
+        .collect();
     let mut grid = Vec::new();
     for lambda in lambda_grid() {
-        let coef: Vec<f64> = (0..m).map(|k| qtr[k] / (vals[k].max(0.0) + lambda)).collect();
+        let coef: Vec<f64> = (0..m)
+            .map(|k| qtr[k] / (vals[k].max(0.0) + lambda))
+            .collect();
         let mse = (0..n_val)
             .map(|i| {
                 let pred = ne.ybar + (0..m).map(|k| p[i * m + k] * coef[k]).sum::<f64>();
@@ -144,7 +178,12 @@ fn choose_lambda(phi: &Tensor<2>, y: &Tensor<1>, precision: Precision) -> Result
             Some((_, b)) if b <= mse => best,
             _ => Some((l, mse)),
         })
-        .ok_or_else(|| TrainError::Diverged { stage: "stage2", step: 0, quantity: "held-out MSE".into(), value: f64::NAN })?;
+        .ok_or_else(|| TrainError::Diverged {
+            stage: "stage2",
+            step: 0,
+            quantity: "held-out MSE".into(),
+            value: f64::NAN,
+        })?;
     Ok((best.0, grid))
 }
 
@@ -163,7 +202,12 @@ fn gd_solve(ne: &Normal, lambda: f64, lr: f64, steps: usize) -> Result<Vec<f64>,
         beta = &beta - &grad * faer::Scale(eta);
         let norm = beta.norm_l2();
         if !norm.is_finite() {
-            return Err(TrainError::Diverged { stage: "stage2", step, quantity: "‖a‖".into(), value: norm });
+            return Err(TrainError::Diverged {
+                stage: "stage2",
+                step,
+                quantity: "‖a‖".into(),
+                value: norm,
+            });
         }
     }
     Ok((0..m).map(|i| beta[(i, 0)]).collect())
@@ -219,13 +263,25 @@ pub fn run_stage2(
     let a: Vec<f64> = (0..m).map(|j| beta[j] / ne.s[j]).collect();
     let c = ne.ybar - (0..m).map(|j| a[j] * ne.mu[j]).sum::<f64>();
     if let Some(bad) = a.iter().chain([c].iter()).find(|v| !v.is_finite()) {
-        return Err(TrainError::Diverged { stage: "stage2", step: 0, quantity: "readout a".into(), value: *bad });
+        return Err(TrainError::Diverged {
+            stage: "stage2",
+            step: 0,
+            quantity: "readout a".into(),
+            value: *bad,
+        });
     }
     model.a = Param::from_tensor(from_host_1d(&a, &device, precision)).set_require_grad(false);
     model.c = Param::from_tensor(from_host_1d(&[c], &device, precision)).set_require_grad(false);
     let f = to_host(model.forward(x.clone()).detach());
     let train_mse = normalized_mse(&f, &to_host(y));
-    Ok((model, Stage2Report { lambda, lambda_grid, train_mse }))
+    Ok((
+        model,
+        Stage2Report {
+            lambda,
+            lambda_grid,
+            train_mse,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -241,29 +297,45 @@ mod tests {
         let (n, d, m) = (400, 5, 8);
         let dev = Device::flex();
         let p = Precision::F64;
-        let mut model = TwoLayerConfig { width: m, activation: Activation::Logcosh, init_scale: 1.0 }
-            .symmetric_init(d, 1, &dev, p)
-            .unwrap();
+        let mut model = TwoLayerConfig {
+            width: m,
+            activation: Activation::Logcosh,
+            init_scale: 1.0,
+        }
+        .symmetric_init(d, 1, &dev, p)
+        .unwrap();
         model.w = Param::from_tensor(from_host_2d(&gaussian(m * d, 2), m, d, &dev, p));
         let x = from_host_2d(&gaussian(n * d, 3), n, d, &dev, p);
         // Teacher: same W, biases of the "gaussian" draw with seed 7, readout a*, offset 0.3.
         let b = draw_biases(BiasInit::Gaussian, m, 7, vec![]);
         let a_star = gaussian(m, 4);
-        let mut teacher = TwoLayerConfig { width: m, activation: Activation::Logcosh, init_scale: 1.0 }
-            .symmetric_init(d, 1, &dev, p)
-            .unwrap();
+        let mut teacher = TwoLayerConfig {
+            width: m,
+            activation: Activation::Logcosh,
+            init_scale: 1.0,
+        }
+        .symmetric_init(d, 1, &dev, p)
+        .unwrap();
         teacher.w = model.w.clone();
         teacher.b = Param::from_tensor(from_host_1d(&b, &dev, p));
         teacher.a = Param::from_tensor(from_host_1d(&a_star, &dev, p));
         teacher.c = Param::from_tensor(from_host_1d(&[0.3], &dev, p));
         let y = teacher.forward(x.clone());
 
-        let ridge = Stage2Config { ridge_lambda: Auto::Value(1e-10), ..Default::default() };
+        let ridge = Stage2Config {
+            ridge_lambda: Auto::Value(1e-10),
+            ..Default::default()
+        };
         let (fitted, rep) = run_stage2(model.clone(), &x, &y, &ridge, 7, p).unwrap();
         assert!(rep.train_mse < 1e-8, "ridge train mse {}", rep.train_mse);
         let a = to_host(fitted.a.val());
         for j in 0..m {
-            assert!((a[j] - a_star[j]).abs() < 1e-3, "a[{j}] = {} vs {}", a[j], a_star[j]);
+            assert!(
+                (a[j] - a_star[j]).abs() < 1e-3,
+                "a[{j}] = {} vs {}",
+                a[j],
+                a_star[j]
+            );
         }
 
         let auto = Stage2Config::default();
@@ -271,7 +343,13 @@ mod tests {
         assert_eq!(rep.lambda_grid.len(), lambda_grid().len());
         assert!(rep.lambda <= 1e-4, "auto λ = {}", rep.lambda);
 
-        let gd = Stage2Config { solver: Stage2Solver::Gd, steps: 20000, lr: 1.0, weight_decay: 0.0, ..Default::default() };
+        let gd = Stage2Config {
+            solver: Stage2Solver::Gd,
+            steps: 20000,
+            lr: 1.0,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
         let (_, rep) = run_stage2(model, &x, &y, &gd, 7, p).unwrap();
         assert!(rep.train_mse < 0.05, "gd train mse {}", rep.train_mse);
     }
