@@ -306,3 +306,59 @@ fn metrics_jsonl_has_every_step() {
         assert!(r["subspace_cos"].as_array().unwrap().len() == 2);
     }
 }
+
+/// Baselines on identical data and seeds (paper §7.3): one GD step (DLS22) and random
+/// features stay far below layer-wise training with T1 = 8 on h4(z1)+h4(z2) at α = 16.
+#[test]
+fn baselines_trail_layerwise() {
+    let layerwise = train("m-layerwise", "configs/h4h4-huber.toml", &[], &[]);
+    let one_step = train(
+        "m-one-step",
+        "configs/h4h4-huber.toml",
+        &["method=one_step"],
+        &[],
+    );
+    let rf = train(
+        "m-rf",
+        "configs/h4h4-huber.toml",
+        &["method=random_features"],
+        &[],
+    );
+    assert_eq!(one_step["method"], "one_step");
+    assert_eq!(one_step["steps"], 1);
+    assert_eq!(rf["steps"], 0);
+    let lw = num(&layerwise, "alignment_mean");
+    eprintln!(
+        "alignment_mean: layerwise {lw}, one_step {}, random_features {}",
+        one_step["alignment_mean"], rf["alignment_mean"]
+    );
+    assert!(num(&one_step, "alignment_mean") < lw - 0.3);
+    // Random directions: ρ ≈ √(r/d) = 0.1.
+    assert!(num(&rf, "alignment_mean") < 0.15);
+}
+
+/// The joint baseline trains both layers with a Burn optimizer, reports W along the way and
+/// has no stage 2.
+#[test]
+fn joint_baseline_runs() {
+    let sets = [
+        "method=joint",
+        "joint.steps=60",
+        "joint.eval_every=20",
+        "joint.batches=fresh",
+        "data.alpha1=4",
+        "data.n_test=500",
+        "model.width=32",
+    ];
+    let s = train("m-joint", "configs/default.toml", &sets, &[]);
+    assert_eq!(s["method"], "joint");
+    assert!(s["ridge_lambda"].is_null());
+    let text = std::fs::read_to_string(run_dir("m-joint").join("metrics.jsonl")).unwrap();
+    let steps: Vec<i64> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["stage"] == "joint")
+        .map(|r| r["step"].as_i64().unwrap())
+        .collect();
+    assert_eq!(steps, [0, 20, 40, 60]);
+}

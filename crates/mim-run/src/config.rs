@@ -6,7 +6,7 @@
 use crate::backend::Backend;
 use mim_data::Link;
 use mim_model::{Precision, TwoLayerConfig};
-use mim_train::{Stage1Config, Stage2Config};
+use mim_train::{JointConfig, Mode, Stage1Config, Stage1Params, Stage2Config};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -106,12 +106,56 @@ impl Default for MetricsConfig {
     }
 }
 
+/// Which training schedule a run uses (`method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// The layer-wise algorithm: stage 1 then stage 2.
+    #[default]
+    Layerwise,
+    /// DLS22: one stage-1 step with η1 = `one_step.lr_scale`·√d, β1 = 1/η1, the linear part of
+    /// y removed, then stage 2.
+    OneStep,
+    /// Random features: no stage-1 step (rows of W random unit vectors), then stage 2.
+    RandomFeatures,
+    /// Both layers trained together by SGD/Adam (`[joint]`); no stage 2.
+    Joint,
+}
+
+impl Method {
+    /// The config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Layerwise => "layerwise",
+            Method::OneStep => "one_step",
+            Method::RandomFeatures => "random_features",
+            Method::Joint => "joint",
+        }
+    }
+}
+
+/// `[one_step]`: the DLS22 baseline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OneStepConfig {
+    /// η1 = lr_scale·√d.
+    pub lr_scale: f64,
+}
+
+impl Default for OneStepConfig {
+    fn default() -> Self {
+        Self { lr_scale: 1.0 }
+    }
+}
+
 /// The whole run config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
     /// Master seed; every random draw derives from it.
     pub seed: u64,
+    /// Training schedule.
+    pub method: Method,
     /// Compute backend.
     pub backend: Backend,
     /// Float precision (`f64` only on CPU backends).
@@ -126,6 +170,10 @@ pub struct RunConfig {
     pub stage1: Stage1Config,
     /// Stage 2.
     pub stage2: Stage2Config,
+    /// The DLS22 one-step baseline (`method = "one_step"`).
+    pub one_step: OneStepConfig,
+    /// The joint-training baseline (`method = "joint"`).
+    pub joint: JointConfig,
     /// Metrics.
     pub metrics: MetricsConfig,
 }
@@ -134,6 +182,7 @@ impl Default for RunConfig {
     fn default() -> Self {
         Self {
             seed: 0,
+            method: Method::Layerwise,
             backend: Backend::Flex,
             dtype: Precision::F32,
             threads: 0,
@@ -141,6 +190,8 @@ impl Default for RunConfig {
             model: TwoLayerConfig::default(),
             stage1: Stage1Config::default(),
             stage2: Stage2Config::default(),
+            one_step: OneStepConfig::default(),
+            joint: JointConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }
@@ -157,10 +208,10 @@ pub struct ValidConfig {
     pub n1: usize,
     /// n2.
     pub n2: usize,
-    /// T1.
-    pub steps: usize,
-    /// β1.
-    pub weight_decay: f64,
+    /// Stage 1 as it will run (T1, η1, β1, mode after the method's rules).
+    pub stage1: Stage1Params,
+    /// Remove the linear part of the stage-1 labels.
+    pub remove_linear: bool,
     /// Warnings to show (e.g. an activation outside the theory).
     pub warnings: Vec<String>,
 }
@@ -332,6 +383,13 @@ impl RunConfig {
         self.model.validate().map_err(|err| e(err.to_string()))?;
         self.stage1.validate().map_err(e)?;
         self.stage2.validate().map_err(e)?;
+        self.joint.validate().map_err(e)?;
+        if !(self.one_step.lr_scale.is_finite() && self.one_step.lr_scale > 0.0) {
+            return Err(e(format!(
+                "one_step.lr_scale = {}: must be positive and finite",
+                self.one_step.lr_scale
+            )));
+        }
         if self.dtype == Precision::F64 && self.backend == Backend::Wgpu {
             return Err(e("dtype = \"f64\" with backend = \"wgpu\": f64 transcendental functions on that path return wrong numbers silently; use dtype = \"f32\" or a CPU backend".into()));
         }
@@ -351,13 +409,37 @@ impl RunConfig {
                 self.model.width
             ));
         }
+        let s1 = &self.stage1;
+        let mut stage1 = Stage1Params {
+            steps: s1.resolved_steps(data.d),
+            lr: s1.lr,
+            weight_decay: s1.resolved_weight_decay(),
+            loss: s1.loss(),
+            mode: s1.mode,
+            gradient: s1.gradient,
+            init_scale: self.model.init_scale,
+        };
+        let mut remove_linear = s1.remove_linear;
+        match self.method {
+            Method::Layerwise | Method::Joint => {}
+            Method::OneStep => {
+                stage1.steps = 1;
+                stage1.lr = self.one_step.lr_scale * (data.d as f64).sqrt();
+                stage1.weight_decay = 1.0 / stage1.lr;
+                remove_linear = true;
+            }
+            Method::RandomFeatures => {
+                stage1.steps = 0;
+                stage1.mode = Mode::Normalized;
+            }
+        }
         Ok(ValidConfig {
             config: self.clone(),
             link,
             n1,
             n2,
-            steps: self.stage1.resolved_steps(data.d),
-            weight_decay: self.stage1.resolved_weight_decay(),
+            stage1,
+            remove_linear,
             warnings,
         })
     }

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod batches;
 pub mod config;
 pub mod progress;
 pub mod results;
@@ -17,5 +18,5 @@ pub mod seeds;
 pub mod tracker;
 
 pub use backend::Backend;
-pub use config::{ConfigError, RunConfig, ValidConfig};
+pub use config::{ConfigError, Method, RunConfig, ValidConfig};
 pub use run::{train, RunError, RunOptions, Summary};

@@ -1,7 +1,8 @@
-//! `mim train`: config → data → model → stage 1 → stage 2 → metrics → run folder.
+//! `mim train`: config → data → model → stage 1 (or a baseline) → stage 2 → metrics → run folder.
 
 use crate::backend::{open_device, set_threads};
-use crate::config::{ConfigError, ValidConfig};
+use crate::batches::JointBatches;
+use crate::config::{ConfigError, Method, ValidConfig};
 use crate::progress::Reporter;
 use crate::results::{tmp_path, write_atomic, write_json_atomic, JsonlWriter};
 use crate::seeds::{derive_seed, Purpose};
@@ -12,7 +13,7 @@ use mim_data::{Dataset, Split, Target};
 use mim_metrics::PowerIteration;
 use mim_model::{from_host_1d, from_host_2d, to_host, Precision, TwoLayer};
 use mim_train::stage2::normalized_mse;
-use mim_train::{run_stage1, run_stage2, Stage1Params, TrainError};
+use mim_train::{run_joint, run_stage1, run_stage2, TrainError};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -61,6 +62,8 @@ pub struct Summary {
     pub version: String,
     /// `"ok"`.
     pub status: String,
+    /// Training schedule (`layerwise`, `one_step`, `random_features`, `joint`).
+    pub method: String,
     /// Master seed.
     pub seed: u64,
     /// Backend name.
@@ -83,14 +86,14 @@ pub struct Summary {
     pub n2: usize,
     /// Test samples.
     pub n_test: usize,
-    /// T1 as run.
+    /// T1 as run (optimizer steps for `joint`).
     pub steps: usize,
-    /// η1.
+    /// η1 as run (the optimizer's learning rate for `joint`).
     pub lr: f64,
-    /// β1.
+    /// β1 as run (0 for `joint`).
     pub weight_decay: f64,
-    /// λ of the readout.
-    pub ridge_lambda: f64,
+    /// λ of the stage-2 readout (null for `joint`, which has no stage 2).
+    pub ridge_lambda: Option<f64>,
     /// Final first-layer metrics.
     #[serde(flatten)]
     pub w: WMetrics,
@@ -98,7 +101,7 @@ pub struct Summary {
     pub power_iteration_cos: Option<f64>,
     /// mean (f − y)²/Var(y) on the test set.
     pub test_mse: f64,
-    /// mean (f − y)²/Var(y) on D2.
+    /// mean (f − y)²/Var(y) on D2 (on D1 for `joint`).
     pub train_mse: f64,
     /// Wall time of stage 1 (with its per-step metrics).
     pub stage1_seconds: f64,
@@ -161,6 +164,29 @@ pub fn train(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunError
     result
 }
 
+/// Stage-1 labels: centred if asked, then minus the linear part β̂ᵀx (β̂ = (1/n) Σ y_i x_i)
+/// if asked.
+pub fn stage1_labels(ds: &Dataset, center: bool, remove_linear: bool) -> Vec<f64> {
+    let n = ds.n as f64;
+    let mean = ds.y.iter().sum::<f64>() / n;
+    let mut y: Vec<f64> =
+        ds.y.iter()
+            .map(|v| if center { v - mean } else { *v })
+            .collect();
+    if remove_linear {
+        let mut beta = vec![0.0; ds.d];
+        for (i, yi) in y.iter().enumerate() {
+            for (b, x) in beta.iter_mut().zip(ds.row(i)) {
+                *b += yi * x / n;
+            }
+        }
+        for (i, yi) in y.iter_mut().enumerate() {
+            *yi -= ds.row(i).iter().zip(&beta).map(|(x, b)| x * b).sum::<f64>();
+        }
+    }
+    y
+}
+
 fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunError> {
     let t0 = Instant::now();
     let cfg = &valid.config;
@@ -181,6 +207,7 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
     for w in &valid.warnings {
         reporter.message(&format!("warning: {w}"));
     }
+    let record_err = |e| io_err("writing", &out.join("metrics.jsonl"), e);
 
     // Data: U and the three datasets, drawn on the host from the seed.
     let target = Target::new(
@@ -194,79 +221,88 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
     .map_err(|e| RunError::Config(ConfigError(e.to_string())))?;
     let data_seed = derive_seed(cfg.seed, Purpose::Data);
     let d1 = target.sample(Split::Stage1, valid.n1, data_seed);
-    let d2 = upload(
-        &target.sample(Split::Stage2, valid.n2, data_seed),
-        &device,
-        p,
-    );
     let test = upload(
         &target.sample(Split::Test, cfg.data.n_test, data_seed),
         &device,
         p,
     );
-    let mean_y1 = d1.y.iter().sum::<f64>() / d1.n as f64;
-    let y1: Vec<f64> = if cfg.stage1.center_labels {
-        d1.y.iter().map(|y| y - mean_y1).collect()
-    } else {
-        d1.y.clone()
-    };
-    let x1 = from_host_2d(&d1.x, d1.n, d, &device, p);
-    let y1_t = from_host_1d(&y1, &device, p);
-
-    // Model and stage 1.
     let model = cfg
         .model
         .symmetric_init(d, derive_seed(cfg.seed, Purpose::Init), &device, p)
         .map_err(|e| RunError::Config(ConfigError(e.to_string())))?;
     let loss = cfg.stage1.loss();
-    let params = Stage1Params {
-        steps: valid.steps,
-        lr: cfg.stage1.lr,
-        weight_decay: valid.weight_decay,
-        loss,
-        mode: cfg.stage1.mode,
-        gradient: cfg.stage1.gradient,
-        init_scale: cfg.model.init_scale,
-    };
-    let power = cfg.metrics.power_iteration.then(|| {
-        let t: Vec<f64> = y1.iter().map(|&y| loss.label_transform(y)).collect();
-        PowerIteration::new(
-            x1.clone(),
-            from_host_1d(&t, &device, p),
-            model.a.val().detach(),
-            model.w.val().detach(),
-            params.lr,
-            params.weight_decay,
-        )
-    });
+
+    // The first layer: stage 1 (layerwise, one_step, random_features) or joint training.
     let t1 = Instant::now();
     let mut tracker = Stage1Tracker {
         u: &target.u,
         r,
         d,
-        power,
+        power: None,
         reporter: &mut reporter,
         start: t1,
         last: None,
     };
-    let model = run_stage1(model, &x1, &y1_t, &params, &mut tracker)?;
+    let (model, stage2_data) = if cfg.method == Method::Joint {
+        let mut source = JointBatches::new(&target, &d1, &cfg.joint, data_seed, &device, p);
+        (
+            run_joint(model, &mut source, &cfg.joint, &loss, &mut tracker)?,
+            upload(&d1, &device, p),
+        )
+    } else {
+        let y1 = stage1_labels(&d1, cfg.stage1.center_labels, valid.remove_linear);
+        let x1 = from_host_2d(&d1.x, d1.n, d, &device, p);
+        let params = &valid.stage1;
+        tracker.power = cfg.metrics.power_iteration.then(|| {
+            let t: Vec<f64> = y1.iter().map(|&y| loss.label_transform(y)).collect();
+            PowerIteration::new(
+                x1.clone(),
+                from_host_1d(&t, &device, p),
+                model.a.val().detach(),
+                model.w.val().detach(),
+                params.lr,
+                params.weight_decay,
+            )
+        });
+        let model = run_stage1(
+            model,
+            &x1,
+            &from_host_1d(&y1, &device, p),
+            params,
+            &mut tracker,
+        )?;
+        (
+            model,
+            upload(
+                &target.sample(Split::Stage2, valid.n2, data_seed),
+                &device,
+                p,
+            ),
+        )
+    };
     let power_iteration_cos = tracker
         .last
         .as_ref()
         .and_then(|rec| rec.power_iteration_cos);
     let stage1_seconds = t1.elapsed().as_secs_f64();
-    drop((x1, y1_t));
 
-    // Stage 2.
+    // Stage 2 (not for joint training, whose readout is trained already).
     let t2 = Instant::now();
-    let (model, report) = run_stage2(
-        model,
-        &d2.x,
-        &d2.y,
-        &cfg.stage2,
-        derive_seed(cfg.seed, Purpose::Bias),
-        p,
-    )?;
+    let (model, ridge_lambda, train_mse) = if cfg.method == Method::Joint {
+        let f = to_host(model.forward(stage2_data.x.clone()).detach());
+        let train_mse = normalized_mse(&f, &to_host(stage2_data.y.clone()));
+        (model, None, train_mse)
+    } else {
+        let (model, report) = run_stage2(
+            model,
+            &stage2_data.x,
+            &stage2_data.y,
+            &cfg.stage2,
+            derive_seed(cfg.seed, Purpose::Bias),
+            p,
+        )?;
+        (model, Some(report.lambda), report.train_mse)
+    };
     let stage2_seconds = t2.elapsed().as_secs_f64();
     let f_test = to_host(model.forward(test.x.clone()).detach());
     let test_mse = normalized_mse(&f_test, &to_host(test.y.clone()));
@@ -279,12 +315,14 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
         }
         .into());
     }
-    reporter
-        .record(&serde_json::json!({
-            "stage": "stage2", "ridge_lambda": report.lambda, "lambda_grid": report.lambda_grid,
-            "train_mse": report.train_mse, "test_mse": test_mse, "seconds": stage2_seconds,
-        }))
-        .map_err(|e| io_err("writing", &out.join("metrics.jsonl"), e))?;
+    if cfg.method != Method::Joint {
+        reporter
+            .record(&serde_json::json!({
+                "stage": "stage2", "ridge_lambda": ridge_lambda,
+                "train_mse": train_mse, "test_mse": test_mse, "seconds": stage2_seconds,
+            }))
+            .map_err(record_err)?;
+    }
 
     let w = to_host(model.w.val());
     let wm =
@@ -293,9 +331,18 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
             message: e,
         })?;
     save_model(&model, &out.join("model.bpk"))?;
+    let (steps, lr, weight_decay) = match cfg.method {
+        Method::Joint => (cfg.joint.steps, cfg.joint.lr, 0.0),
+        _ => (
+            valid.stage1.steps,
+            valid.stage1.lr,
+            valid.stage1.weight_decay,
+        ),
+    };
     let summary = Summary {
         version: env!("CARGO_PKG_VERSION").into(),
         status: "ok".into(),
+        method: cfg.method.name().into(),
         seed: cfg.seed,
         backend: cfg.backend.name().into(),
         dtype: p.name().into(),
@@ -307,14 +354,14 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
         n1: valid.n1,
         n2: valid.n2,
         n_test: cfg.data.n_test,
-        steps: valid.steps,
-        lr: cfg.stage1.lr,
-        weight_decay: valid.weight_decay,
-        ridge_lambda: report.lambda,
+        steps,
+        lr,
+        weight_decay,
+        ridge_lambda,
         w: wm,
         power_iteration_cos,
         test_mse,
-        train_mse: report.train_mse,
+        train_mse,
         stage1_seconds,
         stage2_seconds,
         total_seconds: t0.elapsed().as_secs_f64(),
@@ -322,7 +369,7 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
     };
     reporter
         .record(&serde_json::json!({"stage": "final", "summary": &summary}))
-        .map_err(|e| io_err("writing", &out.join("metrics.jsonl"), e))?;
+        .map_err(record_err)?;
     write_json_atomic(&out.join("summary.json"), &summary)
         .map_err(|e| io_err("writing", &out.join("summary.json"), e))?;
     Ok(summary)

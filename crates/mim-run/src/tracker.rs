@@ -54,10 +54,10 @@ pub fn w_metrics(w: &[f64], m: usize, u: &[f64], r: usize, d: usize) -> Result<W
     })
 }
 
-/// One line of `metrics.jsonl` for a stage-1 step.
+/// One line of `metrics.jsonl` for a first-layer step (stage 1, or the joint baseline).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stage1Record {
-    /// Always `"stage1"`.
+    /// `"stage1"` (layer-wise) or `"joint"`.
     pub stage: String,
     /// Step t (0 = init).
     pub step: usize,
@@ -115,7 +115,7 @@ impl Observer for Stage1Tracker<'_> {
             None => None,
         };
         let record = Stage1Record {
-            stage: "stage1".into(),
+            stage: s.stage.into(),
             step: s.step,
             loss: finite(s.loss),
             grad_norm: finite(s.grad_norm),

@@ -173,6 +173,9 @@ pub struct Stage1Config {
     pub mode: Mode,
     /// Subtract mean(y over D1) from the stage-1 labels.
     pub center_labels: bool,
+    /// Also remove the linear part of the labels, y ← y − β̂ᵀx with β̂ = (1/n1) Σ y_i x_i
+    /// (DLS22's preprocessing; always on for `method = "one_step"`).
+    pub remove_linear: bool,
     /// Gradient path.
     pub gradient: Gradient,
 }
@@ -189,6 +192,7 @@ impl Default for Stage1Config {
             l1_smoothing: 0.1,
             mode: Mode::Normalized,
             center_labels: true,
+            remove_linear: false,
             gradient: Gradient::Autodiff,
         }
     }

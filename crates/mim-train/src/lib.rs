@@ -5,11 +5,13 @@
 //!   `normalized` mode; each step is reported to an [`Observer`].
 //! - [`stage2`]: biases re-drawn, W and b frozen, readout (a, c) fitted by exact ridge
 //!   regression (λ fixed or chosen on a held-out 20 % of D2) or by GD.
+//! - [`joint`]: the joint-training baseline (both layers by SGD/Adam).
 //! - [`loss`]: the stage-1 losses ℓ(t, y) and their label transform T(y) = −ℓ'(0, y).
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod error;
+pub mod joint;
 pub mod loss;
 pub mod observer;
 pub mod stage1;
@@ -20,6 +22,7 @@ pub use config::{
     WeightDecay,
 };
 pub use error::TrainError;
+pub use joint::{run_joint, BatchSource, Batches, JointConfig, JointOptimizer};
 pub use loss::Loss;
 pub use observer::{Observer, Stage1State};
 pub use stage1::{run_stage1, Stage1Params};

@@ -4,8 +4,10 @@
 use crate::error::TrainError;
 use burn::tensor::Tensor;
 
-/// The state after stage-1 step `step` (step 0 = the initialisation).
+/// The state of the first layer after step `step` of a schedule (step 0 = the initialisation).
 pub struct Stage1State<'a> {
+    /// Which schedule: `"stage1"` (layer-wise) or `"joint"`.
+    pub stage: &'static str,
     /// Steps done so far.
     pub step: usize,
     /// T1.
@@ -20,7 +22,7 @@ pub struct Stage1State<'a> {
 
 /// Receives training progress. Every method has a no-op default.
 pub trait Observer {
-    /// Called at step 0 and after each stage-1 step.
+    /// Called at step 0 and after each stage-1 step (for `joint`, every `eval_every` steps).
     fn stage1_step(&mut self, _state: &Stage1State<'_>) -> Result<(), TrainError> {
         Ok(())
     }

@@ -96,6 +96,7 @@ pub fn run_stage1(
     model.w = model.w.map(|w| w.detach().require_grad());
     let w0 = model.w.val().detach();
     observer.stage1_step(&Stage1State {
+        stage: "stage1",
         step: 0,
         total: params.steps,
         w: &w0,
@@ -149,6 +150,7 @@ pub fn run_stage1(
             });
         }
         observer.stage1_step(&Stage1State {
+            stage: "stage1",
             step,
             total: params.steps,
             w: &w,
