@@ -52,8 +52,8 @@ fn print_summary(s: &Summary, out: &std::path::Path) {
         s.link, s.d, s.r, s.n1, s.n2, s.width
     );
     println!(
-        "stage 1           T1 = {}, η1 = {}, β1 = {} ({:.2} s)",
-        s.steps, s.lr, s.weight_decay, s.stage1_seconds
+        "{:<17} T1 = {}, η1 = {}, β1 = {} ({:.2} s)",
+        s.method, s.steps, s.lr, s.weight_decay, s.stage1_seconds
     );
     println!(
         "alignment_mean    {:.4}   (median {:.4}, frac > 0.9: {:.3})",
@@ -67,10 +67,12 @@ fn print_summary(s: &Summary, out: &std::path::Path) {
     if let Some(c) = s.power_iteration_cos {
         println!("power_iter_cos    {c:.4}");
     }
-    println!(
-        "stage 2           λ = {:.3e} ({:.2} s)",
-        s.ridge_lambda, s.stage2_seconds
-    );
+    if let Some(lambda) = s.ridge_lambda {
+        println!(
+            "stage 2           λ = {lambda:.3e} ({:.2} s)",
+            s.stage2_seconds
+        );
+    }
     println!("train_mse         {:.4}", s.train_mse);
     println!("test_mse          {:.4}", s.test_mse);
     println!(
