@@ -362,3 +362,20 @@ fn joint_baseline_runs() {
         .collect();
     assert_eq!(steps, [0, 20, 40, 60]);
 }
+
+/// `mim bench` works at a tiny size (CI checks that it runs, not how fast).
+#[test]
+fn bench_smoke_test() {
+    let out = scratch("bench");
+    std::fs::create_dir_all(&out).unwrap();
+    let json = out.join("bench.json");
+    let o = mim(&["bench", "--sizes", "tiny", "--reps", "1", "--json", &json.to_string_lossy()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(num(&report, "sgemm_gflops") > 0.0);
+    let names: Vec<&str> = report["timings"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    for path in ["autodiff", "closedform", "fused"] {
+        assert!(names.iter().any(|n| n.starts_with(&format!("stage1_step[{path}]"))), "{names:?}");
+    }
+    assert_eq!(mim(&["bench", "--sizes", "huge"]).status.code(), Some(2));
+}

@@ -6,6 +6,8 @@
 //! Exit codes: 0 success; 2 invalid config or usage (one line naming the field); 1 runtime
 //! failure (divergence, I/O).
 
+mod bench_cmd;
+
 use clap::{Parser, Subcommand};
 use mim_run::{RunConfig, RunError, RunOptions, Summary};
 use std::path::PathBuf;
@@ -24,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Time stage-1 steps (each gradient path), the stage-2 solve, data generation and SGEMM.
+    Bench(bench_cmd::BenchArgs),
     /// Train one run: symmetric init, stage 1 (first layer), stage 2 (readout), metrics.
     Train {
         /// TOML config (defaults for every missing key; without it, all defaults).
@@ -84,6 +88,7 @@ fn print_summary(s: &Summary, out: &std::path::Path) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench(args) => bench_cmd::run(args),
         Command::Train {
             config,
             backend,

@@ -6,7 +6,7 @@
 use crate::backend::Backend;
 use mim_data::Link;
 use mim_model::{Precision, TwoLayerConfig};
-use mim_train::{JointConfig, Mode, Stage1Config, Stage1Params, Stage2Config};
+use mim_train::{Gradient, JointConfig, Mode, Stage1Config, Stage1Params, Stage2Config};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -416,7 +416,14 @@ impl RunConfig {
             weight_decay: s1.resolved_weight_decay(),
             loss: s1.loss(),
             mode: s1.mode,
-            gradient: s1.gradient,
+            gradient: match (s1.gradient, self.backend) {
+                (Gradient::Auto, Backend::Wgpu) => Gradient::ClosedForm,
+                (Gradient::Auto, _) => Gradient::Fused,
+                (Gradient::Fused, Backend::Wgpu) => {
+                    return Err(e("stage1.gradient = \"fused\" runs on host storage: use it with a CPU backend (flex, ndarray), or \"auto\"".into()))
+                }
+                (g, _) => g,
+            },
             init_scale: self.model.init_scale,
         };
         let mut remove_linear = s1.remove_linear;

@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod batches;
+pub mod bench;
 pub mod config;
 pub mod progress;
 pub mod results;

@@ -145,6 +145,11 @@ pub enum Mode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Gradient {
+    /// The fastest path for the backend: `fused` on CPU backends, `closed_form` on wgpu.
+    Auto,
+    /// The closed form in one fused pass over row blocks on host storage (CPU backends;
+    /// see [`crate::fused`]).
+    Fused,
     /// Burn autodiff through the loss, with a, b, c frozen.
     Autodiff,
     /// The closed form G = (1/n) [ℓ'(f, y) ⊙ σ'(Z) ⊙ a]ᵀ X (paper §3).
@@ -193,7 +198,7 @@ impl Default for Stage1Config {
             mode: Mode::Normalized,
             center_labels: true,
             remove_linear: false,
-            gradient: Gradient::Autodiff,
+            gradient: Gradient::Auto,
         }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fused;
 pub mod joint;
 pub mod loss;
 pub mod observer;
@@ -24,6 +25,6 @@ pub use config::{
 pub use error::TrainError;
 pub use joint::{run_joint, BatchSource, Batches, JointConfig, JointOptimizer};
 pub use loss::Loss;
-pub use observer::{Observer, Stage1State};
+pub use observer::{NoObserver, Observer, Stage1State};
 pub use stage1::{run_stage1, Stage1Params};
 pub use stage2::{run_stage2, Stage2Report};

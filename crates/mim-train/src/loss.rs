@@ -58,6 +58,18 @@ impl Loss {
         self.value(f - y).mean()
     }
 
+    /// ℓ at residual r, for one scalar.
+    pub fn scalar_value(&self, r: f64) -> f64 {
+        match *self {
+            Loss::Square => 0.5 * r * r,
+            Loss::Huber { delta } => {
+                let c = r.clamp(-delta, delta);
+                c * (r - 0.5 * c)
+            }
+            Loss::L1 { smoothing } => (r * r + smoothing * smoothing).sqrt() - smoothing,
+        }
+    }
+
     /// ∂ℓ/∂t(t, y) for scalars.
     pub fn scalar_derivative(&self, t: f64, y: f64) -> f64 {
         let r = t - y;

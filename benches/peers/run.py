@@ -1,0 +1,59 @@
+"""Times mim and the peers back to back on this machine and prints ratios.
+
+    python3 benches/peers/run.py [--mim target/release/mim] [--sizes small|paper] [--reps 5]
+
+Peers are optional (pip install numpy 'jax[cpu]'); a missing one is reported, not faked.
+For a fair numpy timing, OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed together from
+the numpy child's environment (see README, Performance)."""
+import argparse, json, os, subprocess, sys, tempfile
+
+SIZES = {"tiny": [(20, 2000, 64)], "small": [(100, 10000, 1000)], "paper": [(100, 10000, 1000), (1000, 20000, 1000)]}
+
+def peer(script, size, reps, env):
+    d, n, m = size
+    here = os.path.dirname(os.path.abspath(__file__))
+    p = subprocess.run([sys.executable, os.path.join(here, script), str(d), str(n), str(m), str(reps)],
+                       capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        return None, p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "failed"
+    return json.loads(p.stdout.strip().splitlines()[-1])["median_ms"], None
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mim", default=os.environ.get("MIM", "target/release/mim"))
+    ap.add_argument("--sizes", default="small", choices=SIZES)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "bench.json")
+        subprocess.run([args.mim, "bench", "--sizes", args.sizes, "--reps", str(args.reps), "--json", out], check=True,
+                       stdout=subprocess.DEVNULL)
+        report = json.load(open(out))
+    sgemm = report["sgemm_gflops"]
+    fair = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    rows = []
+    for size in SIZES[args.sizes]:
+        d, n, m = size
+        flops = 4.0 * n * d * m
+        mim = {t["name"].split("]")[0].split("[")[1]: t["median_ms"] for t in report["timings"]
+               if t["name"].startswith("stage1_step") and f"d={d} n={n} m={m}" in t["name"]}
+        np_ms, np_err = peer("step_numpy.py", size, args.reps, fair)
+        jax_ms, jax_err = peer("step_jax.py", size, args.reps, dict(os.environ))
+        best = min(mim.values())
+        row = {"d": d, "n": n, "m": m, "mim_ms": mim, "numpy_ms": np_ms, "jax_ms": jax_ms, "sgemm_gflops": sgemm,
+               "mim_best_gflops": flops / best / 1e6, "mim_best_over_sgemm": flops / best / 1e6 / sgemm,
+               "mim_over_numpy": best / np_ms if np_ms else None, "mim_over_jax": best / jax_ms if jax_ms else None,
+               "errors": {k: v for k, v in (("numpy", np_err), ("jax", jax_err)) if v}}
+        rows.append(row)
+        print(f"d={d} n={n} m={m}: mim " + ", ".join(f"{k} {v:.1f} ms" for k, v in mim.items())
+              + (f" | numpy {np_ms:.1f} ms" if np_ms else f" | numpy: {np_err}")
+              + (f" | jax {jax_ms:.1f} ms" if jax_ms else f" | jax: {jax_err}"))
+        print(f"   best mim {best:.1f} ms = {row['mim_best_gflops']:.1f} GFLOP/s = {row['mim_best_over_sgemm']:.2f} × SGEMM ({sgemm:.0f} GFLOP/s)"
+              + (f"; mim/numpy {row['mim_over_numpy']:.2f}" if np_ms else "")
+              + (f"; mim/jax {row['mim_over_jax']:.2f}" if jax_ms else ""))
+    if args.json:
+        json.dump({"threads": report["threads"], "rows": rows}, open(args.json, "w"), indent=2)
+
+if __name__ == "__main__":
+    main()

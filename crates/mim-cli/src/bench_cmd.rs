@@ -1,0 +1,74 @@
+//! `mim bench`: stage-1 step, stage-2 solve, data generation and SGEMM timings.
+
+use clap::Args;
+use mim_run::bench::{preset, run_bench};
+use mim_run::results::write_json_atomic;
+use mim_run::Backend;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Options of `mim bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Size preset: tiny (CI smoke test), small (d = 100), paper (d = 100 and 1000).
+    #[arg(long, default_value = "small")]
+    sizes: String,
+    /// Timed repetitions per item (median reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Backend: flex, ndarray or wgpu.
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// CPU threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Runs `mim bench`.
+pub fn run(args: BenchArgs) -> ExitCode {
+    let parsed = preset(&args.sizes).and_then(|s| args.backend.parse::<Backend>().map(|b| (s, b)));
+    let (sizes, backend) = match parsed {
+        Ok(v) if args.reps > 0 => v,
+        Ok(_) => {
+            eprintln!("error: --reps 0: need at least one repetition");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match run_bench(backend, &sizes, args.reps, args.threads) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "mim {} bench: backend {}, {} threads, SGEMM (f32 2048³, faer) {:.1} GFLOP/s",
+        report.version, report.backend, report.threads, report.sgemm_gflops
+    );
+    println!(
+        "{:<52} {:>10} {:>10} {:>8}",
+        "item", "median ms", "GFLOP/s", "÷SGEMM"
+    );
+    for t in &report.timings {
+        let g = t.gflops.map(|g| format!("{g:.1}")).unwrap_or_default();
+        let r = t
+            .ratio_to_sgemm
+            .map(|r| format!("{r:.2}"))
+            .unwrap_or_default();
+        println!("{:<52} {:>10.2} {:>10} {:>8}", t.name, t.median_ms, g, r);
+    }
+    if let Some(path) = args.json {
+        if let Err(e) = write_json_atomic(&path, &report) {
+            eprintln!("error: writing {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}

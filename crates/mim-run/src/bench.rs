@@ -1,0 +1,220 @@
+//! `mim bench`: the measuring stick for performance. Times, warm and repeated (median):
+//! a plain SGEMM (the machine's rate in this run), one stage-1 step per gradient path, the
+//! stage-2 solve and data generation; reports GFLOP/s (4·n·d·m per step) and the ratio to the
+//! SGEMM rate, and writes JSON.
+
+use crate::backend::{open_device, set_threads, Backend};
+use burn::tensor::Tensor;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, Par};
+use mim_data::{Link, Split, Target};
+use mim_model::{
+    from_host_1d, from_host_2d, standard_normals, to_host, Activation, Precision, TwoLayerConfig,
+};
+use mim_train::observer::NoObserver;
+use mim_train::{run_stage1, run_stage2, Gradient, Loss, Mode, Stage1Params, Stage2Config};
+use serde::Serialize;
+use std::time::Instant;
+
+/// One stage-1 problem size.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct StepSize {
+    /// d.
+    pub d: usize,
+    /// n.
+    pub n: usize,
+    /// m.
+    pub m: usize,
+}
+
+/// The sizes of a preset: `tiny` (CI smoke test), `small` (d = 100) or `paper` (d = 100 and 1000).
+pub fn preset(name: &str) -> Result<Vec<StepSize>, String> {
+    let s = |d, n, m| StepSize { d, n, m };
+    match name {
+        "tiny" => Ok(vec![s(20, 2000, 64)]),
+        "small" => Ok(vec![s(100, 10_000, 1000)]),
+        "paper" => Ok(vec![s(100, 10_000, 1000), s(1000, 20_000, 1000)]),
+        _ => Err(format!("--sizes {name}: expected tiny, small or paper")),
+    }
+}
+
+/// A timed item.
+#[derive(Clone, Debug, Serialize)]
+pub struct Timing {
+    /// What was timed.
+    pub name: String,
+    /// Median milliseconds.
+    pub median_ms: f64,
+    /// All repetitions, milliseconds.
+    pub runs_ms: Vec<f64>,
+    /// GFLOP/s where a flop count is defined.
+    pub gflops: Option<f64>,
+    /// gflops / the SGEMM GFLOP/s of this run.
+    pub ratio_to_sgemm: Option<f64>,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// mim version.
+    pub version: String,
+    /// Backend.
+    pub backend: String,
+    /// Threads of the CPU pool.
+    pub threads: usize,
+    /// SGEMM GFLOP/s (f32, 2048³, faer, all threads) in this run.
+    pub sgemm_gflops: f64,
+    /// Everything timed.
+    pub timings: Vec<Timing>,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn time_reps(reps: usize, mut f: impl FnMut()) -> Vec<f64> {
+    f(); // warm-up
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect()
+}
+
+fn timing(name: String, mut runs: Vec<f64>, flops: Option<f64>, sgemm: f64) -> Timing {
+    let median_ms = median(&mut runs);
+    let gflops = flops.map(|f| f / (median_ms * 1e-3) / 1e9);
+    Timing {
+        name,
+        median_ms,
+        runs_ms: runs,
+        gflops,
+        ratio_to_sgemm: gflops.map(|g| g / sgemm),
+    }
+}
+
+/// SGEMM rate of this machine in this run: f32 k×k×k through faer with all threads.
+pub fn sgemm_gflops(k: usize, reps: usize) -> f64 {
+    let a = Mat::<f32>::from_fn(k, k, |i, j| ((i * 7 + j * 3) % 11) as f32 * 0.1);
+    let b = a.clone();
+    let mut c = Mat::<f32>::zeros(k, k);
+    let mut runs = time_reps(reps, || {
+        matmul(
+            c.as_mut(),
+            Accum::Replace,
+            a.as_ref(),
+            b.as_ref(),
+            1.0,
+            Par::rayon(0),
+        );
+    });
+    2.0 * (k as f64).powi(3) / (median(&mut runs) * 1e-3) / 1e9
+}
+
+/// Runs the benchmark.
+pub fn run_bench(
+    backend: Backend,
+    sizes: &[StepSize],
+    reps: usize,
+    threads: usize,
+) -> Result<BenchReport, String> {
+    set_threads(threads);
+    let device = open_device(backend)?;
+    let p = Precision::F32;
+    let sgemm = sgemm_gflops(2048, reps.max(3));
+    let mut timings = Vec::new();
+    let paths: &[Gradient] = if backend == Backend::Wgpu {
+        &[Gradient::Autodiff, Gradient::ClosedForm]
+    } else {
+        &[Gradient::Autodiff, Gradient::ClosedForm, Gradient::Fused]
+    };
+    for &StepSize { d, n, m } in sizes {
+        let x = from_host_2d(&standard_normals(n * d, 1), n, d, &device, p);
+        let y = from_host_1d(&standard_normals(n, 2), &device, p);
+        let model = TwoLayerConfig {
+            width: m,
+            activation: Activation::Logcosh,
+            init_scale: 1e-3,
+        }
+        .symmetric_init(d, 3, &device, p)
+        .map_err(|e| e.to_string())?;
+        let flops = 4.0 * (n * d * m) as f64;
+        for &gradient in paths {
+            // Per-step time = (T(k + 1 steps) − T(1 step)) / k: setup (host copies) cancels.
+            let params = |steps| Stage1Params {
+                steps,
+                lr: 1.0,
+                weight_decay: 1.0,
+                loss: Loss::Huber { delta: 1.0 },
+                mode: Mode::Normalized,
+                gradient,
+                init_scale: 1e-3,
+            };
+            let k = 3;
+            let run = |steps| {
+                let t = Instant::now();
+                let out = run_stage1(model.clone(), &x, &y, &params(steps), &mut NoObserver)
+                    .map(|m| to_host(m.w.val().sum()));
+                (t.elapsed().as_secs_f64() * 1e3, out)
+            };
+            let _ = run(1);
+            let mut runs = Vec::new();
+            for _ in 0..reps {
+                let (t1, _) = run(1);
+                let (tk, out) = run(k + 1);
+                out.map_err(|e| e.to_string())?;
+                runs.push(((tk - t1) / k as f64).max(0.0));
+            }
+            let name = format!(
+                "stage1_step[{}] d={d} n={n} m={m}",
+                format!("{gradient:?}").to_lowercase()
+            );
+            timings.push(timing(name, runs, Some(flops), sgemm));
+        }
+        // Stage 2: features n×m, Gram, Cholesky solve (fixed λ), on the same data.
+        let cfg = Stage2Config {
+            ridge_lambda: mim_train::Auto::Value(1e-3),
+            ..Default::default()
+        };
+        let runs = time_reps(reps, || {
+            let _ = run_stage2(model.clone(), &x, &y, &cfg, 4, p);
+        });
+        timings.push(timing(
+            format!("stage2_ridge d={d} n={n} m={m}"),
+            runs,
+            None,
+            sgemm,
+        ));
+        let runs = time_reps(reps, || {
+            let t: Tensor<2> = x.clone().matmul(model.w.val().transpose());
+            let _ = to_host(t.sum());
+        });
+        timings.push(timing(
+            format!("backend_gemm n×d·d×m d={d} n={n} m={m}"),
+            runs,
+            Some(2.0 * (n * d * m) as f64),
+            sgemm,
+        ));
+        let link = Link::parse("h4(z1)+h4(z2)").map_err(|e| e.to_string())?;
+        let target = Target::new(d, 2, link, 0.0, true, 5).map_err(|e| e.to_string())?;
+        let runs = time_reps(reps, || {
+            let _ = target.sample(Split::Stage1, n, 6);
+        });
+        timings.push(timing(
+            format!("data_generation d={d} n={n}"),
+            runs,
+            None,
+            sgemm,
+        ));
+    }
+    Ok(BenchReport {
+        version: env!("CARGO_PKG_VERSION").into(),
+        backend: backend.name().into(),
+        threads: rayon::current_num_threads(),
+        sgemm_gflops: sgemm,
+        timings,
+    })
+}

@@ -1,0 +1,480 @@
+//! A fused CPU kernel for the stage-1 gradient, on host storage (paper §3 closed form):
+//!
+//!   Z = X Wᵀ + 1bᵀ,  f = σ(Z) a + c,  R = ℓ'(f − y),  S = σ'(Z) ⊙ R 1ᵀ ⊙ 1 aᵀ,  G = Sᵀ X / n.
+//!
+//! Rows are processed in blocks of [`block_rows`]: one GEMM tile Z_b = X_b Wᵀ, then σ, σ', ℓ'
+//! in a single pass over the tile while it is in cache (σ and σ' share one exponential), then
+//! G += S_bᵀ X_b. The n×m matrix never exists in memory. Blocks are split into one contiguous
+//! range per thread, each with its own G accumulator, summed in a fixed order: results are
+//! bit-for-bit repeatable for a given thread count.
+
+use crate::loss::Loss;
+use burn::tensor::{DType, Tensor, TensorData};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use mim_model::{Activation, TwoLayer};
+use rayon::prelude::*;
+
+/// Rows per GEMM tile: 256 for d < 512, 1024 above (measured by `mim bench` on 2 cores:
+/// smaller tiles keep the n×m tile in cache at small d, larger ones feed the GEMM at large d).
+pub fn block_rows(d: usize) -> usize {
+    if d < 512 {
+        256
+    } else {
+        1024
+    }
+}
+
+/// A float type the kernel runs in (f32 or f64).
+pub trait Real: faer::traits::RealField + Copy + Send + Sync + 'static {
+    /// From f64.
+    fn of(v: f64) -> Self;
+    /// To f64.
+    fn to(self) -> f64;
+    /// (σ(u), σ'(u)) for σ = log cosh, evaluated together (one exponential).
+    fn logcosh_pair(u: Self) -> (Self, Self);
+    /// [`row_pass`] with σ = log cosh; f32 overrides it with an AVX2 version where available.
+    #[inline(always)]
+    fn row_pass_logcosh(zrow: &mut [Self], b: &[Self], a: &[Self], c: Self) -> Self {
+        row_pass(zrow, b, a, c, Self::logcosh_pair)
+    }
+    /// (σ(u), σ'(u)) for any activation, through the scalar f64 forms.
+    #[inline(always)]
+    fn pair(act: Activation, u: Self) -> (Self, Self) {
+        let u = u.to();
+        (Self::of(act.scalar(u)), Self::of(act.scalar_derivative(u)))
+    }
+}
+
+/// e^x for x ≤ 0 in f32, by range reduction x = k·ln 2 + r, |r| ≤ ln2/2, and a degree-6
+/// polynomial (relative error < 5e-7, a few f32 ulp); written branch-free so the compiler vectorises it.
+#[inline(always)]
+pub fn exp_neg_f32(x: f32) -> f32 {
+    // No `round()`/`mul_add()`: without FMA/SSE4.1 at compile time they become libm calls.
+    // Adding and subtracting 1.5·2^23 rounds to the nearest integer in plain arithmetic.
+    // The integer k is read from the bits of x·log2 e + 1.5·2^23 (integer ops only, no
+    // saturating float→int cast), so 2^k is assembled without a libm call either.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.max(-87.0);
+    let kr = x * std::f32::consts::LOG2_E + ROUND;
+    let k = kr - ROUND;
+    let r = x - k * 0.693_145_75;
+    let r = r - k * 1.428_606_8e-6;
+    let p = 1.0 / 720.0;
+    let p = p * r + 1.0 / 120.0;
+    let p = p * r + 1.0 / 24.0;
+    let p = p * r + 1.0 / 6.0;
+    let p = p * r + 0.5;
+    let p = p * r + 1.0;
+    let p = p * r + 1.0;
+    let ki = kr.to_bits().wrapping_sub(ROUND.to_bits());
+    p * f32::from_bits(ki.wrapping_add(127) << 23)
+}
+
+/// ln(1 + t) for t ∈ [0, 1] in f32: with s = t/(2 + t), ln(1+t) = 2 atanh(s) =
+/// 2(s + s³/3 + s⁵/5 + …), s ≤ 1/3; terms to s¹³ give relative error < 5e-7 (a few f32 ulp).
+#[inline(always)]
+pub fn ln_1p_unit_f32(t: f32) -> f32 {
+    let s = t / (2.0 + t);
+    let s2 = s * s;
+    let p = 1.0 / 13.0;
+    let p = p * s2 + 1.0 / 11.0;
+    let p = p * s2 + 1.0 / 9.0;
+    let p = p * s2 + 1.0 / 7.0;
+    let p = p * s2 + 1.0 / 5.0;
+    let p = p * s2 + 1.0 / 3.0;
+    let p = p * s2 + 1.0;
+    2.0 * s * p
+}
+
+impl Real for f32 {
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    fn to(self) -> f64 {
+        self as f64
+    }
+    fn row_pass_logcosh(zrow: &mut [f32], b: &[f32], a: &[f32], c: f32) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, which the function is compiled for.
+            return unsafe { avx2::row_pass_logcosh(zrow, b, a, c) };
+        }
+        row_pass(zrow, b, a, c, Self::logcosh_pair)
+    }
+    #[inline(always)]
+    fn logcosh_pair(u: f32) -> (f32, f32) {
+        let au = u.abs();
+        let t = exp_neg_f32(-2.0 * au);
+        let th = (1.0 - t) / (1.0 + t);
+        (
+            au + ln_1p_unit_f32(t) - std::f32::consts::LN_2,
+            th.copysign(u),
+        )
+    }
+}
+
+impl Real for f64 {
+    fn of(v: f64) -> Self {
+        v
+    }
+    fn to(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn logcosh_pair(u: f64) -> (f64, f64) {
+        let au = u.abs();
+        let t = (-2.0 * au).exp();
+        (
+            au + t.ln_1p() - std::f64::consts::LN_2,
+            ((1.0 - t) / (1.0 + t)).copysign(u),
+        )
+    }
+}
+
+/// The frozen parts of the network and the data, on the host.
+pub struct FusedProblem<'a, T> {
+    /// X, n×d row-major.
+    pub x: &'a [T],
+    /// Labels, n.
+    pub y: &'a [T],
+    /// n.
+    pub n: usize,
+    /// d.
+    pub d: usize,
+    /// Biases b, m.
+    pub b: &'a [T],
+    /// Second layer a, m.
+    pub a: &'a [T],
+    /// Readout offset c.
+    pub c: T,
+    /// σ.
+    pub activation: Activation,
+    /// ℓ.
+    pub loss: Loss,
+}
+
+/// Lanes of partial sums in the row pass (lets the compiler vectorise the reduction).
+const LANES: usize = 8;
+
+/// One row of the tile: z_j ← a_j σ'(z_j + b_j); returns f = c + Σ_j a_j σ(z_j + b_j), summed in
+/// [`LANES`] interleaved partial sums (a fixed order).
+#[inline(always)]
+fn row_pass<T: Real>(zrow: &mut [T], b: &[T], a: &[T], c: T, pair: impl Fn(T) -> (T, T)) -> T {
+    let mut acc = [T::of(0.0); LANES];
+    let mut zc = zrow.chunks_exact_mut(LANES);
+    let (mut bc, mut ac) = (b.chunks_exact(LANES), a.chunks_exact(LANES));
+    for ((zk, bk), ak) in (&mut zc).zip(&mut bc).zip(&mut ac) {
+        for l in 0..LANES {
+            let (s, ds) = pair(zk[l] + bk[l]);
+            acc[l] += ak[l] * s;
+            zk[l] = ds * ak[l];
+        }
+    }
+    let mut f = c;
+    for ((zv, &bj), &aj) in zc
+        .into_remainder()
+        .iter_mut()
+        .zip(bc.remainder())
+        .zip(ac.remainder())
+    {
+        let (s, ds) = pair(*zv + bj);
+        f += aj * s;
+        *zv = ds * aj;
+    }
+    acc.iter().fold(f, |f, &v| f + v)
+}
+
+/// Work of one thread: rows `rows`, accumulating into `g` (m×d); returns Σ ℓ(f_i − y_i).
+/// `row` is the row pass (σ chosen once, outside the loops).
+fn range_body<T: Real>(
+    p: &FusedProblem<'_, T>,
+    w: &[T],
+    m: usize,
+    rows: std::ops::Range<usize>,
+    g: &mut [T],
+    row: impl Fn(&mut [T], &[T], &[T], T) -> T,
+) -> f64 {
+    let d = p.d;
+    let wt = MatRef::from_row_major_slice(w, m, d).transpose();
+    let block = block_rows(d);
+    let mut z = vec![T::of(0.0); block * m];
+    let mut loss_sum = 0.0;
+    let mut start = rows.start;
+    while start < rows.end {
+        let bsz = (rows.end - start).min(block);
+        let xb = MatRef::from_row_major_slice(&p.x[start * d..(start + bsz) * d], bsz, d);
+        let zb = &mut z[..bsz * m];
+        matmul(
+            MatMut::from_row_major_slice_mut(zb, bsz, m),
+            Accum::Replace,
+            xb,
+            wt,
+            T::of(1.0),
+            Par::Seq,
+        );
+        for (i, zrow) in zb.chunks_exact_mut(m).enumerate() {
+            let f = row(zrow, p.b, p.a, p.c);
+            let resid = (f - p.y[start + i]).to();
+            loss_sum += p.loss.scalar_value(resid);
+            let dl = T::of(p.loss.scalar_derivative(resid, 0.0));
+            zrow.iter_mut().for_each(|zv| *zv *= dl);
+        }
+        let sb = MatRef::from_row_major_slice(zb, bsz, m);
+        matmul(
+            MatMut::from_row_major_slice_mut(g, m, d),
+            Accum::Add,
+            sb.transpose(),
+            xb,
+            T::of(1.0),
+            Par::Seq,
+        );
+        start += bsz;
+    }
+    loss_sum
+}
+
+fn range_gradient<T: Real>(
+    p: &FusedProblem<'_, T>,
+    w: &[T],
+    m: usize,
+    rows: std::ops::Range<usize>,
+    g: &mut [T],
+) -> f64 {
+    match p.activation {
+        Activation::Logcosh => range_body(p, w, m, rows, g, T::row_pass_logcosh),
+        act => range_body(p, w, m, rows, g, |z, b, a, c| {
+            row_pass(z, b, a, c, |u| T::pair(act, u))
+        }),
+    }
+}
+
+/// The log cosh row pass in AVX2, lane for lane the same arithmetic as the scalar
+/// [`row_pass`] with [`exp_neg_f32`] and [`ln_1p_unit_f32`] (no FMA contraction), so both give
+/// bit-identical results.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::LANES;
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    unsafe fn exp_neg(x: __m256) -> __m256 {
+        let set = |v: f32| _mm256_set1_ps(v);
+        let round = set(12_582_912.0);
+        let x = _mm256_max_ps(x, set(-87.0));
+        let kr = _mm256_add_ps(_mm256_mul_ps(x, set(std::f32::consts::LOG2_E)), round);
+        let k = _mm256_sub_ps(kr, round);
+        let r = _mm256_sub_ps(x, _mm256_mul_ps(k, set(0.693_145_75)));
+        let r = _mm256_sub_ps(r, _mm256_mul_ps(k, set(1.428_606_8e-6)));
+        let mut p = set(1.0 / 720.0);
+        for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm256_add_ps(_mm256_mul_ps(p, r), set(c));
+        }
+        let ki = _mm256_sub_epi32(_mm256_castps_si256(kr), _mm256_castps_si256(round));
+        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+            ki,
+            _mm256_set1_epi32(127),
+        )));
+        _mm256_mul_ps(p, scale)
+    }
+
+    #[inline(always)]
+    unsafe fn ln_1p_unit(t: __m256) -> __m256 {
+        let set = |v: f32| _mm256_set1_ps(v);
+        let s = _mm256_div_ps(t, _mm256_add_ps(set(2.0), t));
+        let s2 = _mm256_mul_ps(s, s);
+        let mut p = set(1.0 / 13.0);
+        for c in [1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0] {
+            p = _mm256_add_ps(_mm256_mul_ps(p, s2), set(c));
+        }
+        _mm256_mul_ps(_mm256_mul_ps(set(2.0), s), p)
+    }
+
+    /// See [`super::row_pass`]; σ = log cosh, 8 lanes at a time.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn row_pass_logcosh(zrow: &mut [f32], b: &[f32], a: &[f32], c: f32) -> f32 {
+        let set = |v: f32| _mm256_set1_ps(v);
+        let sign = set(-0.0);
+        let mut acc = _mm256_setzero_ps();
+        let chunks = zrow.len() / LANES;
+        for k in 0..chunks {
+            let o = k * LANES;
+            let u = _mm256_add_ps(
+                _mm256_loadu_ps(zrow.as_ptr().add(o)),
+                _mm256_loadu_ps(b.as_ptr().add(o)),
+            );
+            let au = _mm256_andnot_ps(sign, u);
+            let t = exp_neg(_mm256_mul_ps(set(-2.0), au));
+            let th = _mm256_div_ps(_mm256_sub_ps(set(1.0), t), _mm256_add_ps(set(1.0), t));
+            let ds = _mm256_or_ps(th, _mm256_and_ps(u, sign));
+            let s = _mm256_sub_ps(
+                _mm256_add_ps(au, ln_1p_unit(t)),
+                set(std::f32::consts::LN_2),
+            );
+            let av = _mm256_loadu_ps(a.as_ptr().add(o));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(av, s));
+            _mm256_storeu_ps(zrow.as_mut_ptr().add(o), _mm256_mul_ps(ds, av));
+        }
+        let o = chunks * LANES;
+        let mut f = c;
+        for j in o..zrow.len() {
+            let (s, ds) = <f32 as super::Real>::logcosh_pair(zrow[j] + b[j]);
+            f += a[j] * s;
+            zrow[j] = ds * a[j];
+        }
+        let mut lanes = [0.0f32; LANES];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+        lanes.iter().fold(f, |f, &v| f + v)
+    }
+}
+
+/// ∇_W L̂ (m×d, row-major) and L̂ for first-layer weights `w` (m×d).
+pub fn fused_gradient<T: Real>(p: &FusedProblem<'_, T>, w: &[T]) -> (Vec<T>, f64) {
+    let (n, d) = (p.n, p.d);
+    let m = w.len() / d;
+    let block = block_rows(d);
+    let blocks = n.div_ceil(block);
+    let parts = rayon::current_num_threads().clamp(1, blocks.max(1));
+    let per = blocks.div_ceil(parts);
+    let partials: Vec<(Vec<T>, f64)> = (0..parts)
+        .into_par_iter()
+        .map(|k| {
+            let rows = (k * per * block).min(n)..((k + 1) * per * block).min(n);
+            let mut g = vec![T::of(0.0); m * d];
+            let l = range_gradient(p, w, m, rows, &mut g);
+            (g, l)
+        })
+        .collect();
+    let mut it = partials.into_iter();
+    let (mut g, mut loss) = it.next().unwrap_or_else(|| (vec![T::of(0.0); m * d], 0.0));
+    for (gk, lk) in it {
+        for (a, b) in g.iter_mut().zip(gk) {
+            *a += b;
+        }
+        loss += lk;
+    }
+    let inv_n = T::of(1.0 / n as f64);
+    g.iter_mut().for_each(|v| *v *= inv_n);
+    (g, loss / n as f64)
+}
+
+/// Host copies of X, y, b, a, c for [`fused_gradient`], in the tensors' precision.
+pub enum HostStage1 {
+    /// f32 tensors.
+    F32(HostData<f32>),
+    /// f64 tensors.
+    F64(HostData<f64>),
+}
+
+/// Host data of one precision.
+pub struct HostData<T> {
+    x: Vec<T>,
+    y: Vec<T>,
+    b: Vec<T>,
+    a: Vec<T>,
+    c: T,
+    n: usize,
+    d: usize,
+    activation: Activation,
+    loss: Loss,
+}
+
+fn host_vec<T: burn::tensor::Element, const D: usize>(t: &Tensor<D>) -> Vec<T> {
+    t.to_data()
+        .try_into_vec_as::<T>()
+        .expect("float tensor converts")
+}
+
+impl<T: Real + burn::tensor::Element> HostData<T> {
+    fn new(x: &Tensor<2>, y: &Tensor<1>, model: &TwoLayer, loss: Loss) -> Self {
+        let [n, d] = x.dims();
+        Self {
+            x: host_vec(x),
+            y: host_vec(y),
+            b: host_vec(&model.b.val()),
+            a: host_vec(&model.a.val()),
+            c: host_vec::<T, 1>(&model.c.val())[0],
+            n,
+            d,
+            activation: model.activation,
+            loss,
+        }
+    }
+
+    fn gradient(&self, w: &Tensor<2>) -> (Tensor<2>, f64) {
+        let p = FusedProblem {
+            x: &self.x,
+            y: &self.y,
+            n: self.n,
+            d: self.d,
+            b: &self.b,
+            a: &self.a,
+            c: self.c,
+            activation: self.activation,
+            loss: self.loss,
+        };
+        let (g, l) = fused_gradient(&p, &host_vec::<T, 2>(w));
+        let m = g.len() / self.d;
+        let g = Tensor::from_data(TensorData::new(g, [m, self.d]), (&w.device(), w.dtype()));
+        (g, l)
+    }
+}
+
+impl HostStage1 {
+    /// Copies D1 and the frozen parameters to the host once per stage 1.
+    pub fn new(x: &Tensor<2>, y: &Tensor<1>, model: &TwoLayer, loss: Loss) -> Self {
+        match x.dtype() {
+            DType::F64 => HostStage1::F64(HostData::new(x, y, model, loss)),
+            _ => HostStage1::F32(HostData::new(x, y, model, loss)),
+        }
+    }
+
+    /// (∇_W L̂ as a tensor on W's device, L̂) at first-layer weights `w`.
+    pub fn gradient(&self, w: &Tensor<2>) -> (Tensor<2>, f64) {
+        match self {
+            HostStage1::F32(h) => h.gradient(w),
+            HostStage1::F64(h) => h.gradient(w),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_and_log1p_are_accurate() {
+        for i in 0..=100_000 {
+            let x = -(i as f32) * 1e-3;
+            let (got, want) = (exp_neg_f32(x), (x as f64).exp());
+            assert!(
+                ((got as f64 - want) / want).abs() < 5e-7 || want < 1e-37,
+                "exp({x}) = {got} vs {want}"
+            );
+        }
+        for i in 0..=100_000 {
+            let t = i as f32 * 1e-5;
+            let (got, want) = (ln_1p_unit_f32(t), (t as f64).ln_1p());
+            assert!(
+                (got as f64 - want).abs() <= 5e-7 * want.max(1e-30) + 1e-12,
+                "ln1p({t}) = {got} vs {want}"
+            );
+        }
+    }
+
+    /// The AVX2 log cosh row pass (when the CPU has AVX2) is bit-identical to the scalar one.
+    #[test]
+    fn vector_row_pass_equals_scalar() {
+        let m = 203; // not a multiple of the lane count
+        let z: Vec<f32> = (0..m).map(|j| (j as f32 - 100.0) * 0.07).collect();
+        let b: Vec<f32> = (0..m).map(|j| ((j * 7) % 13) as f32 * 0.1 - 0.6).collect();
+        let a: Vec<f32> = (0..m)
+            .map(|j| if j % 2 == 0 { 1.0 } else { -0.5 })
+            .collect();
+        let (mut z1, mut z2) = (z.clone(), z);
+        let f1 = <f32 as Real>::row_pass_logcosh(&mut z1, &b, &a, 0.25);
+        let f2 = row_pass(&mut z2, &b, &a, 0.25, <f32 as Real>::logcosh_pair);
+        assert_eq!(f1.to_bits(), f2.to_bits());
+        assert!(z1.iter().zip(&z2).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+}
