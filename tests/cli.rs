@@ -369,13 +369,31 @@ fn bench_smoke_test() {
     let out = scratch("bench");
     std::fs::create_dir_all(&out).unwrap();
     let json = out.join("bench.json");
-    let o = mim(&["bench", "--sizes", "tiny", "--reps", "1", "--json", &json.to_string_lossy()]);
+    let o = mim(&[
+        "bench",
+        "--sizes",
+        "tiny",
+        "--reps",
+        "1",
+        "--json",
+        &json.to_string_lossy(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(num(&report, "sgemm_gflops") > 0.0);
-    let names: Vec<&str> = report["timings"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = report["timings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
     for path in ["autodiff", "closedform", "fused"] {
-        assert!(names.iter().any(|n| n.starts_with(&format!("stage1_step[{path}]"))), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with(&format!("stage1_step[{path}]"))),
+            "{names:?}"
+        );
     }
     assert_eq!(mim(&["bench", "--sizes", "huge"]).status.code(), Some(2));
 }
