@@ -210,11 +210,13 @@ mod tests {
         model
     }
 
-    /// Autodiff ∇_W L̂ equals the closed form of paper §3, for every loss and activation, in f64
-    /// (to 1e-12) and f32 (to 1e-5 relative).
-    #[test]
-    fn autodiff_gradient_equals_closed_form() {
-        let (n, d, m) = (64, 7, 10);
+    /// Checks that `other` gives the autodiff gradient and loss for every loss and activation,
+    /// in f64 (to 1e-12) and f32 (to 1e-5 relative), on n rows.
+    fn assert_matches_autodiff(
+        n: usize,
+        other: impl Fn(&TwoLayer, &Tensor<2>, &Tensor<1>, Loss) -> (Tensor<2>, f64),
+    ) {
+        let (d, m) = (7, 10);
         for p in [Precision::F64, Precision::F32] {
             let dev = Device::flex().autodiff();
             let x = from_host_2d(&gaussian(n * d, 5, 1.0), n, d, &dev, p);
@@ -229,13 +231,13 @@ mod tests {
                     model.a = model.a.set_require_grad(false);
                     model.b = model.b.set_require_grad(false);
                     model.c = model.c.set_require_grad(false);
-                    let (ga, _) = autodiff_gradient(&model, &x, &y, &loss);
-                    let (gc, _) = closed_form_gradient(&model, &x, &y, &loss);
-                    let (ga, gc) = (to_host(ga), to_host(gc));
-                    let scale = gc.iter().fold(0.0f64, |s, v| s.max(v.abs()));
+                    let (ga, la) = autodiff_gradient(&model, &x, &y, &loss);
+                    let (go, lo) = other(&model, &x, &y, loss);
+                    let (ga, go, la) = (to_host(ga), to_host(go), to_host(la)[0]);
+                    let scale = ga.iter().fold(0.0f64, |s, v| s.max(v.abs()));
                     let diff = ga
                         .iter()
-                        .zip(&gc)
+                        .zip(&go)
                         .fold(0.0f64, |s, (a, b)| s.max((a - b).abs()));
                     let tol = if p == Precision::F64 { 1e-12 } else { 1e-5 } * scale.max(1e-3);
                     assert!(scale > 1e-3, "degenerate test: gradient ≈ 0");
@@ -243,9 +245,30 @@ mod tests {
                         diff <= tol,
                         "{act} {loss:?} {p:?}: |Δ| = {diff}, max|G| = {scale}"
                     );
+                    assert!(
+                        (la - lo).abs() <= 1e-5 * la.abs().max(1.0),
+                        "loss {la} vs {lo}"
+                    );
                 }
             }
         }
+    }
+
+    /// Autodiff ∇_W L̂ equals the closed form of paper §3 (device tensor ops).
+    #[test]
+    fn autodiff_gradient_equals_closed_form() {
+        assert_matches_autodiff(64, |model, x, y, loss| {
+            let (g, l) = closed_form_gradient(model, x, y, &loss);
+            (g, to_host(l)[0])
+        });
+    }
+
+    /// The fused host kernel gives the autodiff gradient, over more rows than one block.
+    #[test]
+    fn fused_gradient_equals_autodiff() {
+        assert_matches_autodiff(600, |model, x, y, loss| {
+            crate::fused::HostStage1::new(x, y, model, loss).gradient(&model.w.val())
+        });
     }
 
     /// The frozen parameters get no gradient and are unchanged by stage 1.
@@ -371,48 +394,5 @@ mod tests {
             ),
             "{err}"
         );
-    }
-
-    /// The fused host kernel gives the autodiff gradient (f64 to 1e-12, f32 to 1e-5 relative),
-    /// for every loss and activation, over more rows than one block.
-    #[test]
-    fn fused_gradient_equals_autodiff() {
-        let (n, d, m) = (600, 9, 12);
-        for p in [Precision::F64, Precision::F32] {
-            let dev = Device::flex().autodiff();
-            let x = from_host_2d(&gaussian(n * d, 5, 1.0), n, d, &dev, p);
-            let y = from_host_1d(&gaussian(n, 6, 1.5), &dev, p);
-            for act in Activation::ALL {
-                for loss in [
-                    Loss::Square,
-                    Loss::Huber { delta: 0.7 },
-                    Loss::L1 { smoothing: 0.2 },
-                ] {
-                    let mut model = perturbed(act, d, m, &dev, p);
-                    model.a = model.a.set_require_grad(false);
-                    model.b = model.b.set_require_grad(false);
-                    model.c = model.c.set_require_grad(false);
-                    let (ga, la) = autodiff_gradient(&model, &x, &y, &loss);
-                    let (gf, lf) = crate::fused::HostStage1::new(&x, &y, &model, loss)
-                        .gradient(&model.w.val());
-                    let (ga, gf) = (to_host(ga), to_host(gf));
-                    let scale = ga.iter().fold(0.0f64, |s, v| s.max(v.abs()));
-                    let diff = ga
-                        .iter()
-                        .zip(&gf)
-                        .fold(0.0f64, |s, (a, b)| s.max((a - b).abs()));
-                    let tol = if p == Precision::F64 { 1e-12 } else { 1e-5 } * scale.max(1e-3);
-                    assert!(
-                        diff <= tol,
-                        "{act} {loss:?} {p:?}: |Δ| = {diff}, max|G| = {scale}"
-                    );
-                    let la = to_host(la)[0];
-                    assert!(
-                        (la - lf).abs() <= 1e-5 * la.abs().max(1.0),
-                        "loss {la} vs {lf}"
-                    );
-                }
-            }
-        }
     }
 }
