@@ -397,3 +397,33 @@ fn bench_smoke_test() {
     }
     assert_eq!(mim(&["bench", "--sizes", "huge"]).status.code(), Some(2));
 }
+
+/// Streamed data (regenerated chunk by chunk, several chunks, the 80/20 split of D2 inside a
+/// chunk) give the in-memory result: f64 metrics agree to 1e-9.
+#[test]
+fn streaming_equals_in_memory() {
+    let sets = [
+        "dtype=f64",
+        "data.n1=5000",
+        "data.n2=4500",
+        "data.n_test=2500",
+        "data.chunk_rows=1024",
+        "model.width=64",
+    ];
+    let mem = train(
+        "st-off",
+        "configs/h4h4-huber.toml",
+        &[&sets[..], &["data.streaming=off"]].concat(),
+        &[],
+    );
+    let st = train(
+        "st-on",
+        "configs/h4h4-huber.toml",
+        &[&sets[..], &["data.streaming=on"]].concat(),
+        &[],
+    );
+    assert_eq!(st["streaming"], true);
+    assert_eq!(mem["streaming"], false);
+    assert_close(&mem, &st, 1e-9, "in memory vs streaming");
+    assert_eq!(mem["ridge_lambda"], st["ridge_lambda"]);
+}

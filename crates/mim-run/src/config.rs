@@ -38,6 +38,24 @@ pub struct DataConfig {
     pub n_test: usize,
     /// Scale the noiseless labels to unit variance by a constant computed from the link.
     pub normalize: bool,
+    /// Regenerate the datasets chunk by chunk instead of holding them in memory: `"auto"`
+    /// (when the in-memory estimate exceeds half of the physical memory), `"on"`, `"off"`.
+    pub streaming: Streaming,
+    /// Rows per streamed chunk (0 = about 256 MiB of rows; rounded to whole generator blocks).
+    pub chunk_rows: usize,
+}
+
+/// When to stream the datasets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Streaming {
+    /// Stream when the in-memory estimate exceeds half of the physical memory.
+    #[default]
+    Auto,
+    /// Always stream (CPU backends, layer-wise methods).
+    On,
+    /// Never stream.
+    Off,
 }
 
 impl Default for DataConfig {
@@ -53,6 +71,8 @@ impl Default for DataConfig {
             alpha2: None,
             n_test: 10_000,
             normalize: true,
+            streaming: Streaming::Auto,
+            chunk_rows: 0,
         }
     }
 }
@@ -212,6 +232,8 @@ pub struct ValidConfig {
     pub stage1: Stage1Params,
     /// Remove the linear part of the stage-1 labels.
     pub remove_linear: bool,
+    /// Stream the datasets (resolved from `data.streaming`).
+    pub streaming: bool,
     /// Warnings to show (e.g. an activation outside the theory).
     pub warnings: Vec<String>,
 }
@@ -440,6 +462,34 @@ impl RunConfig {
                 stage1.mode = Mode::Normalized;
             }
         }
+        let dtype_bytes = if self.dtype == Precision::F64 { 8 } else { 4 };
+        let bytes = crate::streaming::in_memory_bytes(
+            data.d,
+            n1,
+            n2,
+            data.n_test,
+            self.model.width,
+            dtype_bytes,
+        );
+        let streaming = match data.streaming {
+            Streaming::On => true,
+            Streaming::Off => false,
+            Streaming::Auto => {
+                crate::streaming::physical_memory_bytes().is_some_and(|ram| bytes > 0.5 * ram)
+            }
+        };
+        if streaming && self.backend == Backend::Wgpu {
+            return Err(e(format!(
+                "data.streaming: the data need ≈ {:.1} GiB in memory and streaming runs on CPU backends only; use --backend flex or smaller sizes",
+                bytes / (1u64 << 30) as f64
+            )));
+        }
+        if streaming && self.method == Method::Joint {
+            return Err(e("data.streaming: method = \"joint\" needs D1 in memory; use data.streaming = \"off\" or smaller sizes".into()));
+        }
+        if streaming {
+            stage1.gradient = Gradient::Fused;
+        }
         Ok(ValidConfig {
             config: self.clone(),
             link,
@@ -447,6 +497,7 @@ impl RunConfig {
             n2,
             stage1,
             remove_linear,
+            streaming,
             warnings,
         })
     }

@@ -16,6 +16,7 @@ pub mod progress;
 pub mod results;
 pub mod run;
 pub mod seeds;
+pub mod streaming;
 pub mod tracker;
 
 pub use backend::Backend;

@@ -109,6 +109,10 @@ pub struct Summary {
     pub stage2_seconds: f64,
     /// Wall time of the whole run.
     pub total_seconds: f64,
+    /// Whether the data were streamed chunk by chunk rather than held in memory.
+    pub streaming: bool,
+    /// Peak resident memory of the process (VmHWM), MiB, where the OS reports it.
+    pub peak_rss_mib: Option<f64>,
     /// Warnings raised.
     pub warnings: Vec<String>,
 }
@@ -187,6 +191,128 @@ pub fn stage1_labels(ds: &Dataset, center: bool, remove_linear: bool) -> Vec<f64
     y
 }
 
+/// What fitting the network produced (in memory or streamed).
+pub struct Fitted {
+    /// The trained network.
+    pub model: TwoLayer,
+    /// Mean cosine with the explicit power iterates after the last step.
+    pub power_iteration_cos: Option<f64>,
+    /// λ of the readout (None for `joint`).
+    pub ridge_lambda: Option<f64>,
+    /// Normalised MSE on the readout's training data.
+    pub train_mse: f64,
+    /// Normalised MSE on the test set.
+    pub test_mse: f64,
+    /// Wall time of stage 1 (or joint training).
+    pub stage1_seconds: f64,
+    /// Wall time of stage 2.
+    pub stage2_seconds: f64,
+}
+
+/// Fits the network with D1, D2 and the test set held in memory (on the device).
+fn fit_in_memory(
+    valid: &ValidConfig,
+    target: &Target,
+    model: TwoLayer,
+    device: &Device,
+    reporter: &mut Reporter,
+) -> Result<Fitted, RunError> {
+    let cfg = &valid.config;
+    let (d, r, p) = (cfg.data.d, cfg.data.r, cfg.dtype);
+    let loss = cfg.stage1.loss();
+    let data_seed = derive_seed(cfg.seed, Purpose::Data);
+    let d1 = target.sample(Split::Stage1, valid.n1, data_seed);
+    let test = upload(
+        &target.sample(Split::Test, cfg.data.n_test, data_seed),
+        device,
+        p,
+    );
+
+    // The first layer: stage 1 (layerwise, one_step, random_features) or joint training.
+    let t1 = Instant::now();
+    let mut tracker = Stage1Tracker {
+        u: &target.u,
+        r,
+        d,
+        power: None,
+        reporter,
+        start: t1,
+        last: None,
+    };
+    let (model, stage2_data) = if cfg.method == Method::Joint {
+        let mut source = JointBatches::new(&target, &d1, &cfg.joint, data_seed, device, p);
+        (
+            run_joint(model, &mut source, &cfg.joint, &loss, &mut tracker)?,
+            upload(&d1, device, p),
+        )
+    } else {
+        let y1 = stage1_labels(&d1, cfg.stage1.center_labels, valid.remove_linear);
+        let x1 = from_host_2d(&d1.x, d1.n, d, device, p);
+        let params = &valid.stage1;
+        tracker.power = cfg.metrics.power_iteration.then(|| {
+            let t: Vec<f64> = y1.iter().map(|&y| loss.label_transform(y)).collect();
+            PowerIteration::new(
+                x1.clone(),
+                from_host_1d(&t, device, p),
+                model.a.val().detach(),
+                model.w.val().detach(),
+                params.lr,
+                params.weight_decay,
+            )
+        });
+        let model = run_stage1(
+            model,
+            &x1,
+            &from_host_1d(&y1, device, p),
+            params,
+            &mut tracker,
+        )?;
+        (
+            model,
+            upload(
+                &target.sample(Split::Stage2, valid.n2, data_seed),
+                device,
+                p,
+            ),
+        )
+    };
+    let power_iteration_cos = tracker
+        .last
+        .as_ref()
+        .and_then(|rec| rec.power_iteration_cos);
+    let stage1_seconds = t1.elapsed().as_secs_f64();
+
+    // Stage 2 (not for joint training, whose readout is trained already).
+    let t2 = Instant::now();
+    let (model, ridge_lambda, train_mse) = if cfg.method == Method::Joint {
+        let f = to_host(model.forward(stage2_data.x.clone()).detach());
+        let train_mse = normalized_mse(&f, &to_host(stage2_data.y.clone()));
+        (model, None, train_mse)
+    } else {
+        let (model, report) = run_stage2(
+            model,
+            &stage2_data.x,
+            &stage2_data.y,
+            &cfg.stage2,
+            derive_seed(cfg.seed, Purpose::Bias),
+            p,
+        )?;
+        (model, Some(report.lambda), report.train_mse)
+    };
+    let stage2_seconds = t2.elapsed().as_secs_f64();
+    let f_test = to_host(model.forward(test.x.clone()).detach());
+    let test_mse = normalized_mse(&f_test, &to_host(test.y.clone()));
+    Ok(Fitted {
+        model,
+        power_iteration_cos,
+        ridge_lambda,
+        train_mse,
+        test_mse,
+        stage1_seconds,
+        stage2_seconds,
+    })
+}
+
 fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunError> {
     let t0 = Instant::now();
     let cfg = &valid.config;
@@ -219,93 +345,28 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
         derive_seed(cfg.seed, Purpose::Target),
     )
     .map_err(|e| RunError::Config(ConfigError(e.to_string())))?;
-    let data_seed = derive_seed(cfg.seed, Purpose::Data);
-    let d1 = target.sample(Split::Stage1, valid.n1, data_seed);
-    let test = upload(
-        &target.sample(Split::Test, cfg.data.n_test, data_seed),
-        &device,
-        p,
-    );
     let model = cfg
         .model
         .symmetric_init(d, derive_seed(cfg.seed, Purpose::Init), &device, p)
         .map_err(|e| RunError::Config(ConfigError(e.to_string())))?;
-    let loss = cfg.stage1.loss();
-
-    // The first layer: stage 1 (layerwise, one_step, random_features) or joint training.
-    let t1 = Instant::now();
-    let mut tracker = Stage1Tracker {
-        u: &target.u,
-        r,
-        d,
-        power: None,
-        reporter: &mut reporter,
-        start: t1,
-        last: None,
-    };
-    let (model, stage2_data) = if cfg.method == Method::Joint {
-        let mut source = JointBatches::new(&target, &d1, &cfg.joint, data_seed, &device, p);
-        (
-            run_joint(model, &mut source, &cfg.joint, &loss, &mut tracker)?,
-            upload(&d1, &device, p),
-        )
+    let streaming = valid.streaming;
+    if streaming {
+        reporter.message("streaming: D1, D2 and the test set are regenerated chunk by chunk (power_iteration_cos is not computed)");
+    }
+    let fit = if streaming {
+        crate::streaming::fit_streaming(valid, &target, model, &device, &mut reporter)?
     } else {
-        let y1 = stage1_labels(&d1, cfg.stage1.center_labels, valid.remove_linear);
-        let x1 = from_host_2d(&d1.x, d1.n, d, &device, p);
-        let params = &valid.stage1;
-        tracker.power = cfg.metrics.power_iteration.then(|| {
-            let t: Vec<f64> = y1.iter().map(|&y| loss.label_transform(y)).collect();
-            PowerIteration::new(
-                x1.clone(),
-                from_host_1d(&t, &device, p),
-                model.a.val().detach(),
-                model.w.val().detach(),
-                params.lr,
-                params.weight_decay,
-            )
-        });
-        let model = run_stage1(
-            model,
-            &x1,
-            &from_host_1d(&y1, &device, p),
-            params,
-            &mut tracker,
-        )?;
-        (
-            model,
-            upload(
-                &target.sample(Split::Stage2, valid.n2, data_seed),
-                &device,
-                p,
-            ),
-        )
+        fit_in_memory(valid, &target, model, &device, &mut reporter)?
     };
-    let power_iteration_cos = tracker
-        .last
-        .as_ref()
-        .and_then(|rec| rec.power_iteration_cos);
-    let stage1_seconds = t1.elapsed().as_secs_f64();
-
-    // Stage 2 (not for joint training, whose readout is trained already).
-    let t2 = Instant::now();
-    let (model, ridge_lambda, train_mse) = if cfg.method == Method::Joint {
-        let f = to_host(model.forward(stage2_data.x.clone()).detach());
-        let train_mse = normalized_mse(&f, &to_host(stage2_data.y.clone()));
-        (model, None, train_mse)
-    } else {
-        let (model, report) = run_stage2(
-            model,
-            &stage2_data.x,
-            &stage2_data.y,
-            &cfg.stage2,
-            derive_seed(cfg.seed, Purpose::Bias),
-            p,
-        )?;
-        (model, Some(report.lambda), report.train_mse)
-    };
-    let stage2_seconds = t2.elapsed().as_secs_f64();
-    let f_test = to_host(model.forward(test.x.clone()).detach());
-    let test_mse = normalized_mse(&f_test, &to_host(test.y.clone()));
+    let Fitted {
+        model,
+        power_iteration_cos,
+        ridge_lambda,
+        train_mse,
+        test_mse,
+        stage1_seconds,
+        stage2_seconds,
+    } = fit;
     if !test_mse.is_finite() {
         return Err(TrainError::Diverged {
             stage: "stage2",
@@ -365,6 +426,8 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
         stage1_seconds,
         stage2_seconds,
         total_seconds: t0.elapsed().as_secs_f64(),
+        streaming,
+        peak_rss_mib: crate::streaming::peak_rss_mib(),
         warnings: valid.warnings.clone(),
     };
     reporter

@@ -46,42 +46,239 @@ struct Normal {
     r: Vec<f64>,
 }
 
+impl Normal {
+    /// From the feature means μ, label mean ȳ, the centred covariance Φ_cᵀΦ_c/n (m×m) and
+    /// Φ_cᵀ(y − ȳ)/n: scales s_i = √C_ii (1 for constant features) and standardises.
+    fn standardise(mu: Vec<f64>, ybar: f64, cov: &[f64], cross: &[f64]) -> Normal {
+        let m = mu.len();
+        let s: Vec<f64> = (0..m)
+            .map(|i| {
+                let v = cov[i * m + i].max(0.0).sqrt();
+                if v > 1e-10 {
+                    v
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let c = (0..m * m).map(|k| cov[k] / (s[k / m] * s[k % m])).collect();
+        let r = (0..m).map(|i| cross[i] / s[i]).collect();
+        Normal {
+            m,
+            mu,
+            s,
+            ybar,
+            c,
+            r,
+        }
+    }
+
+    /// The network readout (a, c) for standardised coefficients β: a_j = β_j/s_j,
+    /// c = ȳ − Σ_j a_j μ_j.
+    fn readout(&self, beta: &[f64]) -> (Vec<f64>, f64) {
+        let a: Vec<f64> = (0..self.m).map(|j| beta[j] / self.s[j]).collect();
+        let c = self.ybar - (0..self.m).map(|j| a[j] * self.mu[j]).sum::<f64>();
+        (a, c)
+    }
+}
+
 /// Computes μ, s, ȳ, C and r for features Φ (n×m) and labels y on the device, then moves the
 /// m×m system to the host in f64.
 fn normal_equations(phi: &Tensor<2>, y: &Tensor<1>) -> Normal {
-    let [n, m] = phi.dims();
-    let nf = n as f64;
+    let nf = phi.dims()[0] as f64;
     let mu_t = phi.clone().mean_dim(0); // 1×m
     let phic = phi.clone() - mu_t.clone();
     let ybar = to_host(y.clone().mean())[0];
     let yc = y.clone().sub_scalar(ybar);
-    let c = to_host(phic.clone().transpose().matmul(phic.clone()).div_scalar(nf));
-    let r0 = to_host(
+    let cov = to_host(phic.clone().transpose().matmul(phic.clone()).div_scalar(nf));
+    let cross = to_host(
         phic.transpose()
             .matmul(yc.unsqueeze_dim::<2>(1))
             .div_scalar(nf),
     );
-    let mu = to_host(mu_t);
-    let s: Vec<f64> = (0..m)
-        .map(|i| {
-            let v = c[i * m + i].max(0.0).sqrt();
-            if v > 1e-10 {
-                v
-            } else {
-                1.0
-            }
-        })
-        .collect();
-    let cs = (0..m * m).map(|k| c[k] / (s[k / m] * s[k % m])).collect();
-    let r = (0..m).map(|i| r0[i] / s[i]).collect();
-    Normal {
-        m,
-        mu,
-        s,
-        ybar,
-        c: cs,
-        r,
+    Normal::standardise(to_host(mu_t), ybar, &cov, &cross)
+}
+
+/// Raw sums over rows of features φ (m) and labels y, accumulated chunk by chunk (for data
+/// that is streamed rather than held in memory): n, Σφ, ΣφφᵀΣ, Σφy, Σy, Σy².
+#[derive(Clone, Debug)]
+pub struct GramSums {
+    m: usize,
+    n: usize,
+    phi: Vec<f64>,
+    phiphi: Vec<f64>,
+    phiy: Vec<f64>,
+    y: f64,
+    yy: f64,
+}
+
+impl GramSums {
+    /// Empty sums for m features.
+    pub fn new(m: usize) -> Self {
+        Self {
+            m,
+            n: 0,
+            phi: vec![0.0; m],
+            phiphi: vec![0.0; m * m],
+            phiy: vec![0.0; m],
+            y: 0.0,
+            yy: 0.0,
+        }
     }
+
+    /// Rows so far.
+    pub fn count(&self) -> usize {
+        self.n
+    }
+
+    /// Adds rows: `phi` rows×m row-major, `y` rows.
+    pub fn add(&mut self, phi: &[f64], y: &[f64]) {
+        let (m, rows) = (self.m, y.len());
+        let pm = faer::MatRef::from_row_major_slice(phi, rows, m);
+        let mut g = faer::MatMut::from_row_major_slice_mut(&mut self.phiphi, m, m);
+        faer::linalg::matmul::matmul(
+            g.as_mut(),
+            faer::Accum::Add,
+            pm.transpose(),
+            pm,
+            1.0,
+            faer::Par::rayon(0),
+        );
+        for (i, &yi) in y.iter().enumerate() {
+            let row = &phi[i * m..(i + 1) * m];
+            for j in 0..m {
+                self.phi[j] += row[j];
+                self.phiy[j] += row[j] * yi;
+            }
+            self.y += yi;
+            self.yy += yi * yi;
+        }
+        self.n += rows;
+    }
+
+    fn normal(&self) -> Normal {
+        let (m, n) = (self.m, self.n as f64);
+        let mu: Vec<f64> = self.phi.iter().map(|v| v / n).collect();
+        let ybar = self.y / n;
+        let cov: Vec<f64> = (0..m * m)
+            .map(|k| self.phiphi[k] / n - mu[k / m] * mu[k % m])
+            .collect();
+        let cross: Vec<f64> = (0..m).map(|j| self.phiy[j] / n - mu[j] * ybar).collect();
+        Normal::standardise(mu, ybar, &cov, &cross)
+    }
+
+    /// mean (aᵀφ + c − y)² / Var(y) over the summed rows, from the sums alone.
+    pub fn normalized_mse(&self, a: &[f64], c: f64) -> f64 {
+        let (m, n) = (self.m, self.n as f64);
+        let mut quad = 0.0;
+        for i in 0..m {
+            quad += a[i] * (0..m).map(|j| self.phiphi[i * m + j] * a[j]).sum::<f64>();
+        }
+        let a_phi: f64 = (0..m).map(|j| a[j] * self.phi[j]).sum();
+        let a_phiy: f64 = (0..m).map(|j| a[j] * self.phiy[j]).sum();
+        let sse = quad + 2.0 * c * a_phi - 2.0 * a_phiy + n * c * c - 2.0 * c * self.y + self.yy;
+        let var = self.yy / n - (self.y / n).powi(2);
+        (sse / n) / var.max(1e-300)
+    }
+
+    /// The sums of two disjoint row sets.
+    pub fn merged(&self, other: &GramSums) -> GramSums {
+        let add = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x + y).collect();
+        GramSums {
+            m: self.m,
+            n: self.n + other.n,
+            phi: add(&self.phi, &other.phi),
+            phiphi: add(&self.phiphi, &other.phiphi),
+            phiy: add(&self.phiy, &other.phiy),
+            y: self.y + other.y,
+            yy: self.yy + other.yy,
+        }
+    }
+}
+
+/// Fits the readout from streamed sums: λ = "auto" is chosen on the held-out sums `val`
+/// (fit on `train`, the same grid as [`lambda_grid`]), then the readout is refit on
+/// train + val. Returns (a, c, report) with `train_mse` on train + val.
+pub fn fit_readout_from_sums(
+    train: &GramSums,
+    val: &GramSums,
+    cfg: &Stage2Config,
+) -> Result<(Vec<f64>, f64, Stage2Report), TrainError> {
+    let (lambda, lambda_grid) = match (cfg.solver, cfg.ridge_lambda) {
+        (Stage2Solver::Gd, _) => (cfg.weight_decay, Vec::new()),
+        (Stage2Solver::Ridge, Auto::Value(l)) => (l, Vec::new()),
+        (Stage2Solver::Ridge, Auto::Auto) => {
+            let ne = train.normal();
+            let (vals, q) = eigen(&ne)?;
+            let m = ne.m;
+            let qtr: Vec<f64> = (0..m)
+                .map(|k| (0..m).map(|i| q[(i, k)] * ne.r[i]).sum())
+                .collect();
+            let grid: Vec<(f64, f64)> = lambda_grid()
+                .into_iter()
+                .map(|lambda| {
+                    let coef: Vec<f64> = (0..m)
+                        .map(|k| qtr[k] / (vals[k].max(0.0) + lambda))
+                        .collect();
+                    let beta: Vec<f64> = (0..m)
+                        .map(|i| (0..m).map(|k| q[(i, k)] * coef[k]).sum())
+                        .collect();
+                    let (a, c) = ne.readout(&beta);
+                    (lambda, val.normalized_mse(&a, c))
+                })
+                .collect();
+            (best_lambda(&grid)?, grid)
+        }
+    };
+    let all = train.merged(val);
+    let ne = all.normal();
+    let beta = match cfg.solver {
+        Stage2Solver::Ridge => ridge_solve(&ne, lambda)?,
+        Stage2Solver::Gd => gd_solve(&ne, lambda, cfg.lr, cfg.steps)?,
+    };
+    let (a, c) = checked_readout(&ne, &beta)?;
+    let train_mse = all.normalized_mse(&a, c);
+    Ok((
+        a,
+        c,
+        Stage2Report {
+            lambda,
+            lambda_grid,
+            train_mse,
+        },
+    ))
+}
+
+/// The λ with the smallest finite held-out error (the first of equals).
+fn best_lambda(grid: &[(f64, f64)]) -> Result<f64, TrainError> {
+    grid.iter()
+        .copied()
+        .filter(|(_, mse)| mse.is_finite())
+        .fold(None, |best: Option<(f64, f64)>, (l, mse)| match best {
+            Some((_, b)) if b <= mse => best,
+            _ => Some((l, mse)),
+        })
+        .map(|(l, _)| l)
+        .ok_or_else(|| TrainError::Diverged {
+            stage: "stage2",
+            step: 0,
+            quantity: "held-out MSE".into(),
+            value: f64::NAN,
+        })
+}
+
+/// [`Normal::readout`], refusing non-finite values.
+fn checked_readout(ne: &Normal, beta: &[f64]) -> Result<(Vec<f64>, f64), TrainError> {
+    let (a, c) = ne.readout(beta);
+    if let Some(bad) = a.iter().chain([c].iter()).find(|v| !v.is_finite()) {
+        return Err(TrainError::Diverged {
+            stage: "stage2",
+            step: 0,
+            quantity: "readout a".into(),
+            value: *bad,
+        });
+    }
+    Ok((a, c))
 }
 
 fn mat(m: usize, v: &[f64]) -> Mat<f64> {
@@ -170,21 +367,7 @@ fn choose_lambda(
             / y_var;
         grid.push((lambda, mse));
     }
-    let best = grid
-        .iter()
-        .copied()
-        .filter(|(_, mse)| mse.is_finite())
-        .fold(None, |best: Option<(f64, f64)>, (l, mse)| match best {
-            Some((_, b)) if b <= mse => best,
-            _ => Some((l, mse)),
-        })
-        .ok_or_else(|| TrainError::Diverged {
-            stage: "stage2",
-            step: 0,
-            quantity: "held-out MSE".into(),
-            value: f64::NAN,
-        })?;
-    Ok((best.0, grid))
+    Ok((best_lambda(&grid)?, grid))
 }
 
 /// GD on β for (1/2n)‖Φ̃β − (y − ȳ)‖² + (λ/2)‖β‖² from β = 0, i.e. β ← β − η(Cβ − r + λβ),
@@ -260,16 +443,7 @@ pub fn run_stage2(
         Stage2Solver::Ridge => ridge_solve(&ne, lambda)?,
         Stage2Solver::Gd => gd_solve(&ne, lambda, cfg.lr, cfg.steps)?,
     };
-    let a: Vec<f64> = (0..m).map(|j| beta[j] / ne.s[j]).collect();
-    let c = ne.ybar - (0..m).map(|j| a[j] * ne.mu[j]).sum::<f64>();
-    if let Some(bad) = a.iter().chain([c].iter()).find(|v| !v.is_finite()) {
-        return Err(TrainError::Diverged {
-            stage: "stage2",
-            step: 0,
-            quantity: "readout a".into(),
-            value: *bad,
-        });
-    }
+    let (a, c) = checked_readout(&ne, &beta)?;
     model.a = Param::from_tensor(from_host_1d(&a, &device, precision)).set_require_grad(false);
     model.c = Param::from_tensor(from_host_1d(&[c], &device, precision)).set_require_grad(false);
     let f = to_host(model.forward(x.clone()).detach());
@@ -359,5 +533,60 @@ mod tests {
         let y = [1.0, 2.0, 3.0, 6.0];
         let f = [3.0; 4];
         assert!((normalized_mse(&f, &y) - 1.0).abs() < 1e-12);
+    }
+
+    /// Streamed sums give the same readout and the same λ choice as the in-memory device path.
+    #[test]
+    fn sums_path_equals_device_path() {
+        let (n, d, m) = (500, 6, 10);
+        let dev = Device::flex();
+        let p = Precision::F64;
+        let mut model = TwoLayerConfig {
+            width: m,
+            activation: Activation::Logcosh,
+            init_scale: 1.0,
+        }
+        .symmetric_init(d, 1, &dev, p)
+        .unwrap();
+        model.w = Param::from_tensor(from_host_2d(&gaussian(m * d, 2), m, d, &dev, p));
+        let x = from_host_2d(&gaussian(n * d, 3), n, d, &dev, p);
+        let yv: Vec<f64> = gaussian(n, 4)
+            .iter()
+            .zip(gaussian(n * d, 3).chunks(d))
+            .map(|(e, r)| r[0] * r[1] + 0.3 * e)
+            .collect();
+        let y = from_host_1d(&yv, &dev, p);
+        for cfg in [
+            Stage2Config {
+                ridge_lambda: Auto::Value(1e-2),
+                ..Default::default()
+            },
+            Stage2Config::default(),
+        ] {
+            let (fitted, rep) = run_stage2(model.clone(), &x, &y, &cfg, 7, p).unwrap();
+            let phi = to_host(fitted.features(x.clone()));
+            let n_tr = n * 4 / 5;
+            let (mut tr, mut va) = (GramSums::new(m), GramSums::new(m));
+            tr.add(&phi[..n_tr * m], &yv[..n_tr]);
+            va.add(&phi[n_tr * m..], &yv[n_tr..]);
+            let (a, c, srep) = fit_readout_from_sums(&tr, &va, &cfg).unwrap();
+            assert_eq!(rep.lambda, srep.lambda);
+            let a_dev = to_host(fitted.a.val());
+            for j in 0..m {
+                assert!(
+                    (a[j] - a_dev[j]).abs() < 1e-8 * (1.0 + a_dev[j].abs()),
+                    "a[{j}] {} vs {}",
+                    a[j],
+                    a_dev[j]
+                );
+            }
+            assert!((c - to_host(fitted.c.val())[0]).abs() < 1e-8);
+            assert!(
+                (rep.train_mse - srep.train_mse).abs() < 1e-8,
+                "{} vs {}",
+                rep.train_mse,
+                srep.train_mse
+            );
+        }
     }
 }

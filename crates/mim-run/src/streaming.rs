@@ -1,0 +1,434 @@
+//! Streaming datasets: when D1, D2 and the test set would not fit the memory budget, they are
+//! regenerated chunk by chunk from their counter-based seeded streams on every pass
+//! (`Target::sample_rows`), bit-identical to the in-memory data of the same seed. Stage 1
+//! accumulates the full-batch gradient over chunks with the fused CPU kernel; stage 2
+//! accumulates the feature sums (Σφ, ΣφφᵀΣ, Σφy, Σy, Σy²) and fits the readout from them,
+//! choosing λ on the sums of the held-out 20 %; the test error is accumulated likewise. Only
+//! one chunk of rows is in memory at a time. CPU backends only; the power-iteration metric is
+//! not computed in this mode.
+
+use crate::tracker::Stage1Tracker;
+use burn::tensor::{Device, Element, Tensor, TensorData};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use mim_data::{Dataset, Split, Target};
+use mim_model::Activation;
+use mim_train::fused::{fused_gradient, FusedProblem, Real};
+use mim_train::stage2::{fit_readout_from_sums, GramSums};
+use mim_train::{
+    Mode, Observer, Stage1Params, Stage1State, Stage2Config, Stage2Report, TrainError,
+};
+
+/// Rows per chunk: `requested` rounded up to whole generator blocks, or (0) about 256 MiB of
+/// f64 inputs.
+pub fn chunk_rows(d: usize, requested: usize) -> usize {
+    let rows = if requested > 0 {
+        requested
+    } else {
+        (256usize << 20) / (d.max(1) * 8)
+    };
+    rows.div_ceil(mim_data::BLOCK_ROWS).clamp(1, 64) * mim_data::BLOCK_ROWS
+}
+
+/// Bytes the in-memory path needs for the data: host f64 copies plus device copies of
+/// D1, D2 and the test set, and the n×m activations of the largest set.
+pub fn in_memory_bytes(
+    d: usize,
+    n1: usize,
+    n2: usize,
+    n_test: usize,
+    m: usize,
+    dtype_bytes: usize,
+) -> f64 {
+    let rows = (n1 + n2 + n_test) as f64;
+    rows * d as f64 * (8 + dtype_bytes) as f64
+        + (n1.max(n2).max(n_test) * m * dtype_bytes * 3) as f64
+}
+
+/// Physical memory of this machine (MemTotal of /proc/meminfo), if readable.
+pub fn physical_memory_bytes() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}
+
+/// Peak resident set size of this process (VmHWM of /proc/self/status) in MiB, if readable.
+pub fn peak_rss_mib() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Where the streamed rows come from.
+pub struct Streams<'a> {
+    /// The target (U, link, noise).
+    pub target: &'a Target,
+    /// The data seed.
+    pub seed: u64,
+    /// Rows per chunk.
+    pub chunk: usize,
+}
+
+impl Streams<'_> {
+    /// Calls `f(start, chunk)` for consecutive chunks of the first `n` rows of `split`.
+    fn for_chunks<E>(
+        &self,
+        split: Split,
+        n: usize,
+        mut f: impl FnMut(usize, Dataset) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut start = 0;
+        while start < n {
+            let len = self.chunk.min(n - start);
+            f(start, self.target.sample_rows(split, self.seed, start, len))?;
+            start += len;
+        }
+        Ok(())
+    }
+}
+
+fn cast<T: Real>(v: &[f64]) -> Vec<T> {
+    v.iter().map(|&x| T::of(x)).collect()
+}
+
+/// Stage-1 label preprocessing from streamed sums: ȳ and, if asked, β̂ = (1/n) Σ (y − ȳ) x.
+fn label_transform_sums(
+    streams: &Streams<'_>,
+    n: usize,
+    d: usize,
+    center: bool,
+    remove_linear: bool,
+) -> (f64, Vec<f64>) {
+    let (mut sy, mut syx, mut sx) = (0.0, vec![0.0; d], vec![0.0; d]);
+    let _ = streams.for_chunks::<()>(Split::Stage1, n, |_, ds| {
+        for i in 0..ds.n {
+            sy += ds.y[i];
+            if remove_linear {
+                for (k, &xv) in ds.row(i).iter().enumerate() {
+                    syx[k] += ds.y[i] * xv;
+                    sx[k] += xv;
+                }
+            }
+        }
+        Ok(())
+    });
+    let nf = n as f64;
+    let ybar = if center { sy / nf } else { 0.0 };
+    let beta = if remove_linear {
+        (0..d).map(|k| (syx[k] - ybar * sx[k]) / nf).collect()
+    } else {
+        vec![0.0; d]
+    };
+    (ybar, beta)
+}
+
+fn upload<T: Element>(
+    v: Vec<T>,
+    shape: [usize; 2],
+    device: &Device,
+    like: &Tensor<1>,
+) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(v, shape), (device, like.dtype()))
+}
+
+/// Stage 1 over streamed D1: W ← W − η(Ḡ + βW) with Ḡ accumulated over chunks by the fused
+/// kernel, rows rescaled as in the in-memory path. Returns the final W (m×d, host).
+#[allow(clippy::too_many_arguments)]
+pub fn stream_stage1<T: Real + Element>(
+    streams: &Streams<'_>,
+    n1: usize,
+    params: &Stage1Params,
+    center: bool,
+    remove_linear: bool,
+    mut w: Vec<T>,
+    frozen: (&[T], &[T], T, Activation),
+    device: &Device,
+    like: &Tensor<1>,
+    tracker: &mut Stage1Tracker<'_>,
+) -> Result<Vec<T>, TrainError> {
+    let d = streams.target.d;
+    let m = w.len() / d;
+    let (b, a, c, activation) = frozen;
+    let (ybar, beta_lin) = label_transform_sums(streams, n1, d, center, remove_linear);
+    let total = params.steps;
+    tracker.stage1_step(&Stage1State {
+        stage: "stage1",
+        step: 0,
+        total,
+        w: &upload(w.clone(), [m, d], device, like),
+        loss: f64::NAN,
+        grad_norm: f64::NAN,
+    })?;
+    for step in 1..=total {
+        let mut g = vec![0.0f64; m * d];
+        let mut loss = 0.0;
+        streams.for_chunks(Split::Stage1, n1, |_, ds| {
+            let y: Vec<f64> = (0..ds.n)
+                .map(|i| {
+                    ds.y[i]
+                        - ybar
+                        - ds.row(i)
+                            .iter()
+                            .zip(&beta_lin)
+                            .map(|(x, b)| x * b)
+                            .sum::<f64>()
+                })
+                .collect();
+            let (x_t, y_t) = (cast::<T>(&ds.x), cast::<T>(&y));
+            let p = FusedProblem {
+                x: &x_t,
+                y: &y_t,
+                n: ds.n,
+                d,
+                b,
+                a,
+                c,
+                activation,
+                loss: params.loss,
+            };
+            let (gc, lc) = fused_gradient(&p, &w);
+            let weight = ds.n as f64 / n1 as f64;
+            g.iter_mut()
+                .zip(&gc)
+                .for_each(|(acc, v)| *acc += weight * v.to());
+            loss += weight * lc;
+            Ok::<(), TrainError>(())
+        })?;
+        let grad_norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+        for (quantity, value) in [("loss", loss), ("‖∇W‖", grad_norm)] {
+            if !value.is_finite() {
+                return Err(TrainError::Diverged {
+                    stage: "stage1",
+                    step,
+                    quantity: quantity.into(),
+                    value,
+                });
+            }
+        }
+        for (wv, gv) in w.iter_mut().zip(&g) {
+            let wf = wv.to();
+            *wv = T::of(wf - params.lr * (gv + params.weight_decay * wf));
+        }
+        if params.mode == Mode::Normalized {
+            rescale_rows(&mut w, d, params.init_scale);
+        }
+        let w_max = w.iter().fold(0.0f64, |s, v| s.max(v.to().abs()));
+        if !w_max.is_finite() || w_max > 1e12 {
+            return Err(TrainError::Diverged {
+                stage: "stage1",
+                step,
+                quantity: "max|W|".into(),
+                value: w_max,
+            });
+        }
+        tracker.stage1_step(&Stage1State {
+            stage: "stage1",
+            step,
+            total,
+            w: &upload(w.clone(), [m, d], device, like),
+            loss,
+            grad_norm,
+        })?;
+    }
+    if params.mode == Mode::Normalized {
+        rescale_rows(&mut w, d, 1.0);
+    }
+    Ok(w)
+}
+
+fn rescale_rows<T: Real>(w: &mut [T], d: usize, norm: f64) {
+    for row in w.chunks_exact_mut(d) {
+        let n = row
+            .iter()
+            .map(|v| v.to() * v.to())
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-300);
+        row.iter_mut().for_each(|v| *v = T::of(v.to() * norm / n));
+    }
+}
+
+/// Features Φ = σ(X Wᵀ + 1bᵀ) of one chunk, rows×m, in f64.
+fn features<T: Real>(
+    x: &[T],
+    rows: usize,
+    d: usize,
+    w: &[T],
+    b: &[T],
+    activation: Activation,
+) -> Vec<f64> {
+    let m = b.len();
+    let mut z = vec![T::of(0.0); rows * m];
+    let wt = MatRef::from_row_major_slice(w, m, d).transpose();
+    matmul(
+        MatMut::from_row_major_slice_mut(&mut z, rows, m),
+        Accum::Replace,
+        MatRef::from_row_major_slice(x, rows, d),
+        wt,
+        T::of(1.0),
+        Par::rayon(0),
+    );
+    z.chunks_exact(m)
+        .flat_map(|row| {
+            row.iter().zip(b).map(|(&zv, &bj)| {
+                if activation == Activation::Logcosh {
+                    T::logcosh_pair(zv + bj).0.to()
+                } else {
+                    activation.scalar((zv + bj).to())
+                }
+            })
+        })
+        .collect()
+}
+
+/// Stage 2 over streamed D2: biases `b` given; returns (a, c, report).
+pub fn stream_stage2<T: Real>(
+    streams: &Streams<'_>,
+    n2: usize,
+    w: &[T],
+    b: &[T],
+    activation: Activation,
+    cfg: &Stage2Config,
+) -> Result<(Vec<f64>, f64, Stage2Report), TrainError> {
+    let d = streams.target.d;
+    let m = b.len();
+    let n_tr = n2 * 4 / 5;
+    let (mut train, mut val) = (GramSums::new(m), GramSums::new(m));
+    streams.for_chunks::<TrainError>(Split::Stage2, n2, |start, ds| {
+        let phi = features(&cast::<T>(&ds.x), ds.n, d, w, b, activation);
+        let cut = n_tr.saturating_sub(start).min(ds.n);
+        train.add(&phi[..cut * m], &ds.y[..cut]);
+        val.add(&phi[cut * m..], &ds.y[cut..]);
+        Ok(())
+    })?;
+    if train.count() < 2 || val.count() < 1 {
+        return Err(TrainError::Numerical {
+            stage: "stage2",
+            message: format!("streaming stage 2 needs at least 3 samples, got {n2}"),
+        });
+    }
+    fit_readout_from_sums(&train, &val, cfg)
+}
+
+/// Normalised test error mean (f − y)²/Var(y) over the streamed test set.
+pub fn stream_test_mse<T: Real>(
+    streams: &Streams<'_>,
+    n_test: usize,
+    w: &[T],
+    b: &[T],
+    a: &[f64],
+    c: f64,
+    activation: Activation,
+) -> f64 {
+    let d = streams.target.d;
+    let (mut sse, mut sy, mut syy) = (0.0, 0.0, 0.0);
+    let _ = streams.for_chunks::<()>(Split::Test, n_test, |_, ds| {
+        let phi = features(&cast::<T>(&ds.x), ds.n, d, w, b, activation);
+        for (i, row) in phi.chunks_exact(b.len()).enumerate() {
+            let f = c + row.iter().zip(a).map(|(p, q)| p * q).sum::<f64>();
+            sse += (f - ds.y[i]).powi(2);
+            sy += ds.y[i];
+            syy += ds.y[i] * ds.y[i];
+        }
+        Ok(())
+    });
+    let n = n_test as f64;
+    (sse / n) / (syy / n - (sy / n).powi(2)).max(1e-300)
+}
+
+/// Fits the network on streamed data: stage 1, stage 2 and the test error, chunk by chunk.
+pub fn fit_streaming(
+    valid: &crate::config::ValidConfig,
+    target: &Target,
+    model: mim_model::TwoLayer,
+    device: &Device,
+    reporter: &mut crate::progress::Reporter,
+) -> Result<crate::run::Fitted, crate::run::RunError> {
+    match valid.config.dtype {
+        mim_model::Precision::F32 => fit_typed::<f32>(valid, target, model, device, reporter),
+        mim_model::Precision::F64 => fit_typed::<f64>(valid, target, model, device, reporter),
+    }
+}
+
+fn host<T: Element, const D: usize>(t: Tensor<D>) -> Vec<T> {
+    t.into_data()
+        .try_into_vec_as::<T>()
+        .expect("float tensor converts")
+}
+
+fn fit_typed<T: Real + Element>(
+    valid: &crate::config::ValidConfig,
+    target: &Target,
+    mut model: mim_model::TwoLayer,
+    device: &Device,
+    reporter: &mut crate::progress::Reporter,
+) -> Result<crate::run::Fitted, crate::run::RunError> {
+    use crate::seeds::{derive_seed, Purpose};
+    use burn::module::Param;
+    use mim_model::{from_host_1d, from_host_2d};
+    let cfg = &valid.config;
+    let (d, r, p) = (cfg.data.d, cfg.data.r, cfg.dtype);
+    let streams = Streams {
+        target,
+        seed: derive_seed(cfg.seed, Purpose::Data),
+        chunk: chunk_rows(d, cfg.data.chunk_rows),
+    };
+    let like = model.b.val();
+    let (b0, a0): (Vec<T>, Vec<T>) = (host(model.b.val()), host(model.a.val()));
+    let c0: T = host::<T, 1>(model.c.val())[0];
+
+    let t1 = std::time::Instant::now();
+    let mut tracker = Stage1Tracker {
+        u: &target.u,
+        r,
+        d,
+        power: None,
+        reporter,
+        start: t1,
+        last: None,
+    };
+    let w = stream_stage1(
+        &streams,
+        valid.n1,
+        &valid.stage1,
+        cfg.stage1.center_labels,
+        valid.remove_linear,
+        host(model.w.val()),
+        (&b0, &a0, c0, model.activation),
+        device,
+        &like,
+        &mut tracker,
+    )?;
+    let stage1_seconds = t1.elapsed().as_secs_f64();
+
+    let t2 = std::time::Instant::now();
+    let b: Vec<f64> = mim_train::stage2::draw_biases(
+        cfg.stage2.bias,
+        b0.len(),
+        derive_seed(cfg.seed, Purpose::Bias),
+        b0.iter().map(|v| v.to()).collect(),
+    );
+    let b_t: Vec<T> = b.iter().map(|&v| T::of(v)).collect();
+    let (a, c, report) =
+        stream_stage2(&streams, valid.n2, &w, &b_t, model.activation, &cfg.stage2)?;
+    let stage2_seconds = t2.elapsed().as_secs_f64();
+    let test_mse = stream_test_mse(&streams, cfg.data.n_test, &w, &b_t, &a, c, model.activation);
+
+    let m = b.len();
+    let w64: Vec<f64> = w.iter().map(|v| v.to()).collect();
+    model.w = Param::from_tensor(from_host_2d(&w64, m, d, device, p)).set_require_grad(false);
+    model.b = Param::from_tensor(from_host_1d(&b, device, p)).set_require_grad(false);
+    model.a = Param::from_tensor(from_host_1d(&a, device, p)).set_require_grad(false);
+    model.c = Param::from_tensor(from_host_1d(&[c], device, p)).set_require_grad(false);
+    Ok(crate::run::Fitted {
+        model,
+        power_iteration_cos: None,
+        ridge_lambda: Some(report.lambda),
+        train_mse: report.train_mse,
+        test_mse,
+        stage1_seconds,
+        stage2_seconds,
+    })
+}
