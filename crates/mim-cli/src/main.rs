@@ -7,6 +7,12 @@
 //! failure (divergence, I/O).
 
 mod bench_cmd;
+mod plot_cmd;
+mod report_cmd;
+mod results_cmd;
+mod spectral_cmd;
+mod sweep_cmd;
+mod theory_cmd;
 
 use clap::{Parser, Subcommand};
 use mim_run::{RunConfig, RunError, RunOptions, Summary};
@@ -26,8 +32,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run every point of a sweep file not yet in its results database (resumable).
+    Sweep(sweep_cmd::SweepArgs),
+    /// Inspect, export and merge results databases.
+    Results(results_cmd::ResultsArgs),
     /// Time stage-1 steps (each gradient path), the stage-2 solve, data generation and SGEMM.
     Bench(bench_cmd::BenchArgs),
+    /// Draw a figure (SVG + PNG) from a results database or from run folders' metrics.jsonl.
+    Plot(plot_cmd::PlotArgs),
+    /// Run the sweeps of a report file, draw its figures, check its claims: one HTML page.
+    Report(report_cmd::ReportArgs),
+    /// Spectral estimator: eigenvectors of Σ̂_T = (1/n1) Σ T(y_i)(x_i x_iᵀ − I) on D1, with the theory value.
+    Spectral(spectral_cmd::SpectralArgs),
+    /// Spectral theory (d → ∞): fixed-T overlap² over α and the optimal threshold α_c.
+    Theory(theory_cmd::TheoryArgs),
     /// Train one run: symmetric init, stage 1 (first layer), stage 2 (readout), metrics.
     Train {
         /// TOML config (defaults for every missing key; without it, all defaults).
@@ -45,6 +63,12 @@ enum Command {
         /// No progress output (the summary is still printed).
         #[arg(long, short)]
         quiet: bool,
+        /// Continue the run in DIR from its last checkpoint (reads DIR/config.toml).
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "set", "out", "backend"])]
+        resume: Option<PathBuf>,
+        /// Refuse runs whose estimated memory exceeds this (e.g. 8GiB, 500MiB; default 80% of RAM).
+        #[arg(long, value_name = "SIZE")]
+        max_memory: Option<String>,
     },
 }
 
@@ -89,18 +113,35 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Plot(args) => plot_cmd::run(args),
+        Command::Report(args) => report_cmd::run(args),
+        Command::Sweep(args) => sweep_cmd::run(args),
+        Command::Results(args) => results_cmd::run(args),
+        Command::Spectral(args) => spectral_cmd::run(args),
+        Command::Theory(args) => theory_cmd::run(args),
         Command::Train {
             config,
             backend,
             mut set,
             out,
             quiet,
+            resume,
+            max_memory,
         } => {
             if let Some(b) = backend {
                 // Checked with the config, so the error is the same one-line message.
                 set.push(format!("backend={}", toml::Value::String(b)));
             }
-            let valid = match RunConfig::load(config.as_deref(), &set).and_then(|c| c.validate()) {
+            let config_path = match &resume {
+                Some(dir) => Some(dir.join("config.toml")),
+                None => config.clone(),
+            };
+            let valid = match RunConfig::load(config_path.as_deref(), &set)
+                .and_then(|c| c.validate())
+                .and_then(|v| {
+                    let limit = mim_run::limits::MemoryLimit::from_option(max_memory.as_deref())?;
+                    mim_run::limits::check_memory(&v, &limit).map(|_| v)
+                }) {
                 Ok(v) => v,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -112,14 +153,19 @@ fn main() -> ExitCode {
                 .and_then(|p| p.file_stem())
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "default".into());
-            let out_dir = out.unwrap_or_else(|| PathBuf::from("runs").join(name));
-            match mim_run::train(
-                &valid,
-                &RunOptions {
-                    out_dir: out_dir.clone(),
-                    quiet,
-                },
-            ) {
+            let out_dir = resume
+                .clone()
+                .or(out)
+                .unwrap_or_else(|| PathBuf::from("runs").join(name));
+            let opts = RunOptions {
+                out_dir: out_dir.clone(),
+                quiet,
+            };
+            let result = match resume {
+                Some(_) => mim_run::run::resume(&valid, &opts),
+                None => mim_run::train(&valid, &opts),
+            };
+            match result {
                 Ok(summary) => {
                     print_summary(&summary, &out_dir);
                     ExitCode::SUCCESS

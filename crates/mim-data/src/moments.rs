@@ -73,7 +73,7 @@ impl Link {
     /// Scale against which a variance counts as zero: `(Σ_t |c_t| √E[P_t²])²` over the
     /// non-constant terms `c_t P_t` (an upper bound on `Var g`). `g` is treated as constant
     /// when `Var g ≤ 1e−12 ×` this.
-    pub(crate) fn variance_reference(&self) -> f64 {
+    pub fn variance_reference(&self) -> f64 {
         let s: f64 = grouped_terms(self)
             .iter()
             .filter(|(_, g)| !g.is_empty())

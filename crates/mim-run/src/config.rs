@@ -126,6 +126,23 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[checkpoint]`: Burnpack checkpoints in `DIR/checkpoints/` for `mim train --resume DIR`.
+/// A checkpoint is always written after stage 1 and after stage 2; `every = k > 0` adds one
+/// every k stage-1 steps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// Checkpoint every k stage-1 steps (0 = only after each stage).
+    pub every: usize,
+}
+
+impl CheckpointConfig {
+    /// True for the default (left out of `config.toml`, so sweep keys do not change).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// Which training schedule a run uses (`method`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -196,6 +213,9 @@ pub struct RunConfig {
     pub joint: JointConfig,
     /// Metrics.
     pub metrics: MetricsConfig,
+    /// Checkpoints (`[checkpoint]`; omitted from `config.toml` when default).
+    #[serde(skip_serializing_if = "CheckpointConfig::is_default")]
+    pub checkpoint: CheckpointConfig,
 }
 
 impl Default for RunConfig {
@@ -213,6 +233,7 @@ impl Default for RunConfig {
             one_step: OneStepConfig::default(),
             joint: JointConfig::default(),
             metrics: MetricsConfig::default(),
+            checkpoint: CheckpointConfig::default(),
         }
     }
 }
@@ -247,6 +268,54 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A value echoed in an error: quoted with escapes (so it stays on one line), at most 80
+/// characters.
+fn show(s: &str) -> String {
+    let q = format!("{s:?}");
+    if q.chars().count() <= 80 {
+        q
+    } else {
+        format!("{}…\"", q.chars().take(77).collect::<String>())
+    }
+}
+
+/// Relative threshold below which the link's variance counts as zero (as in `mim_data::Target`).
+const CONSTANT_LINK: f64 = 1e-12;
+
+/// Degenerate targets, found from the exact moments of the link before any data exist: a
+/// variance that overflows is an error; a constant link is an error with `normalize` (no scale)
+/// or without noise (constant labels: nothing to learn, and every normalised error is 0/0),
+/// and a warning with noise (the labels are pure noise).
+fn check_link_variance(
+    link: &Link,
+    shown: &str,
+    normalize: bool,
+    noise: f64,
+) -> Result<Option<String>, ConfigError> {
+    let variance = link.moments().variance;
+    if !variance.is_finite() {
+        return Err(ConfigError(format!(
+            "data.link = {shown}: Var g overflows f64 (exponents too large); use smaller powers"
+        )));
+    }
+    if variance > CONSTANT_LINK * link.variance_reference() {
+        return Ok(None);
+    }
+    if normalize {
+        return Err(ConfigError(format!(
+            "data.link = {shown}: g is constant (variance 0), so data.normalize = true cannot scale it to unit variance"
+        )));
+    }
+    if noise == 0.0 {
+        return Err(ConfigError(format!(
+            "data.link = {shown}: g is constant and data.noise = 0, so every label is the same number; there is nothing to learn"
+        )));
+    }
+    Ok(Some(format!(
+        "data.link = {shown} is constant: the labels are pure noise (data.noise = {noise})"
+    )))
+}
+
 /// Parses TOML text into a table, with a one-line error naming the file and line.
 pub fn parse_toml(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
     text.parse::<toml::Table>().map_err(|e| {
@@ -254,10 +323,10 @@ pub fn parse_toml(text: &str, origin: &str) -> Result<toml::Table, ConfigError> 
             .span()
             .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
         let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
-        ConfigError(format!(
+        ConfigError(one_line(&format!(
             "{origin}: malformed TOML{at}: {}",
-            one_line(e.message())
-        ))
+            e.message()
+        )))
     })
 }
 
@@ -284,6 +353,10 @@ fn parse_value(text: &str) -> toml::Value {
 
 /// Applies one `key=value` override to the table, creating sections as needed.
 pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {
+    override_fields(table, assignment).map_err(|err| ConfigError(one_line(&err.0)))
+}
+
+fn override_fields(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {
     let (key, value) = assignment
         .split_once('=')
         .ok_or_else(|| ConfigError(format!("--set {assignment}: expected key=value")))?;
@@ -338,11 +411,11 @@ impl RunConfig {
         serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = one_line(&e.inner().to_string());
-            ConfigError(if path == "." || path.is_empty() {
+            ConfigError(one_line(&if path == "." || path.is_empty() {
                 inner
             } else {
                 format!("{path}: {inner}")
-            })
+            }))
         })
     }
 
@@ -363,8 +436,14 @@ impl RunConfig {
         toml::to_string(self).expect("config serialises")
     }
 
-    /// Checks every field and resolves sizes and "auto" values.
+    /// Checks every field and resolves sizes and "auto" values. The error is one line naming
+    /// the field (newlines in echoed values are escaped).
     pub fn validate(&self) -> Result<ValidConfig, ConfigError> {
+        self.validate_fields()
+            .map_err(|err| ConfigError(one_line(&err.0)))
+    }
+
+    fn validate_fields(&self) -> Result<ValidConfig, ConfigError> {
         let e = |s: String| ConfigError(s);
         let data = &self.data;
         if data.d == 0 {
@@ -391,10 +470,12 @@ impl RunConfig {
                 data.n_test
             )));
         }
-        let link = Link::parse(&data.link)
-            .map_err(|err| e(format!("data.link = \"{}\": {err}", data.link)))?;
+        let shown = show(&data.link);
+        let link =
+            Link::parse(&data.link).map_err(|err| e(format!("data.link = {shown}: {err}")))?;
         link.check_indices(data.r)
-            .map_err(|err| e(format!("data.link = \"{}\": {err}", data.link)))?;
+            .map_err(|err| e(format!("data.link = {shown}: {err}")))?;
+        let link_warning = check_link_variance(&link, &shown, data.normalize, data.noise)?;
         let n1 = resolve_size("1", data.n1, data.alpha1, data.d).map_err(e)?;
         let n2 = resolve_size("2", data.n2, data.alpha2, data.d).map_err(e)?;
         if n2 < 3 {
@@ -425,11 +506,18 @@ impl RunConfig {
         if let Some(w) = self.model.activation.theory_violation() {
             warnings.push(w);
         }
-        if n2 < self.model.width && self.stage2.ridge_lambda == mim_train::Auto::Value(0.0) {
-            warnings.push(format!(
-                "n2 = {n2} < width = {}: ridge with λ = 0 is singular",
-                self.model.width
-            ));
+        warnings.extend(link_warning);
+        if n2 < self.model.width && self.method != Method::Joint {
+            warnings.push(match self.stage2.ridge_lambda {
+                mim_train::Auto::Value(l) if l == 0.0 => format!(
+                    "n2 = {n2} < width = {}: ridge with λ = 0 is singular",
+                    self.model.width
+                ),
+                _ => format!(
+                    "n2 = {n2} < width = {}: the stage-2 readout has more coefficients than samples; only the ridge penalty λ keeps it determined (expect it to interpolate D2)",
+                    self.model.width
+                ),
+            });
         }
         let s1 = &self.stage1;
         let mut stage1 = Stage1Params {
@@ -448,6 +536,12 @@ impl RunConfig {
             },
             init_scale: self.model.init_scale,
         };
+        if stage1.steps > 100_000 {
+            return Err(e(format!(
+                "stage1.steps_c = {}: gives T1 = {} steps; more than 100000 is surely a typo",
+                s1.steps_c, stage1.steps
+            )));
+        }
         let mut remove_linear = s1.remove_linear;
         match self.method {
             Method::Layerwise | Method::Joint => {}

@@ -11,7 +11,9 @@
 pub mod backend;
 pub mod batches;
 pub mod bench;
+pub mod checkpoint;
 pub mod config;
+pub mod limits;
 pub mod progress;
 pub mod results;
 pub mod run;

@@ -81,4 +81,9 @@ impl Reporter {
     pub fn record<T: Serialize>(&mut self, record: &T) -> io::Result<()> {
         self.jsonl.write(record)
     }
+
+    /// The lines of `metrics.jsonl` so far (for checkpoints).
+    pub fn lines(&self) -> &[String] {
+        self.jsonl.lines()
+    }
 }

@@ -36,8 +36,10 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()>
 }
 
 /// An append-only JSON-lines file; each record is one `write` of a full line, then flushed.
+/// The lines written are kept (they are few), so a checkpoint can record them.
 pub struct JsonlWriter {
     file: File,
+    lines: Vec<String>,
 }
 
 impl JsonlWriter {
@@ -48,15 +50,33 @@ impl JsonlWriter {
             .write(true)
             .truncate(true)
             .open(path)?;
-        Ok(Self { file })
+        Ok(Self {
+            file,
+            lines: Vec::new(),
+        })
+    }
+
+    /// Replaces the file atomically by `lines` (each without its newline), then appends to it:
+    /// how a resumed run continues `metrics.jsonl` from a checkpoint.
+    pub fn resume(path: &Path, lines: Vec<String>) -> io::Result<Self> {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        write_atomic(path, text.as_bytes())?;
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(Self { file, lines })
+    }
+
+    /// Every line written so far (without newlines), including those a resume started from.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
     }
 
     /// Appends one record as a line.
     pub fn write<T: Serialize>(&mut self, record: &T) -> io::Result<()> {
-        let mut line = serde_json::to_string(record).map_err(io::Error::other)?;
-        line.push('\n');
-        self.file.write_all(line.as_bytes())?;
-        self.file.flush()
+        let line = serde_json::to_string(record).map_err(io::Error::other)?;
+        self.file.write_all(format!("{line}\n").as_bytes())?;
+        self.file.flush()?;
+        self.lines.push(line);
+        Ok(())
     }
 }
 

@@ -2,18 +2,21 @@
 
 use crate::backend::{open_device, set_threads};
 use crate::batches::JointBatches;
+use crate::checkpoint::{
+    load_model, read_state, remove_temporaries, CheckpointState, Checkpointer,
+    CheckpointingTracker, Phase, CHECKPOINT_DIR,
+};
 use crate::config::{ConfigError, Method, ValidConfig};
 use crate::progress::Reporter;
-use crate::results::{tmp_path, write_atomic, write_json_atomic, JsonlWriter};
+use crate::results::{write_atomic, write_json_atomic, JsonlWriter};
 use crate::seeds::{derive_seed, Purpose};
 use crate::tracker::{w_metrics, Stage1Tracker, WMetrics};
-use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Device, Tensor};
 use mim_data::{Dataset, Split, Target};
 use mim_metrics::PowerIteration;
 use mim_model::{from_host_1d, from_host_2d, to_host, Precision, TwoLayer};
 use mim_train::stage2::normalized_mse;
-use mim_train::{run_joint, run_stage1, run_stage2, TrainError};
+use mim_train::{run_joint, run_stage1_from, run_stage2, TrainError};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -144,17 +147,47 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> RunError {
 
 /// Saves the model with Burn's store (Burnpack) atomically at `path` (`…/model.bpk`).
 pub fn save_model(model: &TwoLayer, path: &Path) -> Result<(), RunError> {
-    let tmp = tmp_path(path).with_extension("tmp.bpk");
-    let mut store = BurnpackStore::from_file(&tmp).overwrite(true);
-    model
-        .save_into(&mut store)
-        .map_err(|e| RunError::Io(format!("saving model {}: {e:?}", tmp.display())))?;
-    fs::rename(&tmp, path).map_err(|e| io_err("saving model", path, e))
+    crate::checkpoint::save_model_atomic(model, path)
 }
 
 /// Runs the whole layer-wise algorithm for a validated config, writing the run folder.
 pub fn train(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunError> {
-    let result = train_inner(valid, opts);
+    train_or_resume(valid, opts, None)
+}
+
+/// Continues the run in `opts.out_dir` from its last checkpoint (`mim train --resume DIR`);
+/// `valid` must be DIR/config.toml, validated. Without a checkpoint the run starts again in
+/// DIR; a run whose `summary.json` says `"ok"` is finished and its summary is returned as is.
+/// On a CPU backend at a fixed thread count the result equals the uninterrupted run's
+/// (timings aside).
+pub fn resume(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunError> {
+    let dir = &opts.out_dir;
+    if let Ok(text) = fs::read_to_string(dir.join("summary.json")) {
+        if let Ok(done) = serde_json::from_str::<Summary>(&text) {
+            if done.status == "ok" {
+                return Ok(done);
+            }
+        }
+    }
+    let state = read_state(dir)?;
+    if let Some(st) = &state {
+        if st.config != valid.config.to_toml() {
+            return Err(RunError::Config(ConfigError(format!(
+                "--resume {}: config.toml differs from the config of the checkpoint in {}/{CHECKPOINT_DIR}; restore it or start a new run",
+                dir.display(),
+                dir.display()
+            ))));
+        }
+    }
+    train_or_resume(valid, opts, state)
+}
+
+fn train_or_resume(
+    valid: &ValidConfig,
+    opts: &RunOptions,
+    state: Option<CheckpointState>,
+) -> Result<Summary, RunError> {
+    let result = train_inner(valid, opts, state);
     if let Err(e) = &result {
         if !matches!(e, RunError::Config(_) | RunError::Device(_)) && opts.out_dir.is_dir() {
             let failed = FailedSummary {
@@ -216,7 +249,10 @@ fn fit_in_memory(
     model: TwoLayer,
     device: &Device,
     reporter: &mut Reporter,
+    checkpoints: (&Checkpointer, Option<&CheckpointState>),
 ) -> Result<Fitted, RunError> {
+    let (ckpt, resumed) = checkpoints;
+    let phase = resumed.map(|st| st.phase);
     let cfg = &valid.config;
     let (d, r, p) = (cfg.data.d, cfg.data.r, cfg.dtype);
     let loss = cfg.stage1.loss();
@@ -260,13 +296,48 @@ fn fit_in_memory(
                 params.weight_decay,
             )
         });
-        let model = run_stage1(
-            model,
-            &x1,
-            &from_host_1d(&y1, device, p),
-            params,
-            &mut tracker,
-        )?;
+        let template = model.clone();
+        let (model, start) = match resumed {
+            Some(st) => (load_model(&ckpt.model_path(st), model)?, st.step),
+            None => (model, 0),
+        };
+        if let Some(st) = resumed {
+            // Restore the tracker: power iterates replayed from W(0), the last record, the clock.
+            if st.phase == Phase::Stage1 {
+                if let Some(power) = tracker.power.as_mut() {
+                    (0..start).for_each(|_| power.step());
+                }
+            }
+            tracker.last = st.last_stage1_record();
+            tracker.start = t1
+                .checked_sub(std::time::Duration::from_secs_f64(st.stage1_seconds))
+                .unwrap_or(t1);
+        }
+        let model = if phase.is_none() || phase == Some(Phase::Stage1) {
+            let model = run_stage1_from(
+                model,
+                &x1,
+                &from_host_1d(&y1, device, p),
+                params,
+                &mut CheckpointingTracker {
+                    tracker: &mut tracker,
+                    checkpointer: ckpt,
+                    template: &template,
+                },
+                start,
+            )?;
+            let mut st = Checkpointer::state(
+                Phase::Stage1Done,
+                params.steps,
+                tracker.reporter.lines(),
+                tracker.start.elapsed().as_secs_f64(),
+            );
+            st.power_iteration_cos = tracker.last.as_ref().and_then(|r| r.power_iteration_cos);
+            ckpt.save(&model, st)?;
+            model
+        } else {
+            model
+        };
         (
             model,
             upload(
@@ -280,7 +351,10 @@ fn fit_in_memory(
         .last
         .as_ref()
         .and_then(|rec| rec.power_iteration_cos);
-    let stage1_seconds = t1.elapsed().as_secs_f64();
+    let stage1_seconds = match (resumed, phase) {
+        (Some(st), Some(Phase::Stage1Done | Phase::Stage2Done)) => st.stage1_seconds,
+        _ => tracker.start.elapsed().as_secs_f64(),
+    };
 
     // Stage 2 (not for joint training, whose readout is trained already).
     let t2 = Instant::now();
@@ -288,6 +362,9 @@ fn fit_in_memory(
         let f = to_host(model.forward(stage2_data.x.clone()).detach());
         let train_mse = normalized_mse(&f, &to_host(stage2_data.y.clone()));
         (model, None, train_mse)
+    } else if let (Some(st), Some(Phase::Stage2Done)) = (resumed, phase) {
+        let lambda = st.ridge_lambda;
+        (model, lambda, st.train_mse.unwrap_or(f64::NAN))
     } else {
         let (model, report) = run_stage2(
             model,
@@ -297,9 +374,23 @@ fn fit_in_memory(
             derive_seed(cfg.seed, Purpose::Bias),
             p,
         )?;
+        let mut st = Checkpointer::state(
+            Phase::Stage2Done,
+            valid.stage1.steps,
+            reporter.lines(),
+            stage1_seconds,
+        );
+        st.stage2_seconds = t2.elapsed().as_secs_f64();
+        st.power_iteration_cos = power_iteration_cos;
+        st.ridge_lambda = Some(report.lambda);
+        st.train_mse = Some(report.train_mse);
+        ckpt.save(&model, st)?;
         (model, Some(report.lambda), report.train_mse)
     };
-    let stage2_seconds = t2.elapsed().as_secs_f64();
+    let stage2_seconds = match (resumed, phase) {
+        (Some(st), Some(Phase::Stage2Done)) => st.stage2_seconds,
+        _ => t2.elapsed().as_secs_f64(),
+    };
     let f_test = to_host(model.forward(test.x.clone()).detach());
     let test_mse = normalized_mse(&f_test, &to_host(test.y.clone()));
     Ok(Fitted {
@@ -313,7 +404,11 @@ fn fit_in_memory(
     })
 }
 
-fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunError> {
+fn train_inner(
+    valid: &ValidConfig,
+    opts: &RunOptions,
+    resumed: Option<CheckpointState>,
+) -> Result<Summary, RunError> {
     let t0 = Instant::now();
     let cfg = &valid.config;
     let (d, r, p) = (cfg.data.d, cfg.data.r, cfg.dtype);
@@ -321,14 +416,34 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
     let device = open_device(cfg.backend).map_err(RunError::Device)?;
 
     let out = &opts.out_dir;
-    fs::create_dir_all(out).map_err(|e| io_err("creating run folder", out, e))?;
+    fs::create_dir_all(out).map_err(|e| {
+        RunError::Config(ConfigError(format!(
+            "--out {}: cannot create the run folder: {e}",
+            out.display()
+        )))
+    })?;
     for stale in ["summary.json", "model.bpk"] {
         let _ = fs::remove_file(out.join(stale));
     }
-    write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes())
-        .map_err(|e| io_err("writing", &out.join("config.toml"), e))?;
-    let jsonl = JsonlWriter::create(&out.join("metrics.jsonl"))
-        .map_err(|e| io_err("creating", &out.join("metrics.jsonl"), e))?;
+    let jsonl = match &resumed {
+        None => {
+            let _ = fs::remove_dir_all(out.join(CHECKPOINT_DIR));
+            write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes()).map_err(|e| {
+                io_err(
+                    "run folder not writable: writing",
+                    &out.join("config.toml"),
+                    e,
+                )
+            })?;
+            JsonlWriter::create(&out.join("metrics.jsonl"))
+        }
+        Some(st) => {
+            remove_temporaries(out);
+            remove_temporaries(&out.join(CHECKPOINT_DIR));
+            JsonlWriter::resume(&out.join("metrics.jsonl"), st.records.clone())
+        }
+    }
+    .map_err(|e| io_err("writing", &out.join("metrics.jsonl"), e))?;
     let mut reporter = Reporter::new(jsonl, opts.quiet);
     for w in &valid.warnings {
         reporter.message(&format!("warning: {w}"));
@@ -353,10 +468,25 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
     if streaming {
         reporter.message("streaming: D1, D2 and the test set are regenerated chunk by chunk (power_iteration_cos is not computed)");
     }
+    let checkpointer = Checkpointer::new(
+        out,
+        cfg.checkpoint.every,
+        !streaming && cfg.method != Method::Joint,
+        cfg.to_toml(),
+        t0,
+        resumed.as_ref().map_or(0.0, |st| st.total_seconds),
+    );
     let fit = if streaming {
         crate::streaming::fit_streaming(valid, &target, model, &device, &mut reporter)?
     } else {
-        fit_in_memory(valid, &target, model, &device, &mut reporter)?
+        fit_in_memory(
+            valid,
+            &target,
+            model,
+            &device,
+            &mut reporter,
+            (&checkpointer, resumed.as_ref()),
+        )?
     };
     let Fitted {
         model,
@@ -367,14 +497,24 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
         stage1_seconds,
         stage2_seconds,
     } = fit;
-    if !test_mse.is_finite() {
-        return Err(TrainError::Diverged {
-            stage: "stage2",
-            step: 0,
-            quantity: "test_mse".into(),
-            value: test_mse,
+    let readout = to_host(model.a.val())
+        .into_iter()
+        .chain(to_host(model.c.val()))
+        .find(|v| !v.is_finite());
+    for (quantity, value) in [
+        ("readout a", readout.unwrap_or(0.0)),
+        ("train_mse", train_mse),
+        ("test_mse", test_mse),
+    ] {
+        if !value.is_finite() {
+            return Err(TrainError::Diverged {
+                stage: "stage2",
+                step: 0,
+                quantity: quantity.into(),
+                value,
+            }
+            .into());
         }
-        .into());
     }
     if cfg.method != Method::Joint {
         reporter
@@ -425,7 +565,7 @@ fn train_inner(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErr
         train_mse,
         stage1_seconds,
         stage2_seconds,
-        total_seconds: t0.elapsed().as_secs_f64(),
+        total_seconds: checkpointer.total_seconds(),
         streaming,
         peak_rss_mib: crate::streaming::peak_rss_mib(),
         warnings: valid.warnings.clone(),

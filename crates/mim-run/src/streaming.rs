@@ -40,9 +40,10 @@ pub fn in_memory_bytes(
     m: usize,
     dtype_bytes: usize,
 ) -> f64 {
-    let rows = (n1 + n2 + n_test) as f64;
+    // In f64: sizes from a config may be large enough to overflow usize products.
+    let rows = n1 as f64 + n2 as f64 + n_test as f64;
     rows * d as f64 * (8 + dtype_bytes) as f64
-        + (n1.max(n2).max(n_test) * m * dtype_bytes * 3) as f64
+        + n1.max(n2).max(n_test) as f64 * m as f64 * (dtype_bytes * 3) as f64
 }
 
 /// Physical memory of this machine (MemTotal of /proc/meminfo), if readable.

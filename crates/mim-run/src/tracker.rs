@@ -92,6 +92,20 @@ pub struct Stage1Tracker<'a> {
     pub last: Option<Stage1Record>,
 }
 
+/// The first metric that is NaN/Inf (e.g. from a zero or overflowing row of W), if any.
+pub fn first_non_finite(m: &WMetrics) -> Option<(&'static str, f64)> {
+    [
+        ("alignment_mean", m.alignment_mean),
+        ("alignment_median", m.alignment_median),
+        ("subspace_cos_min", m.subspace_cos_min),
+        ("energy_fraction", m.energy_fraction),
+    ]
+    .into_iter()
+    .chain(m.m_gram.iter().map(|&v| ("m_gram", v)))
+    .chain(m.q_spectrum.iter().map(|&v| ("q_spectrum", v)))
+    .find(|(_, v)| !v.is_finite())
+}
+
 fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
@@ -105,6 +119,14 @@ impl Observer for Stage1Tracker<'_> {
                 stage: "stage1",
                 message: format!("metrics at step {}: {e}", s.step),
             })?;
+        if let Some((quantity, value)) = first_non_finite(&metrics) {
+            return Err(TrainError::Diverged {
+                stage: s.stage,
+                step: s.step,
+                quantity: quantity.into(),
+                value,
+            });
+        }
         let power_iteration_cos = match self.power.as_mut() {
             Some(p) => {
                 if s.step > 0 {

@@ -89,30 +89,46 @@ fn scalar(t: Tensor<1>) -> f64 {
 /// Runs stage 1 on (x, y) = D1 (labels already centred if asked), reporting each step.
 /// Returns the model with the trained W; a, b and c are unchanged.
 pub fn run_stage1(
-    mut model: TwoLayer,
+    model: TwoLayer,
     x: &Tensor<2>,
     y: &Tensor<1>,
     params: &Stage1Params,
     observer: &mut dyn Observer,
 ) -> Result<TwoLayer, TrainError> {
+    run_stage1_from(model, x, y, params, observer, 0)
+}
+
+/// [`run_stage1`] resumed after `start_step` steps: `model.w` holds W(start_step) (e.g. from a
+/// checkpoint), steps `start_step + 1 ..= T` run and are reported (step 0 is reported only when
+/// `start_step = 0`). Each step depends only on W, so the result is the uninterrupted one.
+pub fn run_stage1_from(
+    mut model: TwoLayer,
+    x: &Tensor<2>,
+    y: &Tensor<1>,
+    params: &Stage1Params,
+    observer: &mut dyn Observer,
+    start_step: usize,
+) -> Result<TwoLayer, TrainError> {
     model.a = model.a.set_require_grad(false);
     model.b = model.b.set_require_grad(false);
     model.c = model.c.set_require_grad(false);
     model.w = model.w.map(|w| w.detach().require_grad());
-    let w0 = model.w.val().detach();
-    observer.stage1_step(&Stage1State {
-        stage: "stage1",
-        step: 0,
-        total: params.steps,
-        w: &w0,
-        loss: f64::NAN,
-        grad_norm: f64::NAN,
-    })?;
+    if start_step == 0 {
+        let w0 = model.w.val().detach();
+        observer.stage1_step(&Stage1State {
+            stage: "stage1",
+            step: 0,
+            total: params.steps,
+            w: &w0,
+            loss: f64::NAN,
+            grad_norm: f64::NAN,
+        })?;
+    }
 
     // The fused path works on host copies of D1 and of the frozen a, b, c, made once.
     let host =
         (params.gradient == Gradient::Fused).then(|| HostStage1::new(x, y, &model, params.loss));
-    for step in 1..=params.steps {
+    for step in start_step + 1..=params.steps {
         let (g, loss) = match (params.gradient, host.as_ref()) {
             (Gradient::Fused, Some(host)) => host.gradient(&model.w.val().detach()),
             (Gradient::ClosedForm, _) => {

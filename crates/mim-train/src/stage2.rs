@@ -144,11 +144,10 @@ impl GramSums {
             1.0,
             faer::Par::rayon(0),
         );
-        for (i, &yi) in y.iter().enumerate() {
-            let row = &phi[i * m..(i + 1) * m];
-            for j in 0..m {
-                self.phi[j] += row[j];
-                self.phiy[j] += row[j] * yi;
+        for (row, &yi) in phi.chunks_exact(m).zip(y) {
+            for ((s, sy), &v) in self.phi.iter_mut().zip(self.phiy.iter_mut()).zip(row) {
+                *s += v;
+                *sy += v * yi;
             }
             self.y += yi;
             self.yy += yi * yi;

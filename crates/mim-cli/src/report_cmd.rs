@@ -1,0 +1,420 @@
+//! `mim report`: run (or reuse) the sweeps of a report file, draw its figures, check its
+//! criteria and write one self-contained HTML page.
+//!
+//! ```text
+//! mim report configs/report/paper.toml [--out DIR] [--jobs N] [--db FILE] [--quiet]
+//! ```
+//! Writes `DIR/report.html` (default DIR: `runs/report/<report name>`), the figures as SVG and
+//! PNG under `DIR/figures/`, run folders under `DIR/points/` and the results database
+//! `DIR/results.sqlite` (points already there are reused, so a second run only redraws).
+//! Exit codes: 0 page written (whatever the verdicts); 2 bad input; 1 runtime failure.
+
+use crate::plot_cmd::{load_rows, load_steps};
+use clap::Args;
+use mim_plot::figures::{
+    default_name, draw_figure, filter_pairs, FigureData, FigureKind, FigureSpec,
+};
+use mim_plot::report::{
+    run_check, write_html, ExperimentOut, ExperimentSpec, FigureOut, PageMeta, ReportSpec,
+    SweepRef, Verdict,
+};
+use mim_plot::rows::value_label;
+use mim_sweep::{SweepOptions, SweepSpec};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Options of `mim report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The report file (TOML: title, [[experiment]] with sweep, figures and checks).
+    file: PathBuf,
+    /// Output folder (default `runs/report/<report name>`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Points run at the same time (default: the number of cores).
+    #[arg(long, short)]
+    jobs: Option<usize>,
+    /// Results database (default `<out>/results.sqlite`); points already in it are reused.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Capabilities beyond training runs that this build provides to `needs = [...]`.
+const CAPABILITIES: &[&str] = &[];
+
+/// Why a capability is missing, shown on the page.
+fn missing_capability(name: &str) -> String {
+    match name {
+        "spectral" => "needs spectral estimates of Σ̂_T (`mim spectral`, crate mim-spectral), \
+                       which this build does not include yet"
+            .into(),
+        "theory" => "needs theory curves (`mim theory`, crate mim-spectral), which this build \
+                     does not include yet"
+            .into(),
+        other => format!("needs `{other}`, which this build does not provide"),
+    }
+}
+
+fn quote(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    } else {
+        s
+    }
+}
+
+/// The `mim plot` command that redraws a figure from the database.
+fn plot_command(f: &FigureSpec, db: &Path, sweep: &Path, out: &Path) -> String {
+    let mut c = format!(
+        "mim plot --db {} --sweep {} --kind {}",
+        quote(db),
+        quote(sweep),
+        f.kind.name()
+    );
+    if let Some(x) = &f.x {
+        c.push_str(&format!(" --x {x}"));
+    }
+    c.push_str(&format!(" --y {}", f.y));
+    if let Some(z) = &f.z {
+        c.push_str(&format!(" --z {z}"));
+    }
+    if let Some(g) = &f.group {
+        c.push_str(&format!(" --group {g}"));
+    }
+    for (k, v) in filter_pairs(&f.filter) {
+        let v = if v.is_string() {
+            value_label(&v)
+        } else {
+            v.to_string()
+        };
+        c.push_str(&format!(" --where {k}={v}"));
+    }
+    if let Some(l) = f.level {
+        c.push_str(&format!(" --level {l}"));
+        if f.direction == mim_plot::Direction::Down {
+            c.push_str(" --direction down");
+        }
+    }
+    if let Some(t) = &f.theory {
+        c.push_str(&format!(
+            " --theory {} --theory-x {} --theory-y {}",
+            quote(&t.csv),
+            t.x,
+            t.y
+        ));
+    }
+    if f.log_y {
+        c.push_str(" --log-y");
+    }
+    if let Some(t) = &f.title {
+        c.push_str(&format!(" --title '{}'", t.replace('\'', "'\\''")));
+    }
+    c.push_str(&format!(" --out {}", quote(out)));
+    c
+}
+
+/// Writes an inline sweep to `<out>/sweeps/<id>.toml`, with a relative `base` made absolute
+/// (it was relative to the report file), and returns the path.
+fn write_inline_sweep(
+    table: &toml::Table,
+    report_dir: &Path,
+    out: &Path,
+    id: &str,
+) -> Result<PathBuf, String> {
+    let mut t = table.clone();
+    if let Some(toml::Value::String(b)) = t.get("base").cloned() {
+        let p = report_dir.join(&b);
+        let abs = std::fs::canonicalize(&p)
+            .map_err(|e| format!("experiment {id}: sweep base {}: {e}", p.display()))?;
+        t.insert(
+            "base".into(),
+            toml::Value::String(abs.display().to_string()),
+        );
+    }
+    let dir = out.join("sweeps");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(format!("{id}.toml"));
+    let text = format!(
+        "# Inline sweep of experiment {id} (written by mim report).\n{}",
+        toml::to_string(&t).map_err(|e| format!("experiment {id}: sweep: {e}"))?
+    );
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+struct Ctx<'a> {
+    spec: &'a ReportSpec,
+    out: PathBuf,
+    db: PathBuf,
+    jobs: usize,
+    quiet: bool,
+    exe: PathBuf,
+}
+
+/// Runs one experiment: sweep, figures, checks.
+fn run_experiment(ctx: &Ctx, e: &ExperimentSpec, index: usize) -> ExperimentOut {
+    let t0 = Instant::now();
+    let mut out = ExperimentOut {
+        id: e.id.clone(),
+        title: e.title.clone(),
+        claim: e.claim.clone(),
+        notes: e.notes.clone(),
+        data_commands: Vec::new(),
+        facts: Vec::new(),
+        figures: Vec::new(),
+        checks: Vec::new(),
+        verdict: Verdict::NotReproduced,
+        seconds: 0.0,
+    };
+    let finish = |mut o: ExperimentOut, v: Verdict| {
+        o.verdict = v;
+        o.seconds = t0.elapsed().as_secs_f64();
+        o
+    };
+    if let Some(missing) = e.needs.iter().find(|n| !CAPABILITIES.contains(&n.as_str())) {
+        return finish(out, Verdict::NotRun(missing_capability(missing)));
+    }
+    let report_dir = ctx.spec.dir();
+    let sweep_path = match &e.sweep {
+        None => return finish(out, Verdict::NotRun("the experiment names no sweep".into())),
+        Some(SweepRef::File(p)) => report_dir.join(p),
+        Some(SweepRef::Inline(t)) => match write_inline_sweep(t, &report_dir, &ctx.out, &e.id) {
+            Ok(p) => p,
+            Err(m) => return finish(out, Verdict::NotRun(m)),
+        },
+    };
+    let sweep = match SweepSpec::load(&sweep_path) {
+        Ok(s) => s,
+        Err(m) => return finish(out, Verdict::NotRun(m.to_string())),
+    };
+    let points = match sweep.points() {
+        Ok(p) => p,
+        Err(m) => return finish(out, Verdict::NotRun(m.to_string())),
+    };
+    let points_dir = ctx.out.join("points");
+    out.data_commands.push(format!(
+        "mim sweep {} --db {} --out {} --jobs {}",
+        quote(&sweep_path),
+        quote(&ctx.db),
+        quote(&points_dir),
+        ctx.jobs
+    ));
+    if !ctx.quiet {
+        eprintln!(
+            "== {} {}: {} points ({})",
+            e.id,
+            e.title,
+            points.len(),
+            sweep_path.display()
+        );
+    }
+    let opts = SweepOptions {
+        exe: ctx.exe.clone(),
+        jobs: ctx.jobs,
+        db: ctx.db.clone(),
+        out: points_dir,
+        shard: None,
+        quiet: ctx.quiet,
+    };
+    let t_run = Instant::now();
+    let outcome = match mim_sweep::run_points(&sweep.name, &points, &opts) {
+        Ok(o) => o,
+        Err(m) => return finish(out, Verdict::NotRun(format!("sweep failed: {m}"))),
+    };
+    out.facts.push(format!(
+        "{} points: {} run now ({:.0} s), {} reused from the database, {} failed",
+        outcome.total,
+        outcome.ok,
+        t_run.elapsed().as_secs_f64(),
+        outcome.skipped,
+        outcome.failed.len()
+    ));
+    for (k, m) in outcome.failed.iter().take(3) {
+        out.facts.push(format!("failed point {k}: {m}"));
+    }
+    let rows = match load_rows(&ctx.db, Some(&sweep)) {
+        Ok(r) => r,
+        Err(m) => return finish(out, Verdict::NotRun(m)),
+    };
+    let steps = if e.figures.iter().any(|f| f.kind == FigureKind::Trajectories) {
+        load_steps(&ctx.db, Some(&sweep)).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let data = FigureData {
+        rows: &rows,
+        steps: &steps,
+        spectra: &[],
+        resamples: ctx.spec.resamples,
+        base_dir: Some(&report_dir),
+    };
+    let fig_dir = ctx.out.join("figures");
+    for (k, f) in e.figures.iter().enumerate() {
+        let name = f.name.clone().unwrap_or_else(|| default_name(f));
+        let base = fig_dir.join(format!("{}-{}-{name}", e.id, k + 1));
+        let mut theory_fixed = f.clone();
+        if let Some(t) = &mut theory_fixed.theory {
+            if t.csv.is_relative() {
+                t.csv = report_dir.join(&t.csv);
+            }
+        }
+        let command = plot_command(&theory_fixed, &ctx.db, &sweep_path, &base);
+        let fo = match draw_figure(f, &data, &base) {
+            Ok(d) => {
+                let svg = std::fs::read_to_string(&d.figure.svg).ok();
+                FigureOut {
+                    title: d.title,
+                    error: svg.is_none().then(|| "SVG not readable".into()),
+                    svg,
+                    command,
+                    notes: d
+                        .notes
+                        .into_iter()
+                        .chain(d.figure.warnings.into_iter())
+                        .collect(),
+                    png: d.figure.png.map(|p| p.display().to_string()),
+                }
+            }
+            Err(m) => FigureOut {
+                title: f.title.clone().unwrap_or_else(|| name.clone()),
+                svg: None,
+                error: Some(m.to_string()),
+                command,
+                notes: Vec::new(),
+                png: None,
+            },
+        };
+        out.figures.push(fo);
+    }
+    for (k, c) in e.checks.iter().enumerate() {
+        let seed = (index as u64) << 16 | k as u64;
+        out.checks
+            .push(run_check(c, &rows, &report_dir, ctx.spec.resamples, seed));
+    }
+    let v = Verdict::from_checks(&out.checks);
+    finish(out, v)
+}
+
+/// Runs `mim report`.
+pub fn run(args: ReportArgs) -> ExitCode {
+    let t0 = Instant::now();
+    let spec = match ReportSpec::load(&args.file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.jobs == Some(0) {
+        eprintln!("error: --jobs 0: need at least one job");
+        return ExitCode::from(2);
+    }
+    let name = args
+        .file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs/report").join(&name));
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        eprintln!("error: --out {}: cannot create: {e}", out.display());
+        return ExitCode::from(2);
+    }
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| out.join("results.sqlite"));
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot locate the mim executable: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let jobs = args.jobs.unwrap_or_else(mim_sweep::default_jobs);
+    let ctx = Ctx {
+        spec: &spec,
+        out: out.clone(),
+        db: db.clone(),
+        jobs,
+        quiet: args.quiet,
+        exe,
+    };
+    let mut exps = Vec::new();
+    for (i, e) in spec.experiments.iter().enumerate() {
+        let r = run_experiment(&ctx, e, i);
+        if !args.quiet {
+            eprintln!("   {}: {} ({:.0} s)", r.id, r.verdict.label(), r.seconds);
+        }
+        exps.push(r);
+    }
+    let mut command = format!("mim report {}", quote(&args.file));
+    if let Some(o) = &args.out {
+        command.push_str(&format!(" --out {}", quote(o)));
+    }
+    if let Some(d) = &args.db {
+        command.push_str(&format!(" --db {}", quote(d)));
+    }
+    command.push_str(&format!(" --jobs {jobs}"));
+    let meta = PageMeta {
+        title: spec.title.clone(),
+        intro: spec.intro.clone(),
+        command,
+        seconds: t0.elapsed().as_secs_f64(),
+        facts: vec![
+            format!(
+                "mim {} · database {} · {} jobs · {} bootstrap resamples",
+                env!("CARGO_PKG_VERSION"),
+                db.display(),
+                jobs,
+                spec.resamples
+            ),
+            format!(
+                "Figures as SVG and PNG in {}",
+                out.join("figures").display()
+            ),
+        ],
+    };
+    let html = out.join("report.html");
+    if let Err(e) = write_html(&meta, &exps, &html) {
+        eprintln!("error: writing the report: {e}");
+        return ExitCode::from(1);
+    }
+    for e in &exps {
+        println!("{:<4} {:<15} {}", e.id, e.verdict.label(), e.title);
+        for c in &e.checks {
+            let side = |r: &Result<mim_plot::report::Evaluated, String>| match r {
+                Ok(v) => mim_plot::stats::fmt_num(v.value),
+                Err(m) => format!("n/a ({m})"),
+            };
+            println!(
+                "       [{}] {}: {} {} {}",
+                if c.pass { "pass" } else { "FAIL" },
+                c.text,
+                side(&c.left),
+                c.op,
+                side(&c.right)
+            );
+        }
+        if let Verdict::NotRun(r) = &e.verdict {
+            println!("       {r}");
+        }
+    }
+    println!(
+        "report {} ({} of {} reproduced, {:.0} s)",
+        html.display(),
+        exps.iter()
+            .filter(|e| e.verdict == Verdict::Reproduced)
+            .count(),
+        exps.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,342 @@
+//! `mim spectral`: the spectral estimator Σ̂_T = (1/n1) Σ T(y_i)(x_i x_iᵀ − I) on the same D1
+//! (same U, same rows) that `mim train` uses for the same config and seed, its eigenvectors,
+//! subspace recovery, and the d → ∞ theory value next to it.
+
+use clap::Args;
+use mim_data::{Split, Target};
+use mim_run::config::{apply_override, read_table};
+use mim_run::results::write_atomic;
+use mim_run::seeds::{derive_seed, Purpose};
+use mim_run::{RunConfig, ValidConfig};
+use mim_spectral::theory::alpha_c;
+use mim_spectral::{
+    spectral_estimate, spectral_labels, subspace_cosines, Law, ResolvedSpectral, SpectralConfig,
+    TheoryPoint,
+};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Options of `mim spectral`.
+#[derive(Args)]
+pub struct SpectralArgs {
+    /// TOML config: the `mim train` config plus an optional `[spectral]` section.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Override any key by its dotted path, e.g. `--set spectral.T=lal` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Output folder (default `runs/<config name>-spectral`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No progress output (the summary is still printed).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// A config file plus overrides, split into the run config and the `[spectral]` section, both
+/// validated. The error is one line naming the field.
+pub struct Loaded {
+    /// The run config (data, stage-1 loss, seed).
+    pub valid: ValidConfig,
+    /// `[spectral]` as given (defaults filled in).
+    pub spectral: SpectralConfig,
+    /// `[spectral]` resolved against the run config.
+    pub resolved: ResolvedSpectral,
+}
+
+/// Loads `config` (or the defaults), applies `sets` in order, strips `[spectral]`.
+pub fn load(config: Option<&Path>, sets: &[String]) -> Result<Loaded, String> {
+    let mut table = match config {
+        Some(p) => read_table(p).map_err(|e| e.to_string())?,
+        None => toml::Table::new(),
+    };
+    for s in sets {
+        apply_override(&mut table, s).map_err(|e| e.to_string())?;
+    }
+    let spectral = SpectralConfig::take_from(&mut table)?;
+    let valid = RunConfig::from_table(table)
+        .and_then(|c| c.validate())
+        .map_err(|e| e.to_string())?;
+    let data = &valid.config.data;
+    let resolved = spectral.resolve(data.r, data.d, &valid.config.stage1)?;
+    Ok(Loaded {
+        valid,
+        spectral,
+        resolved,
+    })
+}
+
+/// The target of the run config, U drawn from `derive_seed(seed, Target)` as in `mim train`.
+pub fn target_of(valid: &ValidConfig) -> Result<Target, String> {
+    let c = &valid.config;
+    Target::new(
+        c.data.d,
+        c.data.r,
+        valid.link.clone(),
+        c.data.noise,
+        c.data.normalize,
+        derive_seed(c.seed, Purpose::Target),
+    )
+    .map_err(|e| format!("data: {e}"))
+}
+
+/// The theory of the configured T for a single-index target: the law and T(y) (with the
+/// centring of `loss:*` folded in), or why it is not available.
+pub struct SingleIndexTheory {
+    /// The quadrature law of (y, z²).
+    pub law: Law,
+    /// T applied to raw labels.
+    pub t: Box<dyn Fn(f64) -> f64 + Sync>,
+}
+
+/// Builds [`SingleIndexTheory`] for `r = 1` without `remove_linear`.
+pub fn single_index_theory(loaded: &Loaded, target: &Target) -> Result<SingleIndexTheory, String> {
+    let c = &loaded.valid.config;
+    if c.data.r != 1 {
+        return Err(format!(
+            "the fixed-T overlap formula is for single-index targets (r = 1); here r = {}",
+            c.data.r
+        ));
+    }
+    let pre = loaded.resolved.preprocessing;
+    if loaded.resolved.prep.remove_linear {
+        return Err("stage1.remove_linear makes T depend on x, outside the fixed-T formula".into());
+    }
+    // Breakpoints first in the centred coordinate; the shift needs E[y] from a first law.
+    let link = &loaded.valid.link;
+    let mut law =
+        Law::single_index(link, target.scale, c.data.noise, &[]).map_err(|e| e.to_string())?;
+    let shift = if loaded.resolved.prep.center {
+        law.mean_y()
+    } else {
+        0.0
+    };
+    if c.data.noise > 0.0 {
+        let bps: Vec<f64> = pre.breakpoints().iter().map(|b| b + shift).collect();
+        law =
+            Law::single_index(link, target.scale, c.data.noise, &bps).map_err(|e| e.to_string())?;
+    }
+    Ok(SingleIndexTheory {
+        law,
+        t: Box::new(move |y| pre.apply(y - shift)),
+    })
+}
+
+fn fmt_list(v: &[f64], prec: usize) -> String {
+    v.iter()
+        .map(|x| format!("{x:+.prec$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs `mim spectral`.
+pub fn run(args: SpectralArgs) -> ExitCode {
+    let t0 = Instant::now();
+    let loaded = match load(args.config.as_deref(), &args.set) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let target = match target_of(&loaded.valid) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let name = args
+        .config
+        .as_deref()
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "default".into());
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{name}-spectral")));
+    match execute(&loaded, &target, &out, t0, args.quiet) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn execute(
+    loaded: &Loaded,
+    target: &Target,
+    out: &Path,
+    t0: Instant,
+    quiet: bool,
+) -> Result<(), String> {
+    let c = &loaded.valid.config;
+    let rs = &loaded.resolved;
+    let (d, r, n1) = (c.data.d, c.data.r, loaded.valid.n1);
+    let alpha = n1 as f64 / d as f64;
+    let mut warnings: Vec<String> = Vec::new();
+    if !quiet {
+        eprintln!(
+            "spectral: drawing D1 (n1 = {n1}, d = {d}) and solving ({})",
+            rs.method.name()
+        );
+    }
+    let d1 = target.sample(Split::Stage1, n1, derive_seed(c.seed, Purpose::Data));
+    let negative = d1.y.iter().filter(|y| **y < 0.0).count();
+    if matches!(rs.preprocessing, mim_spectral::Preprocessing::Lal) && negative > 0 {
+        warnings.push(format!(
+            "lal expects labels y ≥ 0 (e.g. z1^2 with data.normalize = false); {negative} of {n1} labels are negative and map to T = −10"
+        ));
+    }
+    let t = spectral_labels(&rs.preprocessing, &d1.x, &d1.y, d, rs.prep);
+    let t_solve = Instant::now();
+    let spectrum = spectral_estimate(&d1.x, n1, d, &t, rs.k, rs.order, rs.method)
+        .map_err(|e| e.to_string())?;
+    let solve_seconds = t_solve.elapsed().as_secs_f64();
+    drop(d1);
+    if !spectrum.converged {
+        warnings.push(format!(
+            "the iterative eigen-solver stopped after {} restarts without meeting its tolerance (residual {:.2e})",
+            spectrum.iterations, spectrum.max_residual
+        ));
+    }
+    let cos = subspace_cosines(&target.u, r, &spectrum);
+    let cos_min = cos.last().copied().unwrap_or(0.0);
+    let overlap_sq = (r == 1).then(|| {
+        let dot: f64 = target
+            .u_row(0)
+            .iter()
+            .zip(spectrum.eigenvector(0))
+            .map(|(a, b)| a * b)
+            .sum();
+        dot * dot
+    });
+    // Theory (single index).
+    let (theory, theory_note, ac): (Option<TheoryPoint>, Option<String>, _) =
+        match single_index_theory(loaded, target) {
+            Ok(th) => {
+                let p = th.law.overlap(&*th.t, alpha, rs.order);
+                let ac = alpha_c(&loaded.valid.link, 1, target.scale, c.data.noise).ok();
+                (Some(p), None, ac)
+            }
+            Err(e) => (None, Some(e), None),
+        };
+    let seconds = t0.elapsed().as_secs_f64();
+    let summary = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "status": "ok",
+        "command": "spectral",
+        "seed": c.seed,
+        "d": d,
+        "r": r,
+        "link": loaded.valid.link.to_string(),
+        "label_scale": target.scale,
+        "noise": c.data.noise,
+        "n1": n1,
+        "alpha1": alpha,
+        "preprocessing": rs.preprocessing.name(),
+        "centered_labels": rs.prep.center,
+        "remove_linear": rs.prep.remove_linear,
+        "order": rs.order.name(),
+        "k": rs.k,
+        "method": spectrum.method.name(),
+        "eigenvalues": spectrum.eigenvalues,
+        "indices": spectrum.indices,
+        "bulk_edge": spectrum.bulk_edge,
+        "mean_t": spectrum.mean_t,
+        "max_residual": spectrum.max_residual,
+        "iterations": spectrum.iterations,
+        "converged": spectrum.converged,
+        "subspace_cos": cos,
+        "subspace_cos_min": cos_min,
+        "overlap_sq": overlap_sq,
+        "theory_overlap_sq": theory.map(|p| p.overlap_sq),
+        "theory_eigenvalue": theory.map(|p| p.eigenvalue),
+        "theory_bulk_edge": theory.map(|p| p.bulk_edge),
+        "theory_note": theory_note,
+        "alpha_c": ac.map(|a| a.value),
+        "alpha_c_error": ac.map(|a| a.error),
+        "solve_seconds": solve_seconds,
+        "seconds": seconds,
+        "warnings": warnings,
+    });
+    std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    let mut config_text = c.to_toml();
+    let mut section = toml::Table::new();
+    section.insert(
+        "spectral".into(),
+        toml::Value::try_from(loaded.spectral.resolved(rs)).map_err(|e| e.to_string())?,
+    );
+    config_text.push('\n');
+    config_text.push_str(&toml::to_string(&section).map_err(|e| e.to_string())?);
+    let write = |file: &str, bytes: &[u8]| {
+        let p = out.join(file);
+        write_atomic(&p, bytes).map_err(|e| format!("writing {}: {e}", p.display()))
+    };
+    write("config.toml", config_text.as_bytes())?;
+    let mut json_text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+    json_text.push('\n');
+    write("summary.json", json_text.as_bytes())?;
+
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let cos_s: Vec<String> = cos.iter().map(|c| format!("{c:.3}")).collect();
+    println!("run folder        {}", out.display());
+    println!(
+        "target            {} (d = {d}, r = {r}), n1 = {n1} (α = {alpha})",
+        loaded.valid.link
+    );
+    println!(
+        "spectral          T = {} on {} labels, order = {}, k = {}, {} ({:.2} s)",
+        rs.preprocessing.name(),
+        if rs.prep.center { "centred" } else { "raw" },
+        rs.order.name(),
+        rs.k,
+        spectrum.method.name(),
+        solve_seconds
+    );
+    let edge = spectrum
+        .bulk_edge
+        .map(|e| format!("{e:+.4}"))
+        .unwrap_or_else(|| "–".into());
+    println!(
+        "eigenvalues       [{}] at ascending indices {:?} of {d}; bulk edge {edge}",
+        fmt_list(&spectrum.eigenvalues, 4),
+        spectrum.indices
+    );
+    if let Some(p) = theory {
+        println!(
+            "  theory (d → ∞)  extreme eigenvalue {:+.4}, bulk edge {:+.4}",
+            p.eigenvalue, p.bulk_edge
+        );
+    }
+    println!(
+        "subspace_cos      [{}]   (min {cos_min:.4})",
+        cos_s.join(", ")
+    );
+    if let Some(q) = overlap_sq {
+        match theory {
+            Some(p) => println!(
+                "overlap²          {q:.4}   theory {:.4}   (α = {alpha}, d → ∞)",
+                p.overlap_sq
+            ),
+            None => println!("overlap²          {q:.4}"),
+        }
+    }
+    if let Some(note) = &theory_note {
+        println!("theory            not available: {note}");
+    }
+    if let Some(a) = ac {
+        if a.trivial {
+            println!("α_c (optimal)     0 (E[z|y] ≠ 0: first-order signal)");
+        } else {
+            println!("α_c (optimal)     {:.4} (± {:.1e})", a.value, a.error);
+        }
+    }
+    println!("seed              {}, {seconds:.2} s total", c.seed);
+    Ok(())
+}

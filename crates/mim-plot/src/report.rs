@@ -1,0 +1,1086 @@
+//! Report files, pass criteria evaluated on result rows, and the self-contained HTML page.
+//!
+//! A report file (TOML) lists experiments; each names a sweep (a file, or an inline table in
+//! the sweep-file format), the figures to draw, the claim it checks and explicit criteria:
+//!
+//! ```toml
+//! title = "…"
+//! [[experiment]]
+//! id = "E2"
+//! title = "T1 sweep"
+//! claim = "Per-neuron alignment grows with T1; one step is clearly worse at α = O(1)."
+//! sweep = "../sweeps/report/e2-t1.toml"
+//! [[experiment.figure]]
+//! kind = "line"
+//! x = "stage1.steps"
+//! y = "alignment_mean"
+//! group = "data.alpha1"
+//! [[experiment.check]]
+//! text = "alignment_mean at T1 = 8 exceeds T1 = 1 by ≥ 0.3 at α = 16"
+//! left = { metric = "alignment_mean", where = { "stage1.steps" = 8, "data.alpha1" = 16 } }
+//! op = ">="
+//! right = { metric = "alignment_mean", where = { "stage1.steps" = 1, "data.alpha1" = 16 }, plus = 0.3 }
+//! ```
+//!
+//! Operands (exactly one of the first six keys):
+//! - `value = 0.99`: a constant;
+//! - `metric = "m"` (+ `where`, optional `over = "key"` and `stat = "mean"|"min"|"max"`): the
+//!   seed-averaged metric over the matching rows; with `over`, the metric is averaged per value
+//!   of that key and `stat` taken across those averages; without it, `stat` is over rows;
+//! - `threshold = "m"` (+ `x`, `level`, `direction`, `where`, `bound`): α* where the
+//!   seed-averaged metric crosses `level` (linear in log x; +∞ when it never does), with a
+//!   bootstrap CI over seeds; `bound = "lo"|"hi"` picks a CI end;
+//! - `slope = "m"` (+ `x`, `where`, `bound`): the exponent p of a fit m = C·x^p;
+//! - `flatness = "m"` (+ `x`, `level`, `direction`, `across`, `where`, `bound`): the slope of
+//!   ln α* against ln `across` (e.g. `data.d`), CI from paired bootstrap draws;
+//! - `theory = "column"` (+ `csv`, `x` column (default `alpha`), `at`): the theory value
+//!   interpolated at `at`;
+//!
+//! and on any of them `plus = c`, `times = c` (applied as times, then plus). Ops: `>=`, `>`,
+//! `<=`, `<`, `within` (|left − right| ≤ `tol`).
+
+use crate::figures::{filter_pairs, FigureSpec};
+use crate::io::Csv;
+use crate::rows::{group_rows, row_matches, row_metric, short_key, value_label};
+use crate::stats::{
+    flatness, fmt_num, mean_se, power_law_fit, threshold_bootstrap, Crossing, Direction,
+};
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A parsed report file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    /// Page title.
+    pub title: String,
+    /// A paragraph under the title.
+    #[serde(default)]
+    pub intro: Option<String>,
+    /// Bootstrap resamples for thresholds (default 1000).
+    #[serde(default = "default_resamples")]
+    pub resamples: usize,
+    /// The experiments, in page order.
+    #[serde(rename = "experiment", default)]
+    pub experiments: Vec<ExperimentSpec>,
+    /// The report file (set by [`ReportSpec::load`]).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+fn default_resamples() -> usize {
+    1000
+}
+
+/// The sweep of an experiment: a sweep file (relative to the report file) or inline.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SweepRef {
+    /// A sweep file.
+    File(PathBuf),
+    /// An inline sweep table (`base`, `[set]`, `[axes]`, `[[zip]]`); a relative `base` is
+    /// resolved against the report file's folder.
+    Inline(toml::Table),
+}
+
+/// One experiment of a report.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// Short id, e.g. `E2`.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// The claim checked (from the paper).
+    pub claim: String,
+    /// Setup and caveats shown under the claim.
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// The sweep (absent for experiments that need no training runs).
+    #[serde(default)]
+    pub sweep: Option<SweepRef>,
+    /// Capabilities this experiment needs beyond training runs (e.g. `"spectral"`); the
+    /// runner marks the experiment "not run" when one is missing.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// `[spectral]` settings (`T`, `order`, `k`, …): run `mim spectral` on every point of the
+    /// sweep. Its summary fields become row metrics — prefixed `spectral.` when the points are
+    /// also trained, as they are.
+    #[serde(default)]
+    pub spectral: Option<toml::Table>,
+    /// Train every point with `mim train` (default: true without `spectral`, false with it).
+    #[serde(default)]
+    pub train: Option<bool>,
+    /// Figures.
+    #[serde(rename = "figure", default)]
+    pub figures: Vec<FigureSpec>,
+    /// Pass criteria: the claim is reproduced when all pass.
+    #[serde(rename = "check", default)]
+    pub checks: Vec<CheckSpec>,
+}
+
+/// One pass criterion: `left op right`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    /// The criterion in words.
+    pub text: String,
+    /// Left operand.
+    pub left: Operand,
+    /// `>=`, `>`, `<=`, `<` or `within`.
+    pub op: String,
+    /// Right operand.
+    pub right: Operand,
+    /// Tolerance for `within`.
+    #[serde(default)]
+    pub tol: f64,
+}
+
+/// A number computed from the rows (see the module docs).
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Operand {
+    /// A constant.
+    pub value: Option<f64>,
+    /// A seed-averaged metric.
+    pub metric: Option<String>,
+    /// α* of this metric.
+    pub threshold: Option<String>,
+    /// Power-law exponent of this metric against `x`.
+    pub slope: Option<String>,
+    /// Slope of ln α* (of this metric) against ln `across`.
+    pub flatness: Option<String>,
+    /// A theory column.
+    pub theory: Option<String>,
+    /// Row filter.
+    #[serde(rename = "where", default)]
+    pub filter: toml::Table,
+    /// x parameter (threshold, slope, flatness) or theory x column.
+    pub x: Option<String>,
+    /// The level crossed (threshold, flatness).
+    pub level: Option<f64>,
+    /// Crossing direction (default up).
+    #[serde(default)]
+    pub direction: Direction,
+    /// The parameter α* is compared across (flatness), e.g. `data.d`.
+    pub across: Option<String>,
+    /// With `metric`: average per value of this key, then take `stat` across values.
+    pub over: Option<String>,
+    /// `mean` (default), `min` or `max`.
+    pub stat: Option<String>,
+    /// `estimate` (default), `lo` or `hi` (the 95 % CI ends).
+    pub bound: Option<String>,
+    /// Theory CSV (relative to the report file).
+    pub csv: Option<PathBuf>,
+    /// Theory: where to interpolate.
+    pub at: Option<f64>,
+    /// Added after `times`.
+    #[serde(default)]
+    pub plus: f64,
+    /// Multiplies the value.
+    pub times: Option<f64>,
+}
+
+impl ReportSpec {
+    /// Reads and validates a report file (one-line errors naming the file and field).
+    pub fn load(path: &Path) -> Result<ReportSpec, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("report {}: cannot read: {e}", path.display()))?;
+        let mut spec: ReportSpec = toml::from_str(&text).map_err(|e| {
+            let msg = e.message().to_string();
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(l) => format!("report {}:{l}: {msg}", path.display()),
+                None => format!("report {}: {msg}", path.display()),
+            }
+        })?;
+        spec.path = path.to_path_buf();
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The folder relative paths in the report are resolved against.
+    pub fn dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let origin = format!("report {}", self.path.display());
+        if self.experiments.is_empty() {
+            return Err(format!("{origin}: no [[experiment]]"));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for e in &self.experiments {
+            let at = format!("{origin}: experiment {}", e.id);
+            if !ids.insert(e.id.clone()) {
+                return Err(format!("{at}: id given twice"));
+            }
+            if e.id.is_empty()
+                || !e
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!(
+                    "{origin}: experiment id `{}`: use letters, digits, - and _",
+                    e.id
+                ));
+            }
+            if e.spectral.is_some() && !e.needs.iter().any(|n| n == "spectral") {
+                return Err(format!(
+                    "{at}: an experiment with [spectral] must list needs = [\"spectral\"]"
+                ));
+            }
+            if e.train == Some(false) && e.spectral.is_none() {
+                return Err(format!("{at}: train = false needs a [spectral] section"));
+            }
+            for (i, f) in e.figures.iter().enumerate() {
+                use crate::figures::FigureKind as K;
+                let needs_x = matches!(f.kind, K::Line | K::Logx | K::Heatmap | K::Bars);
+                if needs_x && f.x.is_none() {
+                    return Err(format!("{at}: figure {}: `x` is required", i + 1));
+                }
+                if f.kind == K::Heatmap && f.z.is_none() {
+                    return Err(format!("{at}: figure {}: a heatmap needs `z`", i + 1));
+                }
+            }
+            for (i, c) in e.checks.iter().enumerate() {
+                let w = format!("{at}: check {}", i + 1);
+                if !matches!(c.op.as_str(), ">=" | ">" | "<=" | "<" | "within") {
+                    return Err(format!(
+                        "{w}: op `{}`: expected >=, >, <=, < or within",
+                        c.op
+                    ));
+                }
+                if c.op == "within" && c.tol <= 0.0 {
+                    return Err(format!("{w}: `within` needs tol > 0"));
+                }
+                c.left.validate().map_err(|m| format!("{w}: left: {m}"))?;
+                c.right.validate().map_err(|m| format!("{w}: right: {m}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Operand {
+    fn validate(&self) -> Result<(), String> {
+        let set = [
+            self.value.is_some(),
+            self.metric.is_some(),
+            self.threshold.is_some(),
+            self.slope.is_some(),
+            self.flatness.is_some(),
+            self.theory.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if set != 1 {
+            return Err(
+                "give exactly one of value, metric, threshold, slope, flatness, theory".into(),
+            );
+        }
+        if (self.threshold.is_some() || self.flatness.is_some())
+            && (self.x.is_none() || self.level.is_none())
+        {
+            return Err("threshold and flatness need `x` and `level`".into());
+        }
+        if self.flatness.is_some() && self.across.is_none() {
+            return Err("flatness needs `across` (e.g. \"data.d\")".into());
+        }
+        if self.slope.is_some() && self.x.is_none() {
+            return Err("slope needs `x`".into());
+        }
+        if self.theory.is_some() && (self.csv.is_none() || self.at.is_none()) {
+            return Err("theory needs `csv` and `at`".into());
+        }
+        if let Some(s) = &self.stat {
+            if !matches!(s.as_str(), "mean" | "min" | "max") {
+                return Err(format!("stat `{s}`: expected mean, min or max"));
+            }
+        }
+        if let Some(b) = &self.bound {
+            if !matches!(b.as_str(), "estimate" | "lo" | "hi") {
+                return Err(format!("bound `{b}`: expected estimate, lo or hi"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An evaluated operand: its value and how it was obtained, with the numbers behind it.
+#[derive(Clone, Debug)]
+pub struct Evaluated {
+    /// The value compared.
+    pub value: f64,
+    /// A description with the numbers (mean ± s.e. (n), α* with CI, …).
+    pub text: String,
+}
+
+/// The outcome of one check.
+#[derive(Clone, Debug)]
+pub struct CheckResult {
+    /// The criterion in words.
+    pub text: String,
+    /// Whether it holds.
+    pub pass: bool,
+    /// Left operand (or the reason it could not be evaluated).
+    pub left: Result<Evaluated, String>,
+    /// The operator (with the tolerance for `within`).
+    pub op: String,
+    /// Right operand.
+    pub right: Result<Evaluated, String>,
+}
+
+fn where_text(filter: &[(String, Value)]) -> String {
+    if filter.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = filter
+        .iter()
+        .map(|(k, v)| format!("{} = {}", short_key(k), value_label(v)))
+        .collect();
+    format!(" at {}", parts.join(", "))
+}
+
+fn pick_bound(bound: Option<&str>, est: f64, ci: Option<(f64, f64)>) -> Result<f64, String> {
+    match bound.unwrap_or("estimate") {
+        "lo" => ci
+            .map(|c| c.0)
+            .ok_or_else(|| "no CI (too few seeds or points)".into()),
+        "hi" => ci
+            .map(|c| c.1)
+            .ok_or_else(|| "no CI (too few seeds or points)".into()),
+        _ => Ok(est),
+    }
+}
+
+fn ci_text(ci: Option<(f64, f64)>) -> String {
+    ci.map(|(a, b)| format!(", 95% CI [{}, {}]", fmt_num(a), fmt_num(b)))
+        .unwrap_or_default()
+}
+
+/// Evaluates an operand on rows; `base_dir` resolves a theory CSV path; `resamples` and
+/// `rng_seed` drive bootstrap CIs.
+pub fn evaluate(
+    op: &Operand,
+    rows: &[Value],
+    base_dir: &Path,
+    resamples: usize,
+    rng_seed: u64,
+) -> Result<Evaluated, String> {
+    let filter = filter_pairs(&op.filter);
+    let matched: Vec<Value> = rows
+        .iter()
+        .filter(|r| row_matches(r, &filter))
+        .cloned()
+        .collect();
+    let wt = where_text(&filter);
+    let none_match = || format!("no rows{wt}");
+    let mut ev = if let Some(v) = op.value {
+        Evaluated {
+            value: v,
+            text: fmt_num(v),
+        }
+    } else if let Some(m) = &op.metric {
+        let stat = op.stat.as_deref().unwrap_or("mean");
+        match &op.over {
+            None => {
+                let vals: Vec<f64> = matched.iter().filter_map(|r| row_metric(r, m)).collect();
+                if vals.is_empty() {
+                    return Err(format!("no `{m}`{wt}"));
+                }
+                let ms = mean_se(&vals);
+                match stat {
+                    "min" | "max" => {
+                        let v = if stat == "min" {
+                            vals.iter().copied().fold(f64::INFINITY, f64::min)
+                        } else {
+                            vals.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+                        };
+                        Evaluated {
+                            value: v,
+                            text: format!(
+                                "{stat} {m}{wt} = {} over {} runs",
+                                fmt_num(v),
+                                vals.len()
+                            ),
+                        }
+                    }
+                    _ => Evaluated {
+                        value: ms.mean,
+                        text: format!(
+                            "{m}{wt} = {} ± {} (n = {})",
+                            fmt_num(ms.mean),
+                            fmt_num(ms.se),
+                            ms.n
+                        ),
+                    },
+                }
+            }
+            Some(over) => {
+                let series = group_rows(&matched, over, None, m).map_err(|e| format!("{e}{wt}"))?;
+                let pts = &series[0].points;
+                let best = match stat {
+                    "min" => pts
+                        .iter()
+                        .min_by(|a, b| a.stats.mean.total_cmp(&b.stats.mean)),
+                    "max" => pts
+                        .iter()
+                        .max_by(|a, b| a.stats.mean.total_cmp(&b.stats.mean)),
+                    _ => None,
+                };
+                match best {
+                    Some(p) => Evaluated {
+                        value: p.stats.mean,
+                        text: format!(
+                            "{stat} over {} of {m}{wt} = {} ± {} (at {} = {})",
+                            short_key(over),
+                            fmt_num(p.stats.mean),
+                            fmt_num(p.stats.se),
+                            short_key(over),
+                            p.x_label
+                        ),
+                    },
+                    None => {
+                        let v = pts.iter().map(|p| p.stats.mean).sum::<f64>() / pts.len() as f64;
+                        Evaluated {
+                            value: v,
+                            text: format!(
+                                "mean over {} of {m}{wt} = {}",
+                                short_key(over),
+                                fmt_num(v)
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+    } else if let Some(m) = &op.threshold {
+        let x = op.x.as_deref().unwrap_or_default();
+        let level = op.level.unwrap_or_default();
+        if matched.is_empty() {
+            return Err(none_match());
+        }
+        let series = group_rows(&matched, x, None, m).map_err(|e| format!("{e}{wt}"))?;
+        let t = threshold_bootstrap(
+            &series[0].seed_points(),
+            level,
+            op.direction,
+            resamples,
+            rng_seed,
+        )
+        .ok_or_else(|| format!("no finite `{m}`{wt}"))?;
+        let est = match t.estimate {
+            Crossing::At(v) | Crossing::BelowRange(v) => v,
+            Crossing::AboveRange(_) => f64::INFINITY,
+        };
+        let v = pick_bound(op.bound.as_deref(), est, t.ci95)?;
+        Evaluated {
+            value: v,
+            text: format!(
+                "{}* ({m} {} {}){wt} {}{} ({} resamples, {:.0}% cross inside the grid)",
+                short_key(x),
+                if op.direction == Direction::Up {
+                    "≥"
+                } else {
+                    "≤"
+                },
+                fmt_num(level),
+                t.estimate.relation(),
+                ci_text(t.ci95),
+                t.resamples,
+                100.0 * t.frac_inside
+            ),
+        }
+    } else if let Some(m) = &op.slope {
+        let x = op.x.as_deref().unwrap_or_default();
+        if matched.is_empty() {
+            return Err(none_match());
+        }
+        let series = group_rows(&matched, x, None, m).map_err(|e| format!("{e}{wt}"))?;
+        let xs: Vec<f64> = series[0].points.iter().map(|p| p.x).collect();
+        let ys: Vec<f64> = series[0].points.iter().map(|p| p.stats.mean).collect();
+        let f = power_law_fit(&xs, &ys)
+            .ok_or_else(|| format!("cannot fit a power law to `{m}`{wt}"))?;
+        let v = pick_bound(op.bound.as_deref(), f.p, f.p_ci95)?;
+        Evaluated {
+            value: v,
+            text: format!(
+                "{m} ∝ {}^p{wt}: p = {} ± {}{} (C = {}, R² = {}, {} points)",
+                short_key(x),
+                fmt_num(f.p),
+                fmt_num(f.p_se),
+                ci_text(f.p_ci95),
+                fmt_num(f.c),
+                fmt_num(f.r2),
+                f.n
+            ),
+        }
+    } else if let Some(m) = &op.flatness {
+        let x = op.x.as_deref().unwrap_or_default();
+        let across = op.across.as_deref().unwrap_or_default();
+        let level = op.level.unwrap_or_default();
+        if matched.is_empty() {
+            return Err(none_match());
+        }
+        let by_d = group_rows(&matched, x, Some(across), m).map_err(|e| format!("{e}{wt}"))?;
+        let mut ds = Vec::new();
+        let mut est = Vec::new();
+        let mut draws = Vec::new();
+        let mut parts = Vec::new();
+        for s in &by_d {
+            let d = s
+                .group
+                .as_ref()
+                .and_then(crate::rows::value_f64)
+                .ok_or_else(|| format!("`{across}` is not numeric"))?;
+            let t = threshold_bootstrap(&s.seed_points(), level, op.direction, resamples, rng_seed)
+                .ok_or_else(|| format!("no finite `{m}` at {across} = {d}"))?;
+            parts.push(format!(
+                "{}* {}{} at {} = {}",
+                short_key(x),
+                t.estimate.relation(),
+                ci_text(t.ci95),
+                short_key(across),
+                fmt_num(d)
+            ));
+            let e = match t.estimate {
+                Crossing::At(v) => v,
+                other => {
+                    return Err(format!(
+                        "α* not inside the grid at {across} = {d} ({}): {}",
+                        other.describe(),
+                        parts.join("; ")
+                    ))
+                }
+            };
+            ds.push(d);
+            est.push(e);
+            draws.push(t.samples);
+        }
+        let f = flatness(&ds, &est, Some(&draws))
+            .ok_or_else(|| format!("need α* at ≥ 2 values of {across}: {}", parts.join("; ")))?;
+        let v = pick_bound(op.bound.as_deref(), f.slope, f.ci95)?;
+        Evaluated {
+            value: v,
+            text: format!(
+                "slope of ln {}* vs ln {} = {}{} ({}){wt}; {}",
+                short_key(x),
+                short_key(across),
+                fmt_num(f.slope),
+                ci_text(f.ci95),
+                f.ci_method,
+                parts.join("; ")
+            ),
+        }
+    } else if let Some(col) = &op.theory {
+        let csv_path = op.csv.as_ref().expect("validated");
+        let path = if csv_path.is_relative() {
+            base_dir.join(csv_path)
+        } else {
+            csv_path.clone()
+        };
+        let csv = Csv::read(&path)?;
+        let xcol = op.x.as_deref().unwrap_or("alpha");
+        let at = op.at.expect("validated");
+        let v = csv
+            .interpolate(xcol, col, at)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .ok_or_else(|| format!("{}: {xcol} = {at} outside the table", path.display()))?;
+        Evaluated {
+            value: v,
+            text: format!("theory {col} at {xcol} = {} = {}", fmt_num(at), fmt_num(v)),
+        }
+    } else {
+        return Err("empty operand".into());
+    };
+    if let Some(t) = op.times {
+        ev.value *= t;
+        ev.text = format!("{} × {}", fmt_num(t), ev.text);
+    }
+    if op.plus != 0.0 {
+        ev.value += op.plus;
+        ev.text = format!(
+            "{} {} {}",
+            ev.text,
+            if op.plus > 0.0 { "+" } else { "−" },
+            fmt_num(op.plus.abs())
+        );
+    }
+    Ok(ev)
+}
+
+/// Evaluates a check on rows.
+pub fn run_check(
+    c: &CheckSpec,
+    rows: &[Value],
+    base_dir: &Path,
+    resamples: usize,
+    rng_seed: u64,
+) -> CheckResult {
+    let left = evaluate(&c.left, rows, base_dir, resamples, rng_seed);
+    let right = evaluate(&c.right, rows, base_dir, resamples, rng_seed);
+    let pass = match (&left, &right) {
+        (Ok(l), Ok(r)) => {
+            let (a, b) = (l.value, r.value);
+            match c.op.as_str() {
+                ">=" => a >= b,
+                ">" => a > b,
+                "<=" => a <= b,
+                "<" => a < b,
+                "within" => (a - b).abs() <= c.tol,
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    let op = if c.op == "within" {
+        format!("within ±{}", fmt_num(c.tol))
+    } else {
+        c.op.clone()
+    };
+    CheckResult {
+        text: c.text.clone(),
+        pass,
+        left,
+        op,
+        right,
+    }
+}
+
+/// The verdict of an experiment.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Every check passed.
+    Reproduced,
+    /// At least one check failed.
+    NotReproduced,
+    /// Not run, with the reason (a missing capability, a failed sweep).
+    NotRun(String),
+}
+
+impl Verdict {
+    /// The verdict as shown on the page.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Reproduced => "reproduced",
+            Verdict::NotReproduced => "not reproduced",
+            Verdict::NotRun(_) => "not run",
+        }
+    }
+
+    /// From check results (no checks = not reproduced: nothing was verified).
+    pub fn from_checks(checks: &[CheckResult]) -> Verdict {
+        if !checks.is_empty() && checks.iter().all(|c| c.pass) {
+            Verdict::Reproduced
+        } else {
+            Verdict::NotReproduced
+        }
+    }
+}
+
+/// One figure on the page.
+#[derive(Clone, Debug)]
+pub struct FigureOut {
+    /// Title.
+    pub title: String,
+    /// SVG text (inlined as an image); `None` with `error`.
+    pub svg: Option<String>,
+    /// Why the figure could not be drawn.
+    pub error: Option<String>,
+    /// The command that reproduces it.
+    pub command: String,
+    /// Numbers read off it.
+    pub notes: Vec<String>,
+    /// Relative path of the PNG next to the page, if written.
+    pub png: Option<String>,
+}
+
+/// One experiment on the page.
+#[derive(Clone, Debug)]
+pub struct ExperimentOut {
+    /// Id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Claim.
+    pub claim: String,
+    /// Notes on the setup.
+    pub notes: Option<String>,
+    /// Commands that produce the data (sweep runs), shown once per experiment.
+    pub data_commands: Vec<String>,
+    /// Sweep facts: points, run now vs reused, failures, time.
+    pub facts: Vec<String>,
+    /// Figures.
+    pub figures: Vec<FigureOut>,
+    /// Checks.
+    pub checks: Vec<CheckResult>,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Wall time spent on this experiment (running + drawing), seconds.
+    pub seconds: f64,
+}
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Base64 (standard alphabet, padded).
+pub fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+/// Everything above the experiments on the page.
+#[derive(Clone, Debug, Default)]
+pub struct PageMeta {
+    /// Title.
+    pub title: String,
+    /// Intro paragraph.
+    pub intro: Option<String>,
+    /// The command that regenerates the whole page.
+    pub command: String,
+    /// Total wall time, seconds.
+    pub seconds: f64,
+    /// Free-form facts (version, machine, database).
+    pub facts: Vec<String>,
+}
+
+const CSS: &str = r#"
+body{font-family:system-ui,-apple-system,"DejaVu Sans",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.7em;margin-bottom:.2em}h2{margin-top:2.2em;border-bottom:2px solid #ddd;padding-bottom:.2em}
+code,pre{font-family:"DejaVu Sans Mono",monospace;font-size:.86em}
+pre{background:#f5f5f5;padding:.6em .8em;border-radius:4px;white-space:pre-wrap;word-break:break-all}
+table{border-collapse:collapse;margin:.8em 0;width:100%}th,td{border:1px solid #ccc;padding:.35em .55em;text-align:left;vertical-align:top;font-size:.93em}
+th{background:#f0f0f0}.pass{color:#176917;font-weight:600}.fail{color:#b01515;font-weight:600}
+.badge{display:inline-block;padding:.12em .6em;border-radius:1em;font-size:.8em;font-weight:700;vertical-align:middle;margin-left:.5em;color:#fff}
+.reproduced{background:#2a8a2a}.not-reproduced{background:#c0392b}.not-run{background:#888}
+figure{margin:1.2em 0;border:1px solid #e3e3e3;border-radius:6px;padding:.6em}figure img{max-width:100%;height:auto;display:block;margin:auto}
+figcaption{font-size:.9em;color:#444}.claim{font-style:italic;background:#fafaf2;border-left:4px solid #c9b94a;padding:.4em .8em}
+.facts{font-size:.88em;color:#555}.err{color:#b01515}
+"#;
+
+/// Writes the self-contained HTML page (figures inlined as base64 SVG images).
+pub fn write_html(meta: &PageMeta, exps: &[ExperimentOut], path: &Path) -> Result<(), String> {
+    let mut h = String::new();
+    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
+    h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    h.push_str(&format!(
+        "<title>{}</title>\n<style>{CSS}</style></head><body>\n",
+        esc(&meta.title)
+    ));
+    h.push_str(&format!("<h1>{}</h1>\n", esc(&meta.title)));
+    if let Some(i) = &meta.intro {
+        h.push_str(&format!("<p>{}</p>\n", esc(i)));
+    }
+    let n_ok = exps
+        .iter()
+        .filter(|e| e.verdict == Verdict::Reproduced)
+        .count();
+    h.push_str(&format!(
+        "<p><b>{n_ok} of {} experiments reproduced.</b> Total time {:.0} s. Regenerate with:</p><pre>{}</pre>\n",
+        exps.len(),
+        meta.seconds,
+        esc(&meta.command)
+    ));
+    if !meta.facts.is_empty() {
+        h.push_str("<p class=\"facts\">");
+        h.push_str(
+            &meta
+                .facts
+                .iter()
+                .map(|f| esc(f))
+                .collect::<Vec<_>>()
+                .join("<br>"),
+        );
+        h.push_str("</p>\n");
+    }
+    h.push_str("<table id=\"summary\"><tr><th>experiment</th><th>claim</th><th>verdict</th><th>time</th></tr>\n");
+    for e in exps {
+        let cls = e.verdict.label().replace(' ', "-");
+        h.push_str(&format!(
+            "<tr><td><a href=\"#{id}\">{id}</a> {}</td><td>{}</td><td><span class=\"badge {cls}\">{}</span></td><td>{:.0} s</td></tr>\n",
+            esc(&e.title),
+            esc(&e.claim),
+            e.verdict.label(),
+            e.seconds,
+            id = esc(&e.id)
+        ));
+    }
+    h.push_str("</table>\n");
+    for e in exps {
+        let cls = e.verdict.label().replace(' ', "-");
+        h.push_str(&format!(
+            "<section class=\"experiment\" id=\"{id}\" data-verdict=\"{v}\">\n<h2>{id}: {} <span class=\"badge {cls}\">{v}</span></h2>\n",
+            esc(&e.title),
+            id = esc(&e.id),
+            v = e.verdict.label()
+        ));
+        h.push_str(&format!(
+            "<p class=\"claim\">Claim: {}</p>\n",
+            esc(&e.claim)
+        ));
+        if let Some(n) = &e.notes {
+            h.push_str(&format!("<p>{}</p>\n", esc(n)));
+        }
+        if let Verdict::NotRun(reason) = &e.verdict {
+            h.push_str(&format!("<p class=\"err\">Not run: {}</p>\n", esc(reason)));
+        }
+        if !e.data_commands.is_empty() {
+            h.push_str("<p>Data:</p><pre>");
+            h.push_str(
+                &e.data_commands
+                    .iter()
+                    .map(|c| esc(c))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+            h.push_str("</pre>\n");
+        }
+        if !e.facts.is_empty() {
+            h.push_str(&format!(
+                "<p class=\"facts\">{}</p>\n",
+                e.facts
+                    .iter()
+                    .map(|f| esc(f))
+                    .collect::<Vec<_>>()
+                    .join("<br>")
+            ));
+        }
+        for f in &e.figures {
+            h.push_str("<figure>\n");
+            match (&f.svg, &f.error) {
+                (Some(svg), _) => h.push_str(&format!(
+                    "<img class=\"fig\" alt=\"{}\" src=\"data:image/svg+xml;base64,{}\">\n",
+                    esc(&f.title),
+                    base64(svg.as_bytes())
+                )),
+                (None, Some(err)) => h.push_str(&format!(
+                    "<p class=\"err\">Figure not drawn: {}</p>\n",
+                    esc(err)
+                )),
+                _ => {}
+            }
+            h.push_str(&format!("<figcaption><b>{}</b>", esc(&f.title)));
+            for n in &f.notes {
+                h.push_str(&format!("<br>{}", esc(n)));
+            }
+            h.push_str(&format!(
+                "<pre>{}</pre></figcaption>\n</figure>\n",
+                esc(&f.command)
+            ));
+        }
+        if !e.checks.is_empty() {
+            h.push_str("<table class=\"checks\"><tr><th>criterion</th><th>left</th><th>op</th><th>right</th><th>result</th></tr>\n");
+            for c in &e.checks {
+                let side = |r: &Result<Evaluated, String>| match r {
+                    Ok(v) => format!(
+                        "<b>{}</b><br><span class=\"facts\">{}</span>",
+                        esc(&fmt_num(v.value)),
+                        esc(&v.text)
+                    ),
+                    Err(m) => format!("<span class=\"err\">not computed: {}</span>", esc(m)),
+                };
+                h.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>\n",
+                    esc(&c.text),
+                    side(&c.left),
+                    esc(&c.op),
+                    side(&c.right),
+                    if c.pass { "pass" } else { "fail" },
+                    if c.pass { "pass" } else { "fail" }
+                ));
+            }
+            h.push_str("</table>\n");
+        }
+        h.push_str(&format!(
+            "<p>Verdict: <span class=\"badge {cls}\">{}</span></p>\n</section>\n",
+            e.verdict.label()
+        ));
+    }
+    h.push_str("</body></html>\n");
+    if let Some(p) = path.parent() {
+        if !p.as_os_str().is_empty() {
+            std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+    }
+    let tmp = path.with_extension("html.tmp");
+    std::fs::write(&tmp, h).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rows() -> Vec<Value> {
+        let mut out = Vec::new();
+        for d in [100, 200] {
+            for a in [1, 2, 4, 8, 16, 32] {
+                for t in [1, 8] {
+                    for seed in 0..3 {
+                        // Alignment rises with log α; T1 = 8 shifts it up by 0.3; flat in d.
+                        let rho = 0.1 * (a as f64).log2()
+                            + if t == 8 { 0.3 } else { 0.0 }
+                            + 0.01 * seed as f64;
+                        out.push(json!({
+                            "data.d": d, "data.alpha1": a, "stage1.steps": t, "seed": seed,
+                            "alignment_mean": rho,
+                            "stage1_seconds": 1e-3 * (a as f64),
+                        }));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn op(t: &str) -> Operand {
+        toml::from_str(t).unwrap()
+    }
+
+    #[test]
+    fn operands_and_checks() {
+        let r = rows();
+        let dir = Path::new(".");
+        let v = evaluate(
+            &op(r#"metric = "alignment_mean"
+            where = { "stage1.steps" = 8, "data.alpha1" = 16, "data.d" = 100 }"#),
+            &r,
+            dir,
+            100,
+            0,
+        )
+        .unwrap();
+        assert!((v.value - 0.71).abs() < 1e-9, "{v:?}");
+        assert!(v.text.contains("n = 3"));
+        // α* where T1 = 8 crosses 0.5: 0.1·log2 α + 0.31 = 0.5 → α = 2^1.9.
+        let v = evaluate(
+            &op(r#"threshold = "alignment_mean"
+            x = "data.alpha1"
+            level = 0.5
+            where = { "stage1.steps" = 8, "data.d" = 100 }"#),
+            &r,
+            dir,
+            200,
+            0,
+        )
+        .unwrap();
+        assert!((v.value - 2f64.powf(1.9)).abs() < 1e-6, "{v:?}");
+        // Flat in d: slope 0.
+        let v = evaluate(
+            &op(r#"flatness = "alignment_mean"
+            x = "data.alpha1"
+            level = 0.5
+            across = "data.d"
+            where = { "stage1.steps" = 8 }"#),
+            &r,
+            dir,
+            200,
+            0,
+        )
+        .unwrap();
+        assert!(v.value.abs() < 1e-9, "{v:?}");
+        // stage1_seconds ∝ α: exponent 1.
+        let v = evaluate(
+            &op(r#"slope = "stage1_seconds"
+            x = "data.alpha1""#),
+            &r,
+            dir,
+            0,
+            0,
+        )
+        .unwrap();
+        assert!((v.value - 1.0).abs() < 1e-9);
+        // over + stat.
+        let v = evaluate(
+            &op(r#"metric = "alignment_mean"
+            over = "data.alpha1"
+            stat = "max"
+            where = { "stage1.steps" = 1 }"#),
+            &r,
+            dir,
+            0,
+            0,
+        )
+        .unwrap();
+        assert!((v.value - 0.51).abs() < 1e-9, "{v:?}");
+        // A check.
+        let c: CheckSpec = toml::from_str(r#"text = "T1 = 8 beats T1 = 1 by 0.3"
+            left = { metric = "alignment_mean", where = { "stage1.steps" = 8, "data.alpha1" = 16 } }
+            op = ">="
+            right = { metric = "alignment_mean", where = { "stage1.steps" = 1, "data.alpha1" = 16 }, plus = 0.29 }"#).unwrap();
+        assert!(run_check(&c, &r, dir, 10, 0).pass);
+        let c = CheckSpec {
+            op: "<".into(),
+            ..c
+        };
+        assert!(!run_check(&c, &r, dir, 10, 0).pass);
+        // No rows: a failed check with the reason.
+        let c: CheckSpec = toml::from_str(
+            r#"text = "x"
+            left = { metric = "alignment_mean", where = { "data.d" = 999 } }
+            op = "within"
+            tol = 0.1
+            right = { value = 0.5 }"#,
+        )
+        .unwrap();
+        let res = run_check(&c, &r, dir, 10, 0);
+        assert!(!res.pass && res.left.unwrap_err().contains("d = 999"));
+    }
+
+    #[test]
+    fn report_file_validation() {
+        let dir = std::env::temp_dir().join(format!("mim-report-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("r.toml");
+        std::fs::write(&p, "title = \"t\"\n[[experiment]]\nid = \"E1\"\ntitle = \"x\"\nclaim = \"c\"\nsweep = \"s.toml\"\n[[experiment.check]]\ntext = \"t\"\nleft = { value = 1 }\nop = \"=>\"\nright = { value = 1 }\n").unwrap();
+        let e = ReportSpec::load(&p).unwrap_err();
+        assert!(e.contains("op `=>`"), "{e}");
+        std::fs::write(&p, "title = \"t\"\nbogus = 1\n").unwrap();
+        let e = ReportSpec::load(&p).unwrap_err();
+        assert!(e.contains("bogus") && e.contains(":2"), "{e}");
+        std::fs::write(&p, "title = \"t\"\n[[experiment]]\nid = \"E1\"\ntitle = \"x\"\nclaim = \"c\"\n[experiment.sweep]\nbase = \"../a.toml\"\n[experiment.sweep.axes]\nseed = \"0..2\"\n").unwrap();
+        let s = ReportSpec::load(&p).unwrap();
+        assert!(matches!(s.experiments[0].sweep, Some(SweepRef::Inline(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn base64_known() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+}

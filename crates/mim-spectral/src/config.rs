@@ -1,0 +1,217 @@
+//! The `[spectral]` config section, read from the same TOML file as `mim train` (the rest of
+//! the file is the run config; [`SpectralConfig::take_from`] strips this section out first,
+//! because the run config refuses unknown keys).
+//!
+//! ```toml
+//! [spectral]
+//! T = "lal"          # preprocessing (see `preprocess`); default "loss" = the stage-1 loss
+//! order = "auto"     # auto | largest | smallest | abs (auto: `largest` for lal, else `abs`)
+//! k = 1              # eigenvectors taken (default r)
+//! tau = 1.0          # threshold of `filtered`
+//! method = "auto"    # auto (dense for d ≤ 2000) | dense | iterative
+//! ```
+
+use crate::eigen::{Method, Order};
+use crate::preprocess::{LabelPrep, Preprocessing};
+use serde::{Deserialize, Serialize};
+
+/// `spectral.order`: an [`Order`] or `auto` (the preprocessing's default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderChoice {
+    /// [`Preprocessing::default_order`].
+    #[default]
+    Auto,
+    /// [`Order::Largest`].
+    Largest,
+    /// [`Order::Smallest`].
+    Smallest,
+    /// [`Order::Abs`].
+    Abs,
+}
+
+/// `[spectral]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpectralConfig {
+    /// The preprocessing T (`loss`, `loss:square|huber|l1`, `identity`, `lal`, `filtered`,
+    /// `clip:<c>`, `sign`).
+    #[serde(rename = "T")]
+    pub t: String,
+    /// Which end of the spectrum.
+    pub order: OrderChoice,
+    /// Number of eigenvectors (default r).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
+    /// τ of `filtered`: T(y) = 1{|y| > τ}.
+    pub tau: f64,
+    /// Eigen-solver.
+    pub method: Method,
+}
+
+impl Default for SpectralConfig {
+    fn default() -> Self {
+        Self {
+            t: "loss".into(),
+            order: OrderChoice::Auto,
+            k: None,
+            tau: 1.0,
+            method: Method::Auto,
+        }
+    }
+}
+
+/// A validated `[spectral]` section with everything resolved.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResolvedSpectral {
+    /// T.
+    pub preprocessing: Preprocessing,
+    /// The end of the spectrum.
+    pub order: Order,
+    /// Eigenvectors taken.
+    pub k: usize,
+    /// The solver (`Dense` or `Iterative`).
+    pub method: Method,
+    /// The labels T sees.
+    pub prep: LabelPrep,
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl SpectralConfig {
+    /// Removes the `spectral` table from `table` (the whole config file after overrides) and
+    /// parses it; unknown keys and wrong types are one-line errors naming `spectral.<field>`.
+    pub fn take_from(table: &mut toml::Table) -> Result<SpectralConfig, String> {
+        match table.remove("spectral") {
+            None => Ok(SpectralConfig::default()),
+            Some(v @ toml::Value::Table(_)) => {
+                serde_path_to_error::deserialize::<_, SpectralConfig>(v).map_err(|e| {
+                    let path = e.path().to_string();
+                    let inner = one_line(&e.inner().to_string());
+                    if path == "." || path.is_empty() {
+                        format!("spectral: {inner}")
+                    } else {
+                        format!("spectral.{path}: {inner}")
+                    }
+                })
+            }
+            Some(_) => Err("spectral: expected a table ([spectral])".into()),
+        }
+    }
+
+    /// Validates against the run's r, d and `[stage1]` (for `loss:*`). Errors name the field.
+    pub fn resolve(
+        &self,
+        r: usize,
+        d: usize,
+        stage1: &mim_train::Stage1Config,
+    ) -> Result<ResolvedSpectral, String> {
+        if !(self.tau.is_finite() && self.tau >= 0.0) {
+            return Err(format!(
+                "spectral.tau = {}: must be ≥ 0 and finite",
+                self.tau
+            ));
+        }
+        let preprocessing = Preprocessing::parse(&self.t, stage1, self.tau)?;
+        let k = self.k.unwrap_or(r);
+        if k == 0 || k > d {
+            return Err(format!("spectral.k = {k}: need 1 ≤ k ≤ data.d = {d}"));
+        }
+        let order = match self.order {
+            OrderChoice::Auto => preprocessing.default_order(),
+            OrderChoice::Largest => Order::Largest,
+            OrderChoice::Smallest => Order::Smallest,
+            OrderChoice::Abs => Order::Abs,
+        };
+        Ok(ResolvedSpectral {
+            preprocessing,
+            order,
+            k,
+            method: self.method.resolve(d),
+            prep: LabelPrep::for_preprocessing(&preprocessing, stage1),
+        })
+    }
+
+    /// This section with `order`, `k` and `method` resolved (for the run folder's
+    /// `config.toml`).
+    pub fn resolved(&self, r: &ResolvedSpectral) -> SpectralConfig {
+        SpectralConfig {
+            t: self.t.clone(),
+            order: match r.order {
+                Order::Largest => OrderChoice::Largest,
+                Order::Smallest => OrderChoice::Smallest,
+                Order::Abs => OrderChoice::Abs,
+            },
+            k: Some(r.k),
+            tau: self.tau,
+            method: r.method,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(s: &str) -> toml::Table {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn strips_and_parses_the_section() {
+        let mut t = table("seed = 1\n[spectral]\nT = \"lal\"\nk = 2\n[data]\nd = 5\n");
+        let c = SpectralConfig::take_from(&mut t).unwrap();
+        assert!(!t.contains_key("spectral") && t.contains_key("data"));
+        assert_eq!(c.t, "lal");
+        let r = c.resolve(1, 5, &Default::default()).unwrap();
+        assert_eq!((r.k, r.order, r.method), (2, Order::Largest, Method::Dense));
+        let again: SpectralConfig =
+            toml::from_str(&toml::to_string(&c.resolved(&r)).unwrap()).unwrap();
+        assert_eq!(again.k, Some(2));
+        let d = SpectralConfig::take_from(&mut table("")).unwrap();
+        assert_eq!(d, SpectralConfig::default());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for (text, field) in [
+            ("[spectral]\nfoo = 1", "spectral"),
+            ("[spectral]\norder = \"up\"", "spectral.order"),
+            ("[spectral]\nk = -1", "spectral.k"),
+            ("[spectral]\nmethod = \"lanczos\"", "spectral.method"),
+            ("spectral = 3", "spectral"),
+        ] {
+            let e = SpectralConfig::take_from(&mut table(text)).unwrap_err();
+            assert!(e.starts_with(field) && !e.contains('\n'), "{text}: {e}");
+        }
+        let s1 = Default::default();
+        for (c, field) in [
+            (
+                SpectralConfig {
+                    k: Some(0),
+                    ..Default::default()
+                },
+                "spectral.k",
+            ),
+            (
+                SpectralConfig {
+                    tau: f64::NAN,
+                    ..Default::default()
+                },
+                "spectral.tau",
+            ),
+            (
+                SpectralConfig {
+                    t: "cube".into(),
+                    ..Default::default()
+                },
+                "spectral.T",
+            ),
+        ] {
+            let e = c.resolve(1, 10, &s1).unwrap_err();
+            assert!(e.starts_with(field), "{e}");
+        }
+    }
+}

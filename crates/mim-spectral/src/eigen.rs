@@ -1,0 +1,705 @@
+//! Eigenvectors of Σ̂_T = (1/n) Σ_i T_i (x_i x_iᵀ − I) = Xᵀ diag(T) X / n − mean(T)·I.
+//!
+//! Two solvers:
+//! - **dense** ([`Method::Dense`]): Σ̂_T is formed (d×d, one GEMM per block of rows) and
+//!   decomposed by faer's self-adjoint eigen-solver; cost ≈ n·d² + O(d³) flops, d² memory.
+//! - **iterative** ([`Method::Iterative`]): a restarted block Krylov method with
+//!   Rayleigh–Ritz. Each restart builds span{V, Σ̂V, …, Σ̂^{q−1}V} (block size
+//!   b = k + 1 + p, depth q), orthonormalised by block Gram–Schmidt applied twice,
+//!   projects H = QᵀΣ̂Q, and restarts from the b Ritz vectors at the wanted end. Σ̂_T is never
+//!   formed: only Σ̂_T V = Xᵀ(T ⊙ XV)/n − mean(T)·V, in fixed row groups (bit-for-bit
+//!   repeatable). Memory beyond X: the basis, b·q·d numbers (O(d·k)).
+//!
+//! [`Method::Auto`] is dense for d ≤ [`DENSE_MAX_D`], iterative above.
+
+use crate::error::SpectralError;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatRef, Par, Side};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Largest d for which [`Method::Auto`] forms Σ̂_T densely.
+pub const DENSE_MAX_D: usize = 2000;
+
+/// Which end of the spectrum of Σ̂_T holds the signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// The k largest (most positive) eigenvalues.
+    Largest,
+    /// The k smallest (most negative) eigenvalues.
+    Smallest,
+    /// The k eigenvalues of largest |λ| (what power iteration amplifies); they are always the
+    /// p largest and the k − p smallest for some p.
+    Abs,
+}
+
+impl Order {
+    /// Config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::Largest => "largest",
+            Order::Smallest => "smallest",
+            Order::Abs => "abs",
+        }
+    }
+}
+
+/// Eigen-solver choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Dense for d ≤ [`DENSE_MAX_D`], iterative above.
+    #[default]
+    Auto,
+    /// Form Σ̂_T (d×d) and decompose it fully.
+    Dense,
+    /// Matrix-free restarted block Krylov (Rayleigh–Ritz).
+    Iterative,
+}
+
+impl Method {
+    /// Config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Auto => "auto",
+            Method::Dense => "dense",
+            Method::Iterative => "iterative",
+        }
+    }
+
+    /// `Auto` resolved for dimension d.
+    pub fn resolve(self, d: usize) -> Method {
+        match self {
+            Method::Auto if d <= DENSE_MAX_D => Method::Dense,
+            Method::Auto => Method::Iterative,
+            m => m,
+        }
+    }
+}
+
+/// Settings of the iterative solver.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct IterativeOptions {
+    /// Stop when ‖Σ̂v − θv‖ ≤ tol·max|θ| for the k taken Ritz pairs and the next one.
+    pub tol: f64,
+    /// Most restarts (each costs b·q products with X and Xᵀ).
+    pub max_restarts: usize,
+    /// Krylov depth q (blocks per restart), ≥ 2.
+    pub depth: usize,
+    /// Extra block columns p beyond k + 1.
+    pub oversample: usize,
+    /// Seed of the random start block.
+    pub seed: u64,
+}
+
+impl Default for IterativeOptions {
+    fn default() -> Self {
+        Self {
+            tol: 1e-9,
+            max_restarts: 1000,
+            depth: 8,
+            oversample: 4,
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// The k eigenpairs taken from Σ̂_T.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spectrum {
+    /// Dimension d.
+    pub d: usize,
+    /// The k taken eigenvalues (signed), most extreme first in the chosen order.
+    pub eigenvalues: Vec<f64>,
+    /// Their unit eigenvectors, k×d row-major; each with its largest-|·| entry positive.
+    pub eigenvectors: Vec<f64>,
+    /// Where each taken eigenvalue sits in the ascending spectrum (0 = most negative,
+    /// d − 1 = largest).
+    pub indices: Vec<usize>,
+    /// Bulk-edge estimate: the (k+1)-th eigenvalue in the chosen order (the most extreme one
+    /// not taken), signed; `None` when k = d.
+    pub bulk_edge: Option<f64>,
+    /// The order used.
+    pub order: Order,
+    /// The solver that ran (`Dense` or `Iterative`).
+    pub method: Method,
+    /// Restarts of the iterative solver (0 for dense).
+    pub iterations: usize,
+    /// max_i ‖Σ̂v_i − λ_i v_i‖ over the taken pairs.
+    pub max_residual: f64,
+    /// Whether the iterative solver met its tolerance (always true for dense).
+    pub converged: bool,
+    /// mean(T), the identity shift subtracted from Xᵀdiag(T)X/n.
+    pub mean_t: f64,
+}
+
+impl Spectrum {
+    /// Number of eigenpairs taken.
+    pub fn k(&self) -> usize {
+        self.eigenvalues.len()
+    }
+
+    /// Eigenvector i (length d).
+    pub fn eigenvector(&self, i: usize) -> &[f64] {
+        &self.eigenvectors[i * self.d..(i + 1) * self.d]
+    }
+}
+
+/// Rows per GEMM block.
+const CHUNK: usize = 512;
+/// Fixed number of row groups for the matrix-free product (independent of the thread count,
+/// so the sum order and hence the result are too).
+const GROUPS: usize = 16;
+
+/// The operator V ↦ Σ̂_T V.
+struct Operator<'a> {
+    x: &'a [f64],
+    t: &'a [f64],
+    n: usize,
+    d: usize,
+    mean_t: f64,
+}
+
+impl Operator<'_> {
+    /// Σ̂_T V = Xᵀ(T ⊙ XV)/n − mean(T)·V for V d×b.
+    fn apply(&self, v: MatRef<'_, f64>) -> Mat<f64> {
+        let (n, d, b) = (self.n, self.d, v.ncols());
+        let per = n.div_ceil(GROUPS).max(1);
+        let partials: Vec<Mat<f64>> = (0..GROUPS)
+            .into_par_iter()
+            .filter_map(|g| {
+                let (lo, hi) = (g * per, ((g + 1) * per).min(n));
+                if lo >= hi {
+                    return None;
+                }
+                let mut acc = Mat::<f64>::zeros(d, b);
+                let mut z = Mat::<f64>::zeros(CHUNK.min(hi - lo), b);
+                let mut r0 = lo;
+                while r0 < hi {
+                    let r1 = (r0 + CHUNK).min(hi);
+                    let rows = r1 - r0;
+                    let xc = MatRef::from_row_major_slice(&self.x[r0 * d..r1 * d], rows, d);
+                    let mut zc = z.as_mut().subrows_mut(0, rows);
+                    matmul(zc.as_mut(), Accum::Replace, xc, v, 1.0, Par::Seq);
+                    for c in 0..b {
+                        for i in 0..rows {
+                            zc[(i, c)] *= self.t[r0 + i];
+                        }
+                    }
+                    matmul(
+                        acc.as_mut(),
+                        Accum::Add,
+                        xc.transpose(),
+                        zc.as_ref(),
+                        1.0,
+                        Par::Seq,
+                    );
+                    r0 = r1;
+                }
+                Some(acc)
+            })
+            .collect();
+        let inv_n = 1.0 / n as f64;
+        let mut out = Mat::<f64>::from_fn(d, b, |i, j| -self.mean_t * v[(i, j)]);
+        for p in &partials {
+            for j in 0..b {
+                for i in 0..d {
+                    out[(i, j)] += p[(i, j)] * inv_n;
+                }
+            }
+        }
+        out
+    }
+
+    /// The dense d×d matrix (lower triangle is what the eigen-solver reads).
+    fn dense(&self) -> Mat<f64> {
+        let (n, d) = (self.n, self.d);
+        let mut s = Mat::<f64>::zeros(d, d);
+        let mut scaled = vec![0.0; CHUNK.min(n) * d];
+        let mut r0 = 0;
+        while r0 < n {
+            let r1 = (r0 + CHUNK).min(n);
+            let rows = r1 - r0;
+            let xs = &self.x[r0 * d..r1 * d];
+            for (i, (dst, src)) in scaled
+                .chunks_exact_mut(d)
+                .zip(xs.chunks_exact(d))
+                .enumerate()
+            {
+                let ti = self.t[r0 + i];
+                for (a, b) in dst.iter_mut().zip(src) {
+                    *a = ti * b;
+                }
+            }
+            let xc = MatRef::from_row_major_slice(xs, rows, d);
+            let sc = MatRef::from_row_major_slice(&scaled[..rows * d], rows, d);
+            matmul(
+                s.as_mut(),
+                Accum::Add,
+                xc.transpose(),
+                sc,
+                1.0 / n as f64,
+                Par::rayon(0),
+            );
+            r0 = r1;
+        }
+        for i in 0..d {
+            s[(i, i)] -= self.mean_t;
+        }
+        s
+    }
+}
+
+/// The top `count` positions of an ascending spectrum `ev` in `order`.
+fn select(ev: &[f64], order: Order, count: usize) -> Vec<usize> {
+    let m = ev.len();
+    let count = count.min(m);
+    match order {
+        Order::Largest => (0..count).map(|j| m - 1 - j).collect(),
+        Order::Smallest => (0..count).collect(),
+        Order::Abs => {
+            let (mut lo, mut hi) = (0usize, m - 1);
+            let mut out = Vec::with_capacity(count);
+            while out.len() < count {
+                if lo == hi || ev[hi].abs() >= ev[lo].abs() {
+                    out.push(hi);
+                    if hi == 0 {
+                        break;
+                    }
+                    hi -= 1;
+                } else {
+                    out.push(lo);
+                    lo += 1;
+                }
+            }
+            out
+        }
+    }
+}
+
+/// The k eigenpairs of Σ̂_T = (1/n) Σ_i t_i (x_i x_iᵀ − I) at the `order` end, with the default
+/// [`IterativeOptions`]. `x` is n×d row-major, `t` the preprocessed labels T(y_i) (length n).
+///
+/// Errors ([`SpectralError::Input`]): n = 0, d = 0, wrong lengths, k = 0 or k > d,
+/// non-finite x or t; [`SpectralError::Solver`] if the eigen-solver fails.
+pub fn spectral_estimate(
+    x: &[f64],
+    n: usize,
+    d: usize,
+    t: &[f64],
+    k: usize,
+    order: Order,
+    method: Method,
+) -> Result<Spectrum, SpectralError> {
+    spectral_estimate_with(x, n, d, t, k, order, method, &IterativeOptions::default())
+}
+
+/// [`spectral_estimate`] with explicit options for the iterative solver.
+#[allow(clippy::too_many_arguments)]
+pub fn spectral_estimate_with(
+    x: &[f64],
+    n: usize,
+    d: usize,
+    t: &[f64],
+    k: usize,
+    order: Order,
+    method: Method,
+    opts: &IterativeOptions,
+) -> Result<Spectrum, SpectralError> {
+    let input = |s: String| Err(SpectralError::Input(s));
+    if n == 0 || d == 0 {
+        return input(format!("n = {n}, d = {d}: need n ≥ 1 and d ≥ 1"));
+    }
+    if n.checked_mul(d) != Some(x.len()) {
+        return input(format!("x has {} values, expected n·d = {n}·{d}", x.len()));
+    }
+    if t.len() != n {
+        return input(format!("t has {} values, expected n = {n}", t.len()));
+    }
+    if k == 0 || k > d {
+        return input(format!("k = {k}: need 1 ≤ k ≤ d = {d}"));
+    }
+    if let Some(i) = t.iter().position(|v| !v.is_finite()) {
+        return input(format!(
+            "t[{i}] = {}: preprocessed labels must be finite",
+            t[i]
+        ));
+    }
+    if x.iter().any(|v| !v.is_finite()) {
+        return input("x has non-finite values".into());
+    }
+    let mean_t = t.iter().sum::<f64>() / n as f64;
+    let op = Operator { x, t, n, d, mean_t };
+    let mut spec = match method.resolve(d) {
+        Method::Iterative => iterative(&op, k, order, opts)?,
+        _ => dense(&op, k, order)?,
+    };
+    // Residuals of the taken pairs (k operator columns).
+    let v = Mat::<f64>::from_fn(d, k, |i, j| spec.eigenvectors[j * d + i]);
+    let av = op.apply(v.as_ref());
+    spec.max_residual = (0..k)
+        .map(|j| {
+            (0..d)
+                .map(|i| (av[(i, j)] - spec.eigenvalues[j] * v[(i, j)]).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .fold(0.0, f64::max);
+    if !spec.max_residual.is_finite() {
+        return Err(SpectralError::Solver("non-finite residual".into()));
+    }
+    Ok(spec)
+}
+
+/// Unit vector with its largest-|·| entry made positive, appended to `out`.
+fn push_normalised(out: &mut Vec<f64>, col: impl Iterator<Item = f64>) {
+    let v: Vec<f64> = col.collect();
+    let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+    let big = v
+        .iter()
+        .copied()
+        .fold(0.0f64, |m, a| if a.abs() > m.abs() { a } else { m });
+    let s = if big < 0.0 { -1.0 } else { 1.0 } / if norm > 0.0 { norm } else { 1.0 };
+    out.extend(v.iter().map(|a| a * s));
+}
+
+fn dense(op: &Operator<'_>, k: usize, order: Order) -> Result<Spectrum, SpectralError> {
+    let d = op.d;
+    let s = op.dense();
+    let evd = s
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|e| SpectralError::Solver(format!("{e:?}")))?;
+    let ev: Vec<f64> = (0..d).map(|i| evd.S().column_vector()[i]).collect();
+    if ev.iter().any(|v| !v.is_finite()) {
+        return Err(SpectralError::Solver("non-finite eigenvalues".into()));
+    }
+    let sel = select(&ev, order, k + 1);
+    let u = evd.U();
+    let mut eigenvectors = Vec::with_capacity(k * d);
+    for &j in &sel[..k] {
+        push_normalised(&mut eigenvectors, (0..d).map(|i| u[(i, j)]));
+    }
+    Ok(Spectrum {
+        d,
+        eigenvalues: sel[..k].iter().map(|&j| ev[j]).collect(),
+        eigenvectors,
+        indices: sel[..k].to_vec(),
+        bulk_edge: sel.get(k).map(|&j| ev[j]),
+        order,
+        method: Method::Dense,
+        iterations: 0,
+        max_residual: 0.0,
+        converged: true,
+        mean_t: op.mean_t,
+    })
+}
+
+/// Orthonormalises the columns of `w` against the first `filled` columns of `q` (classical
+/// Gram–Schmidt, twice) and among themselves (modified Gram–Schmidt, twice); columns that
+/// lose more than 1 − 1e−10 of their norm are dropped. Returns the surviving columns.
+fn orthonormalise(q: &Mat<f64>, filled: usize, mut w: Mat<f64>) -> Vec<Vec<f64>> {
+    let d = w.nrows();
+    let before: Vec<f64> = (0..w.ncols()).map(|j| w.col(j).norm_l2()).collect();
+    if filled > 0 {
+        let qf = q.as_ref().subcols(0, filled);
+        for _ in 0..2 {
+            let c = qf.transpose() * &w;
+            w -= qf * &c;
+        }
+    }
+    let mut kept: Vec<Vec<f64>> = Vec::new();
+    for j in 0..w.ncols() {
+        let mut v: Vec<f64> = (0..d).map(|i| w[(i, j)]).collect();
+        for _ in 0..2 {
+            for u in &kept {
+                let c: f64 = u.iter().zip(&v).map(|(a, b)| a * b).sum();
+                v.iter_mut().zip(u).for_each(|(a, b)| *a -= c * b);
+            }
+        }
+        let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        if norm > 1e-10 * before[j] && norm > 0.0 {
+            v.iter_mut().for_each(|a| *a /= norm);
+            kept.push(v);
+        }
+    }
+    kept
+}
+
+fn iterative(
+    op: &Operator<'_>,
+    k: usize,
+    order: Order,
+    opts: &IterativeOptions,
+) -> Result<Spectrum, SpectralError> {
+    let d = op.d;
+    let want = (k + 1).min(d);
+    let b = (want + opts.oversample).min(d);
+    let depth = opts.depth.max(2);
+    let m_max = (b * depth).min(d);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
+    let start = Mat::<f64>::from_fn(d, b, |_, _| StandardNormal.sample(&mut rng));
+    let cols = orthonormalise(&Mat::zeros(d, 0), 0, start);
+    let mut v = Mat::<f64>::from_fn(d, cols.len(), |i, j| cols[j][i]);
+    let mut theta: Vec<f64> = Vec::new();
+    let mut converged = false;
+    let mut iterations = 0;
+    let mut all_theta_scale = 0.0f64;
+    for it in 0..opts.max_restarts.max(1) {
+        iterations = it + 1;
+        let mut q = Mat::<f64>::zeros(d, m_max);
+        let mut h = Mat::<f64>::zeros(m_max, m_max);
+        let mut filled = 0;
+        // Block 0 = the current Ritz vectors.
+        let b0 = v.ncols().min(m_max);
+        for j in 0..b0 {
+            for i in 0..d {
+                q[(i, j)] = v[(i, j)];
+            }
+        }
+        filled += b0;
+        let mut block = (0, b0);
+        let mut depth_done = 0;
+        loop {
+            let (s0, len) = block;
+            let w = op.apply(q.as_ref().subcols(s0, len));
+            if w.col_iter().any(|c| c.iter().any(|a| !a.is_finite())) {
+                return Err(SpectralError::Solver("non-finite Σ̂V".into()));
+            }
+            // Residual check on the Ritz vectors of the previous restart.
+            if s0 == 0 && it > 0 && theta.len() >= want {
+                let res = (0..want.min(len))
+                    .map(|j| {
+                        (0..d)
+                            .map(|i| (w[(i, j)] - theta[j] * q[(i, j)]).powi(2))
+                            .sum::<f64>()
+                            .sqrt()
+                    })
+                    .fold(0.0, f64::max);
+                if res <= opts.tol * all_theta_scale.max(f64::MIN_POSITIVE) {
+                    converged = true;
+                    break;
+                }
+            }
+            let c = q.as_ref().subcols(0, filled).transpose() * &w;
+            for jj in 0..len {
+                for i in 0..filled {
+                    h[(i, s0 + jj)] = c[(i, jj)];
+                    h[(s0 + jj, i)] = c[(i, jj)];
+                }
+            }
+            depth_done += 1;
+            if filled >= m_max || depth_done >= depth {
+                break;
+            }
+            let kept = orthonormalise(&q, filled, w);
+            let add = kept.len().min(m_max - filled);
+            if add == 0 {
+                break; // invariant subspace
+            }
+            for (jj, col) in kept.iter().take(add).enumerate() {
+                for i in 0..d {
+                    q[(i, filled + jj)] = col[i];
+                }
+            }
+            block = (filled, add);
+            filled += add;
+        }
+        if converged {
+            break;
+        }
+        // Rayleigh–Ritz on span(Q).
+        let hm = Mat::<f64>::from_fn(filled, filled, |i, j| 0.5 * (h[(i, j)] + h[(j, i)]));
+        let evd = hm
+            .self_adjoint_eigen(Side::Lower)
+            .map_err(|e| SpectralError::Solver(format!("{e:?}")))?;
+        let ev: Vec<f64> = (0..filled).map(|i| evd.S().column_vector()[i]).collect();
+        if ev.iter().any(|a| !a.is_finite()) {
+            return Err(SpectralError::Solver("non-finite Ritz values".into()));
+        }
+        all_theta_scale = ev.iter().fold(0.0f64, |m, a| m.max(a.abs()));
+        let sel = select(&ev, order, b.min(filled));
+        let y = Mat::<f64>::from_fn(filled, sel.len(), |i, j| evd.U()[(i, sel[j])]);
+        v = q.as_ref().subcols(0, filled) * &y;
+        theta = sel.iter().map(|&j| ev[j]).collect();
+        if filled < want {
+            return Err(SpectralError::Solver(format!(
+                "Krylov space has dimension {filled} < {want}"
+            )));
+        }
+        if filled == d {
+            // The whole space: Rayleigh–Ritz is exact.
+            converged = true;
+            break;
+        }
+    }
+    let mut eigenvectors = Vec::with_capacity(k * d);
+    for j in 0..k {
+        push_normalised(&mut eigenvectors, (0..d).map(|i| v[(i, j)]));
+    }
+    // Positions in the ascending spectrum (see `Order::Abs`).
+    let (mut hi, mut lo) = (0usize, 0usize);
+    let indices = theta[..k]
+        .iter()
+        .map(|&th| {
+            let top = match order {
+                Order::Largest => true,
+                Order::Smallest => false,
+                Order::Abs => th > 0.0,
+            };
+            if top {
+                hi += 1;
+                d - hi
+            } else {
+                lo += 1;
+                lo - 1
+            }
+        })
+        .collect();
+    Ok(Spectrum {
+        d,
+        eigenvalues: theta[..k].to_vec(),
+        eigenvectors,
+        indices,
+        bulk_edge: if k < d { theta.get(k).copied() } else { None },
+        order,
+        method: Method::Iterative,
+        iterations,
+        max_residual: 0.0,
+        converged,
+        mean_t: op.mean_t,
+    })
+}
+
+/// Cosines of the principal angles between span(Uᵀ) (U: r×d row-major, orthonormal rows)
+/// and the span of the spectrum's eigenvectors: the singular values of U Vᵀ (r×k),
+/// descending, clipped to ≤ 1 and padded with zeros to length r.
+pub fn subspace_cosines(u: &[f64], r: usize, spectrum: &Spectrum) -> Vec<f64> {
+    let d = spectrum.d;
+    let k = spectrum.k();
+    let m = Mat::<f64>::from_fn(r, k, |i, j| {
+        u[i * d..(i + 1) * d]
+            .iter()
+            .zip(spectrum.eigenvector(j))
+            .map(|(a, b)| a * b)
+            .sum()
+    });
+    let mut s = m.singular_values().unwrap_or_else(|_| vec![0.0; r.min(k)]);
+    s.iter_mut().for_each(|c| *c = c.min(1.0));
+    s.sort_by(|a, b| b.total_cmp(a));
+    s.resize(r, 0.0);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// x_i ~ N(0, I) and t_i = θ·((u·x_i)² − 1) + ξ_i: Σ̂_T ≈ 2θ·uuᵀ + noise, plus a planted
+    /// negative direction w: t_i also has −θ2·((w·x_i)² − 1).
+    fn planted(n: usize, d: usize, theta: f64, theta2: f64, seed: u64) -> (Vec<f64>, Vec<f64>) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let x: Vec<f64> = (0..n * d)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect();
+        let t = (0..n)
+            .map(|i| {
+                let (a, b) = (x[i * d], x[i * d + 1]);
+                let xi: f64 = StandardNormal.sample(&mut rng);
+                theta * (a * a - 1.0) - theta2 * (b * b - 1.0) + 0.3 * xi
+            })
+            .collect();
+        (x, t)
+    }
+
+    #[test]
+    fn dense_and_iterative_agree_on_planted_spike() {
+        let (n, d) = (3000, 150);
+        let (x, t) = planted(n, d, 1.0, 0.7, 1);
+        for order in [Order::Largest, Order::Smallest, Order::Abs] {
+            for k in [1, 2] {
+                let a = spectral_estimate(&x, n, d, &t, k, order, Method::Dense).unwrap();
+                let b = spectral_estimate(&x, n, d, &t, k, order, Method::Iterative).unwrap();
+                assert!(b.converged, "{order:?} k={k}: not converged");
+                assert_eq!(a.indices, b.indices, "{order:?} k={k}");
+                for j in 0..k {
+                    assert!(
+                        (a.eigenvalues[j] - b.eigenvalues[j]).abs() < 1e-8,
+                        "{order:?} k={k}: {:?} vs {:?}",
+                        a.eigenvalues,
+                        b.eigenvalues
+                    );
+                    let dot: f64 = a
+                        .eigenvector(j)
+                        .iter()
+                        .zip(b.eigenvector(j))
+                        .map(|(p, q)| p * q)
+                        .sum();
+                    assert!(
+                        (dot.abs() - 1.0).abs() < 1e-6,
+                        "{order:?} k={k} j={j}: {dot}"
+                    );
+                }
+                let (ea, eb) = (a.bulk_edge.unwrap(), b.bulk_edge.unwrap());
+                assert!((ea - eb).abs() < 1e-6, "{order:?} k={k}: edge {ea} vs {eb}");
+                assert!(a.max_residual < 1e-8 && b.max_residual < 1e-6);
+            }
+        }
+        // The spike: e1 at the top (≈ +2), e2 at the bottom (≈ −1.4).
+        let top = spectral_estimate(&x, n, d, &t, 1, Order::Largest, Method::Dense).unwrap();
+        assert!(
+            top.eigenvector(0)[0].abs() > 0.9,
+            "{:?}",
+            &top.eigenvector(0)[..3]
+        );
+        assert_eq!(top.indices, vec![d - 1]);
+        let bottom = spectral_estimate(&x, n, d, &t, 1, Order::Smallest, Method::Dense).unwrap();
+        assert!(bottom.eigenvector(0)[1].abs() > 0.9);
+        assert_eq!(bottom.indices, vec![0]);
+        let abs = spectral_estimate(&x, n, d, &t, 2, Order::Abs, Method::Dense).unwrap();
+        assert_eq!(abs.indices, vec![d - 1, 0]);
+        assert!(abs.eigenvalues[0] > 0.0 && abs.eigenvalues[1] < 0.0);
+    }
+
+    #[test]
+    fn operator_matches_dense_matrix() {
+        let (n, d) = (700, 20);
+        let (x, t) = planted(n, d, 1.0, 0.0, 2);
+        let mean_t = t.iter().sum::<f64>() / n as f64;
+        let op = Operator {
+            x: &x,
+            t: &t,
+            n,
+            d,
+            mean_t,
+        };
+        let s = op.dense();
+        let v = Mat::<f64>::from_fn(d, 3, |i, j| ((i * 7 + j * 3) % 5) as f64 - 2.0);
+        let a = op.apply(v.as_ref());
+        let b = &s * &v;
+        for j in 0..3 {
+            for i in 0..d {
+                assert!((a[(i, j)] - b[(i, j)]).abs() < 1e-10);
+            }
+        }
+        // Direct definition for one entry.
+        let direct: f64 = (0..n)
+            .map(|r| t[r] * (x[r * d + 2] * x[r * d + 5]))
+            .sum::<f64>()
+            / n as f64;
+        assert!((s[(2, 5)] - direct).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let x = vec![0.0; 6];
+        let t = vec![1.0; 3];
+        assert!(spectral_estimate(&x, 3, 2, &t, 3, Order::Abs, Method::Dense).is_err());
+        assert!(spectral_estimate(&x, 3, 2, &t[..2], 1, Order::Abs, Method::Dense).is_err());
+        let t_nan = vec![f64::NAN; 3];
+        assert!(spectral_estimate(&x, 3, 2, &t_nan, 1, Order::Abs, Method::Dense).is_err());
+    }
+}

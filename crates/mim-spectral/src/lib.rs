@@ -1,0 +1,38 @@
+//! `mim-spectral`: spectral estimators of the hidden subspace of a multi-index model and the
+//! fixed-preprocessing spectral theory, in host-side `f64` (no tensors).
+//!
+//! Given D1 = {(x_i, y_i)} (x_i ~ N(0, I_d)) and a label preprocessing T, the estimator is
+//!
+//! ```text
+//! Σ̂_T = (1/n) Σ_i T(y_i) (x_i x_iᵀ − I_d)
+//! ```
+//!
+//! and its k eigenvectors at the chosen end of the spectrum ([`Order`]): at the population
+//! level E[T(y)(xxᵀ − I)] = Uᵀ E[T(y)(zzᵀ − I)] U has rank ≤ r, so its non-zero eigenvalues
+//! belong to span(Uᵀ); the finite-sample bulk has edges of order √(d/n).
+//!
+//! - [`preprocess`]: the preprocessings T (`loss:*`, `identity`, `lal`, `filtered`,
+//!   `clip:<c>`, `sign`) and which labels they see ([`LabelPrep`]).
+//! - [`eigen`]: [`spectral_estimate`] — dense (faer self-adjoint eigendecomposition of the
+//!   d×d matrix) or matrix-free restarted block Krylov with Rayleigh–Ritz that only applies
+//!   Σ̂_T V = Xᵀ(T ⊙ XV)/n − mean(T)·V.
+//! - [`config`]: the `[spectral]` config section ([`SpectralConfig`]).
+//! - [`theory`]: Lu–Li / Mondelli–Montanari fixed-T overlap² for single-index targets and the
+//!   optimal weak-recovery threshold α_c (single- and, where computable, multi-index), by
+//!   deterministic quadrature.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod eigen;
+pub mod error;
+pub mod preprocess;
+pub mod theory;
+
+pub use config::{OrderChoice, ResolvedSpectral, SpectralConfig};
+pub use eigen::{
+    spectral_estimate, spectral_estimate_with, subspace_cosines, IterativeOptions, Method, Order,
+    Spectrum,
+};
+pub use error::SpectralError;
+pub use preprocess::{spectral_labels, LabelPrep, Preprocessing};
+pub use theory::{AlphaC, Law, TheoryPoint};

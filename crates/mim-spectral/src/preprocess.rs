@@ -1,0 +1,279 @@
+//! Label preprocessings T and the labels they are applied to.
+//!
+//! | name | T(y) | default order |
+//! |---|---|---|
+//! | `loss` / `loss:square\|huber\|l1` | −ℓ'(0, y) of the stage-1 loss: y, clamp(y, ±δ), y/√(y² + s²) | `abs` |
+//! | `identity` | y | `abs` |
+//! | `lal` | max(1 − 1/y, −10) (y ≤ 1/11 ↦ −10) | `largest` |
+//! | `filtered` | 1{\|y\| > τ} | `abs` |
+//! | `clip:<c>` | clamp(y, −c, c) | `abs` |
+//! | `sign` | sign(y) (0 ↦ 0) | `abs` |
+//!
+//! `loss:*` is the spectral twin of the network: it sees the stage-1 labels exactly as stage 1
+//! does (centred when `stage1.center_labels`, minus β̂ᵀx when `stage1.remove_linear`), and its
+//! default order `abs` is what power iteration with β1 = 1/η1 amplifies (paper §4). Every
+//! other T sees the raw labels y (never centred): `lal` in particular is only meaningful on
+//! non-negative labels such as y = z² with `data.normalize = false`, and centring would move
+//! its supremum away from 1.
+
+use crate::eigen::Order;
+use mim_train::Loss;
+
+/// Lower clip of `lal`: T(y) = max(1 − 1/y, LAL_FLOOR).
+pub const LAL_FLOOR: f64 = -10.0;
+
+/// A label preprocessing T: ℝ → ℝ.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Preprocessing {
+    /// T(y) = −ℓ'(0, y) of a stage-1 loss ([`Loss::label_transform`]).
+    Loss(Loss),
+    /// T(y) = y.
+    Identity,
+    /// Luo–Alghamdi–Lu's optimal preprocessing for noiseless real phase retrieval,
+    /// T(y) = 1 − 1/y, clipped below at −10 (so y ≤ 1/11, including y ≤ 0, maps to −10);
+    /// sup T = 1. Assumes y ≥ 0-ish labels (e.g. `z1^2` with `data.normalize = false`).
+    Lal,
+    /// Chen–Meka filtered PCA: T(y) = 1{|y| > τ}.
+    Filtered {
+        /// τ ≥ 0.
+        tau: f64,
+    },
+    /// T(y) = clamp(y, −c, c).
+    Clip {
+        /// c > 0.
+        c: f64,
+    },
+    /// T(y) = sign(y), with sign(0) = 0.
+    Sign,
+}
+
+impl Preprocessing {
+    /// Parses a `spectral.T` value. `loss` alone means the config's stage-1 loss; `loss:<name>`
+    /// takes that loss with the config's `huber_delta` / `l1_smoothing`; `tau` is used by
+    /// `filtered`. The error names `spectral.T` (or `spectral.tau`).
+    pub fn parse(spec: &str, stage1: &mim_train::Stage1Config, tau: f64) -> Result<Self, String> {
+        let bad = |why: &str| format!("spectral.T = {spec:?}: {why}");
+        let s = spec.trim();
+        let (head, arg) = match s.split_once(':') {
+            Some((h, a)) => (h.trim(), Some(a.trim())),
+            None => (s, None),
+        };
+        let no_arg = |p: Preprocessing| match arg {
+            None => Ok(p),
+            Some(_) => Err(bad(&format!("`{head}` takes no argument"))),
+        };
+        match head {
+            "loss" => {
+                let mut cfg = stage1.clone();
+                if let Some(name) = arg {
+                    cfg.loss = match name {
+                        "square" => mim_train::LossName::Square,
+                        "huber" => mim_train::LossName::Huber,
+                        "l1" => mim_train::LossName::L1,
+                        _ => return Err(bad("unknown loss; expected loss:square, loss:huber or loss:l1")),
+                    };
+                }
+                Ok(Preprocessing::Loss(cfg.loss()))
+            }
+            "identity" => no_arg(Preprocessing::Identity),
+            "lal" => no_arg(Preprocessing::Lal),
+            "sign" => no_arg(Preprocessing::Sign),
+            "filtered" => {
+                if !(tau.is_finite() && tau >= 0.0) {
+                    return Err(format!("spectral.tau = {tau}: must be ≥ 0 and finite"));
+                }
+                no_arg(Preprocessing::Filtered { tau })
+            }
+            "clip" => {
+                let c: f64 = arg
+                    .ok_or_else(|| bad("expected clip:<c>, e.g. clip:2"))?
+                    .parse()
+                    .map_err(|_| bad("expected clip:<c> with a number c, e.g. clip:2"))?;
+                if !(c.is_finite() && c > 0.0) {
+                    return Err(bad("the clip level c must be positive and finite"));
+                }
+                Ok(Preprocessing::Clip { c })
+            }
+            _ => Err(bad(
+                "unknown preprocessing; expected loss, loss:square|huber|l1, identity, lal, filtered, clip:<c> or sign",
+            )),
+        }
+    }
+
+    /// T(y).
+    pub fn apply(&self, y: f64) -> f64 {
+        match *self {
+            Preprocessing::Loss(loss) => loss.label_transform(y),
+            Preprocessing::Identity => y,
+            Preprocessing::Lal => {
+                if y <= 1.0 / (1.0 - LAL_FLOOR) {
+                    LAL_FLOOR
+                } else {
+                    (1.0 - 1.0 / y).max(LAL_FLOOR)
+                }
+            }
+            Preprocessing::Filtered { tau } => {
+                if y.abs() > tau {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Preprocessing::Clip { c } => y.clamp(-c, c),
+            Preprocessing::Sign => {
+                if y > 0.0 {
+                    1.0
+                } else if y < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+
+    /// The default end of the spectrum: `largest` for `lal` (its heavy negative tail puts a
+    /// large negative bulk edge opposite the signal, so `abs` would pick noise), `abs`
+    /// otherwise (the end power iteration amplifies; e.g. clipped T on h4 links puts the
+    /// signal at the negative end).
+    pub fn default_order(&self) -> Order {
+        match self {
+            Preprocessing::Lal => Order::Largest,
+            _ => Order::Abs,
+        }
+    }
+
+    /// Whether this T sees the stage-1 labels (centred / de-linearised per `[stage1]`):
+    /// only the `loss:*` preprocessings.
+    pub fn is_loss(&self) -> bool {
+        matches!(self, Preprocessing::Loss(_))
+    }
+
+    /// Canonical name with parameters, e.g. `loss:huber(δ=1)`, `clip:2`, `filtered(τ=1)`.
+    pub fn name(&self) -> String {
+        match self {
+            Preprocessing::Loss(Loss::Square) => "loss:square".into(),
+            Preprocessing::Loss(Loss::Huber { delta }) => format!("loss:huber(δ={delta})"),
+            Preprocessing::Loss(Loss::L1 { smoothing }) => format!("loss:l1(s={smoothing})"),
+            Preprocessing::Identity => "identity".into(),
+            Preprocessing::Lal => "lal".into(),
+            Preprocessing::Filtered { tau } => format!("filtered(τ={tau})"),
+            Preprocessing::Clip { c } => format!("clip:{c}"),
+            Preprocessing::Sign => "sign".into(),
+        }
+    }
+
+    /// Points where T is discontinuous or kinked (quadrature panels are split there).
+    pub fn breakpoints(&self) -> Vec<f64> {
+        match *self {
+            Preprocessing::Loss(Loss::Huber { delta }) => vec![-delta, delta],
+            Preprocessing::Loss(_) | Preprocessing::Identity => vec![],
+            Preprocessing::Lal => vec![0.0, 1.0 / (1.0 - LAL_FLOOR)],
+            Preprocessing::Filtered { tau } => vec![-tau, tau],
+            Preprocessing::Clip { c } => vec![-c, c],
+            Preprocessing::Sign => vec![0.0],
+        }
+    }
+}
+
+/// Which labels T is applied to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LabelPrep {
+    /// Subtract mean(y over D1) first.
+    pub center: bool,
+    /// Then subtract the linear part β̂ᵀx, β̂ = (1/n) Σ y_i x_i.
+    pub remove_linear: bool,
+}
+
+impl LabelPrep {
+    /// The rule of this crate: `loss:*` sees the stage-1 labels (`center_labels`,
+    /// `remove_linear` from `[stage1]`), every other T the raw labels.
+    pub fn for_preprocessing(pre: &Preprocessing, stage1: &mim_train::Stage1Config) -> Self {
+        if pre.is_loss() {
+            LabelPrep {
+                center: stage1.center_labels,
+                remove_linear: stage1.remove_linear,
+            }
+        } else {
+            LabelPrep::default()
+        }
+    }
+}
+
+/// T(ỹ_i) for every row, with ỹ the labels prepared per `prep` (x: n×d row-major).
+pub fn spectral_labels(
+    pre: &Preprocessing,
+    x: &[f64],
+    y: &[f64],
+    d: usize,
+    prep: LabelPrep,
+) -> Vec<f64> {
+    let n = y.len();
+    let nf = n.max(1) as f64;
+    let mean = if prep.center {
+        y.iter().sum::<f64>() / nf
+    } else {
+        0.0
+    };
+    let mut lab: Vec<f64> = y.iter().map(|v| v - mean).collect();
+    if prep.remove_linear {
+        let mut beta = vec![0.0; d];
+        for (i, yi) in lab.iter().enumerate() {
+            for (b, xv) in beta.iter_mut().zip(&x[i * d..(i + 1) * d]) {
+                *b += yi * xv / nf;
+            }
+        }
+        for (i, yi) in lab.iter_mut().enumerate() {
+            *yi -= x[i * d..(i + 1) * d]
+                .iter()
+                .zip(&beta)
+                .map(|(a, b)| a * b)
+                .sum::<f64>();
+        }
+    }
+    lab.iter().map(|&v| pre.apply(v)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_applies() {
+        let s1 = mim_train::Stage1Config::default();
+        let p = |s: &str| Preprocessing::parse(s, &s1, 1.5).unwrap();
+        assert_eq!(p("loss").apply(3.0), 1.0); // default stage-1 loss: Huber δ = 1
+        assert_eq!(p("loss:square").apply(3.0), 3.0);
+        assert!((p("loss:l1").apply(-5.0) + 1.0).abs() < 1e-3);
+        assert_eq!(p("identity").apply(-2.0), -2.0);
+        assert_eq!(p("lal").apply(2.0), 0.5);
+        assert_eq!(p("lal").apply(0.01), LAL_FLOOR);
+        assert_eq!(p("lal").apply(-3.0), LAL_FLOOR);
+        assert_eq!(p("filtered").apply(-2.0), 1.0);
+        assert_eq!(p("filtered").apply(1.0), 0.0);
+        assert_eq!(p("clip:2").apply(-7.0), -2.0);
+        assert_eq!(p("sign").apply(-0.1), -1.0);
+        assert_eq!(p("lal").default_order(), Order::Largest);
+        assert_eq!(p("loss:huber").default_order(), Order::Abs);
+        for bad in ["clip", "clip:-1", "clip:x", "lal:2", "foo", "loss:mse"] {
+            let e = Preprocessing::parse(bad, &s1, 1.0).unwrap_err();
+            assert!(e.starts_with("spectral.T"), "{e}");
+        }
+        assert!(Preprocessing::parse("filtered", &s1, -1.0)
+            .unwrap_err()
+            .starts_with("spectral.tau"));
+    }
+
+    #[test]
+    fn labels_centred_only_for_loss() {
+        let s1 = mim_train::Stage1Config::default();
+        let y = [1.0, 2.0, 3.0];
+        let x = [0.0; 3];
+        let sq = Preprocessing::parse("loss:square", &s1, 1.0).unwrap();
+        let prep = LabelPrep::for_preprocessing(&sq, &s1);
+        assert_eq!(spectral_labels(&sq, &x, &y, 1, prep), vec![-1.0, 0.0, 1.0]);
+        let id = Preprocessing::Identity;
+        let prep = LabelPrep::for_preprocessing(&id, &s1);
+        assert_eq!(spectral_labels(&id, &x, &y, 1, prep), y.to_vec());
+    }
+}
