@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! mim train [--config FILE] [--backend flex|ndarray|wgpu] [--set key=value]... [--out DIR] [--quiet]
+//!           [--max-memory SIZE]
+//! mim train --resume DIR [--quiet] [--max-memory SIZE]
 //! ```
 //! Exit codes: 0 success; 2 invalid config or usage (one line naming the field); 1 runtime
 //! failure (divergence, I/O).
@@ -39,7 +41,7 @@ enum Command {
     /// Time stage-1 steps (each gradient path), the stage-2 solve, data generation and SGEMM.
     Bench(bench_cmd::BenchArgs),
     /// Draw a figure (SVG + PNG) from a results database or from run folders' metrics.jsonl.
-    Plot(plot_cmd::PlotArgs),
+    Plot(Box<plot_cmd::PlotArgs>),
     /// Run the sweeps of a report file, draw its figures, check its claims: one HTML page.
     Report(report_cmd::ReportArgs),
     /// Spectral estimator: eigenvectors of Σ̂_T = (1/n1) Σ T(y_i)(x_i x_iᵀ − I) on D1, with the theory value.
@@ -113,7 +115,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(args) => bench_cmd::run(args),
-        Command::Plot(args) => plot_cmd::run(args),
+        Command::Plot(args) => plot_cmd::run(*args),
         Command::Report(args) => report_cmd::run(args),
         Command::Sweep(args) => sweep_cmd::run(args),
         Command::Results(args) => results_cmd::run(args),

@@ -28,6 +28,10 @@ pub struct PlotArgs {
     /// Results database (from `mim sweep`) to read points from.
     #[arg(long)]
     db: Option<PathBuf>,
+    /// Rows from a JSON-lines file instead of a database (one object per point, e.g. from
+    /// `mim results export --jsonl` or a report's `rows/<id>.jsonl`).
+    #[arg(long, value_name = "FILE")]
+    rows: Option<PathBuf>,
     /// Only the points of this sweep file (with its axis values as parameters).
     #[arg(long, value_name = "FILE")]
     sweep: Option<PathBuf>,
@@ -88,6 +92,20 @@ pub struct PlotArgs {
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
     ExitCode::from(2)
+}
+
+/// Reads rows from a JSON-lines file (one object per line; blank lines skipped).
+pub fn read_jsonl(path: &Path) -> Result<Vec<Value>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| format!("{}:{}: not JSON: {e}", path.display(), i + 1))
+        })
+        .collect()
 }
 
 /// Turns an exported database row (ordered columns) into a JSON object.
@@ -180,14 +198,28 @@ pub fn run(args: PlotArgs) -> ExitCode {
         };
         return finish(render(&fig, &out), &[]);
     }
-    let Some(db) = args.db.clone() else {
-        return usage(
-            "give --db FILE (points from a results database) or --trajectories RUN_DIR...",
-        );
-    };
-    if !db.exists() {
-        return usage(format!("--db {}: no such file", db.display()));
+    if args.db.is_some() && args.rows.is_some() {
+        return usage("--db and --rows exclude each other");
     }
+    let source = match (&args.db, &args.rows) {
+        (Some(db), _) => {
+            if !db.exists() {
+                return usage(format!("--db {}: no such file", db.display()));
+            }
+            db.clone()
+        }
+        (None, Some(r)) => {
+            if !r.exists() {
+                return usage(format!("--rows {}: no such file", r.display()));
+            }
+            r.clone()
+        }
+        (None, None) => {
+            return usage(
+                "give --db FILE (a results database), --rows FILE (JSON lines) or --trajectories RUN_DIR...",
+            )
+        }
+    };
     let kind = match args.kind.as_deref() {
         None => FigureKind::Line,
         Some(k) => match FigureKind::parse(k) {
@@ -259,12 +291,22 @@ pub fn run(args: PlotArgs) -> ExitCode {
         extra_y: args.also.clone(),
         overlay: args.overlay.clone(),
     };
-    let rows = match load_rows(&db, sweep.as_ref()) {
-        Ok(r) => r,
-        Err(e) => return usage(format!("--db {e}")),
+    let rows = if args.rows.is_some() {
+        match read_jsonl(&source) {
+            Ok(r) => r,
+            Err(e) => return usage(format!("--rows {e}")),
+        }
+    } else {
+        match load_rows(&source, sweep.as_ref()) {
+            Ok(r) => r,
+            Err(e) => return usage(format!("--db {e}")),
+        }
     };
     let steps = if kind == FigureKind::Trajectories {
-        match load_steps(&db, sweep.as_ref()) {
+        if args.rows.is_some() {
+            return usage("--kind trajectories needs --db (per-step records) or --trajectories");
+        }
+        match load_steps(&source, sweep.as_ref()) {
             Ok(s) => s,
             Err(e) => return usage(format!("--db {e}")),
         }
@@ -273,8 +315,8 @@ pub fn run(args: PlotArgs) -> ExitCode {
     };
     if rows.is_empty() {
         return usage(format!(
-            "--db {}: no finished points{}",
-            db.display(),
+            "{}: no finished points{}",
+            source.display(),
             if sweep.is_some() {
                 " of this --sweep"
             } else {

@@ -12,16 +12,18 @@
 use crate::plot_cmd::{load_rows, load_steps};
 use clap::Args;
 use mim_plot::figures::{
-    default_name, draw_figure, filter_pairs, FigureData, FigureKind, FigureSpec,
+    default_name, draw_figure, filter_pairs, FigureData, FigureKind, FigureSpec, SpectrumData,
 };
 use mim_plot::report::{
     run_check, write_html, ExperimentOut, ExperimentSpec, FigureOut, PageMeta, ReportSpec,
     SweepRef, Verdict,
 };
-use mim_plot::rows::value_label;
+use mim_plot::rows::{row_matches, value_label};
+use mim_plot::RefLine;
 use mim_sweep::{SweepOptions, SweepSpec};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 /// Options of `mim report`.
@@ -43,20 +45,139 @@ pub struct ReportArgs {
     quiet: bool,
 }
 
-/// Capabilities beyond training runs that this build provides to `needs = [...]`.
-const CAPABILITIES: &[&str] = &[];
+/// Capabilities beyond training runs that this build provides to `needs = [...]`: a
+/// subcommand of this executable that answers `--help` (`spectral`, `theory`).
+fn capabilities(exe: &Path) -> Vec<String> {
+    ["spectral", "theory"]
+        .iter()
+        .filter(|c| {
+            Command::new(exe)
+                .args([c, "--help"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|c| c.to_string())
+        .collect()
+}
 
 /// Why a capability is missing, shown on the page.
 fn missing_capability(name: &str) -> String {
     match name {
         "spectral" => "needs spectral estimates of Σ̂_T (`mim spectral`, crate mim-spectral), \
-                       which this build does not include yet"
+                       which this build does not include"
             .into(),
         "theory" => "needs theory curves (`mim theory`, crate mim-spectral), which this build \
-                     does not include yet"
+                     does not include"
             .into(),
         other => format!("needs `{other}`, which this build does not provide"),
     }
+}
+
+/// The folder of one `mim spectral` run: `<out>/spectral/<point key>-<settings hash>`.
+fn spectral_dir(out: &Path, key: &str, settings: &str) -> PathBuf {
+    // FNV-1a of the settings: stable across builds and platforms.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in settings.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    out.join("spectral").join(format!("{key}-{h:016x}"))
+}
+
+/// Runs (or reuses) `mim spectral` for one point: config = the point's resolved config plus
+/// `[spectral]` = `settings` (and `extra` overrides); returns its summary.json.
+fn run_spectral(
+    exe: &Path,
+    point: &mim_sweep::Point,
+    settings: &toml::Table,
+    extra: &[String],
+    dir: &Path,
+) -> Result<Value, String> {
+    let summary_path = dir.join("summary.json");
+    if let Ok(text) = std::fs::read_to_string(&summary_path) {
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            if v["status"] == "ok" {
+                return Ok(v);
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut section = toml::Table::new();
+    section.insert("spectral".into(), toml::Value::Table(settings.clone()));
+    let text = format!(
+        "{}\n{}",
+        point.config_toml,
+        toml::to_string(&section).map_err(|e| e.to_string())?
+    );
+    let cfg = dir.join("config.in.toml");
+    std::fs::write(&cfg, text).map_err(|e| format!("{}: {e}", cfg.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("spectral")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir)
+        .arg("--quiet")
+        .args(["--set", "threads=1"]);
+    for x in extra {
+        cmd.args(["--set", x]);
+    }
+    let o = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start {} spectral: {e}", exe.display()))?;
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        let line = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(format!(
+            "mim spectral failed for point {}: {line}",
+            point.key
+        ));
+    }
+    let text = std::fs::read_to_string(&summary_path)
+        .map_err(|e| format!("{}: {e}", summary_path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", summary_path.display()))
+}
+
+/// Runs `mim spectral` on every point, `jobs` at a time; results in point order.
+fn run_spectral_all(
+    exe: &Path,
+    points: &[mim_sweep::Point],
+    settings: &toml::Table,
+    out: &Path,
+    jobs: usize,
+) -> Vec<Result<Value, String>> {
+    let text = toml::to_string(settings).unwrap_or_default();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<Value, String>>>> =
+        points.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1).min(points.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(p) = points.get(i) else { break };
+                let dir = spectral_dir(out, &p.key, &text);
+                let r = run_spectral(exe, p, settings, &[], &dir);
+                *results[i].lock().expect("result slot") = Some(r);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err("not run".into()))
+        })
+        .collect()
 }
 
 fn quote(p: &Path) -> String {
@@ -68,14 +189,25 @@ fn quote(p: &Path) -> String {
     }
 }
 
-/// The `mim plot` command that redraws a figure from the database.
-fn plot_command(f: &FigureSpec, db: &Path, sweep: &Path, out: &Path) -> String {
-    let mut c = format!(
-        "mim plot --db {} --sweep {} --kind {}",
-        quote(db),
-        quote(sweep),
-        f.kind.name()
-    );
+/// Where a figure's rows come from, for the command that redraws it.
+enum Source<'a> {
+    /// The results database, restricted to a sweep's points.
+    Db { db: &'a Path, sweep: &'a Path },
+    /// A JSON-lines file of rows (experiments with spectral columns).
+    Rows(&'a Path),
+}
+
+/// The `mim plot` command that redraws a figure.
+fn plot_command(f: &FigureSpec, source: &Source, out: &Path) -> String {
+    let mut c = match source {
+        Source::Db { db, sweep } => format!(
+            "mim plot --db {} --sweep {} --kind {}",
+            quote(db),
+            quote(sweep),
+            f.kind.name()
+        ),
+        Source::Rows(r) => format!("mim plot --rows {} --kind {}", quote(r), f.kind.name()),
+    };
     if let Some(x) = &f.x {
         c.push_str(&format!(" --x {x}"));
     }
@@ -85,6 +217,12 @@ fn plot_command(f: &FigureSpec, db: &Path, sweep: &Path, out: &Path) -> String {
     }
     if let Some(g) = &f.group {
         c.push_str(&format!(" --group {g}"));
+    }
+    for m in &f.extra_y {
+        c.push_str(&format!(" --also {m}"));
+    }
+    if let Some(o) = &f.overlay {
+        c.push_str(&format!(" --overlay {o}"));
     }
     for (k, v) in filter_pairs(&f.filter) {
         let v = if v.is_string() {
@@ -154,6 +292,7 @@ struct Ctx<'a> {
     jobs: usize,
     quiet: bool,
     exe: PathBuf,
+    caps: Vec<String>,
 }
 
 /// Runs one experiment: sweep, figures, checks.
@@ -176,7 +315,7 @@ fn run_experiment(ctx: &Ctx, e: &ExperimentSpec, index: usize) -> ExperimentOut 
         o.seconds = t0.elapsed().as_secs_f64();
         o
     };
-    if let Some(missing) = e.needs.iter().find(|n| !CAPABILITIES.contains(&n.as_str())) {
+    if let Some(missing) = e.needs.iter().find(|n| !ctx.caps.contains(n)) {
         return finish(out, Verdict::NotRun(missing_capability(missing)));
     }
     let report_dir = ctx.spec.dir();
@@ -197,13 +336,16 @@ fn run_experiment(ctx: &Ctx, e: &ExperimentSpec, index: usize) -> ExperimentOut 
         Err(m) => return finish(out, Verdict::NotRun(m.to_string())),
     };
     let points_dir = ctx.out.join("points");
-    out.data_commands.push(format!(
-        "mim sweep {} --db {} --out {} --jobs {}",
-        quote(&sweep_path),
-        quote(&ctx.db),
-        quote(&points_dir),
-        ctx.jobs
-    ));
+    let train = e.train.unwrap_or(e.spectral.is_none());
+    if train {
+        out.data_commands.push(format!(
+            "mim sweep {} --db {} --out {} --jobs {}",
+            quote(&sweep_path),
+            quote(&ctx.db),
+            quote(&points_dir),
+            ctx.jobs
+        ));
+    }
     if !ctx.quiet {
         eprintln!(
             "== {} {}: {} points ({})",
@@ -213,39 +355,104 @@ fn run_experiment(ctx: &Ctx, e: &ExperimentSpec, index: usize) -> ExperimentOut 
             sweep_path.display()
         );
     }
-    let opts = SweepOptions {
-        exe: ctx.exe.clone(),
-        jobs: ctx.jobs,
-        db: ctx.db.clone(),
-        out: points_dir,
-        shard: None,
-        quiet: ctx.quiet,
-    };
-    let t_run = Instant::now();
-    let outcome = match mim_sweep::run_points(&sweep.name, &points, &opts) {
-        Ok(o) => o,
-        Err(m) => return finish(out, Verdict::NotRun(format!("sweep failed: {m}"))),
-    };
-    out.facts.push(format!(
-        "{} points: {} run now ({:.0} s), {} reused from the database, {} failed",
-        outcome.total,
-        outcome.ok,
-        t_run.elapsed().as_secs_f64(),
-        outcome.skipped,
-        outcome.failed.len()
-    ));
-    for (k, m) in outcome.failed.iter().take(3) {
-        out.facts.push(format!("failed point {k}: {m}"));
+    let mut rows: Vec<Value> = Vec::new();
+    let mut steps = Vec::new();
+    if train {
+        let opts = SweepOptions {
+            exe: ctx.exe.clone(),
+            jobs: ctx.jobs,
+            db: ctx.db.clone(),
+            out: points_dir,
+            shard: None,
+            quiet: ctx.quiet,
+        };
+        let t_run = Instant::now();
+        let outcome = match mim_sweep::run_points(&sweep.name, &points, &opts) {
+            Ok(o) => o,
+            Err(m) => return finish(out, Verdict::NotRun(format!("sweep failed: {m}"))),
+        };
+        out.facts.push(format!(
+            "{} points: {} run now ({:.0} s), {} reused from the database, {} failed",
+            outcome.total,
+            outcome.ok,
+            t_run.elapsed().as_secs_f64(),
+            outcome.skipped,
+            outcome.failed.len()
+        ));
+        for (k, m) in outcome.failed.iter().take(3) {
+            out.facts.push(format!("failed point {k}: {m}"));
+        }
+        rows = match load_rows(&ctx.db, Some(&sweep)) {
+            Ok(r) => r,
+            Err(m) => return finish(out, Verdict::NotRun(m)),
+        };
+        if e.figures.iter().any(|f| f.kind == FigureKind::Trajectories) {
+            steps = load_steps(&ctx.db, Some(&sweep)).unwrap_or_default();
+        }
     }
-    let rows = match load_rows(&ctx.db, Some(&sweep)) {
-        Ok(r) => r,
-        Err(m) => return finish(out, Verdict::NotRun(m)),
-    };
-    let steps = if e.figures.iter().any(|f| f.kind == FigureKind::Trajectories) {
-        load_steps(&ctx.db, Some(&sweep)).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    if let Some(settings) = &e.spectral {
+        let t_run = Instant::now();
+        let results = run_spectral_all(&ctx.exe, &points, settings, &ctx.out, ctx.jobs);
+        let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        out.facts.push(format!(
+            "mim spectral ([spectral] {}) on {} points: {} ok, {} failed ({:.0} s; reused when already run)",
+            toml::to_string(settings)
+                .unwrap_or_default()
+                .trim()
+                .replace('\n', ", "),
+            points.len(),
+            results.len() - failed.len(),
+            failed.len(),
+            t_run.elapsed().as_secs_f64()
+        ));
+        for m in failed.iter().take(3) {
+            out.facts.push(m.to_string());
+        }
+        out.data_commands.push(format!(
+            "# per point: mim spectral --config <point config + [spectral] {}> --out {}/spectral/<key>-<hash>",
+            toml::to_string(settings)
+                .unwrap_or_default()
+                .trim()
+                .replace('\n', ", "),
+            quote(&ctx.out)
+        ));
+        for (p, r) in points.iter().zip(results) {
+            let Ok(Value::Object(summary)) = r else {
+                continue;
+            };
+            if train {
+                if let Some(Value::Object(row)) = rows
+                    .iter_mut()
+                    .find(|row| row.get("key").and_then(|k| k.as_str()) == Some(p.key.as_str()))
+                {
+                    for (k, v) in summary {
+                        row.insert(format!("spectral.{k}"), v);
+                    }
+                }
+            } else {
+                let mut row = serde_json::Map::new();
+                row.insert("key".into(), Value::String(p.key.clone()));
+                row.extend(summary);
+                if let Value::Object(params) = p.params_json() {
+                    row.extend(params);
+                }
+                rows.push(Value::Object(row));
+            }
+        }
+    }
+    // Rows with spectral columns are not all in the database: keep them next to the page.
+    let mut rows_file = None;
+    if e.spectral.is_some() {
+        let dir = ctx.out.join("rows");
+        let path = dir.join(format!("{}.jsonl", e.id));
+        let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+        match std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, text)) {
+            Ok(()) => rows_file = Some(path),
+            Err(err) => out
+                .facts
+                .push(format!("rows not written to {}: {err}", path.display())),
+        }
+    }
     let data = FigureData {
         rows: &rows,
         steps: &steps,
@@ -263,8 +470,39 @@ fn run_experiment(ctx: &Ctx, e: &ExperimentSpec, index: usize) -> ExperimentOut 
                 t.csv = report_dir.join(&t.csv);
             }
         }
-        let command = plot_command(&theory_fixed, &ctx.db, &sweep_path, &base);
-        let fo = match draw_figure(f, &data, &base) {
+        let source = match &rows_file {
+            Some(r) => Source::Rows(r),
+            None => Source::Db {
+                db: &ctx.db,
+                sweep: &sweep_path,
+            },
+        };
+        let command = plot_command(&theory_fixed, &source, &base);
+        let mut spectra = Vec::new();
+        let mut spectrum_error = None;
+        if f.kind == FigureKind::Spectrum {
+            match full_spectrum(ctx, e, f, &points) {
+                Ok(s) => spectra.push(s),
+                Err(m) => spectrum_error = Some(m),
+            }
+        }
+        let fig_data = FigureData {
+            spectra: &spectra,
+            ..data.clone()
+        };
+        let drawn = match spectrum_error {
+            Some(m) => Err(mim_plot::PlotError::NoData(m)),
+            None => draw_figure(f, &fig_data, &base),
+        };
+        let command = if f.kind == FigureKind::Spectrum {
+            format!(
+                "mim spectral --config <point config + [spectral]> --set spectral.k=<d> --out DIR   # all d eigenvalues; histogram drawn by mim report ({})",
+                base.display()
+            )
+        } else {
+            command
+        };
+        let fo = match drawn {
             Ok(d) => {
                 let svg = std::fs::read_to_string(&d.figure.svg).ok();
                 FigureOut {
@@ -272,11 +510,7 @@ fn run_experiment(ctx: &Ctx, e: &ExperimentSpec, index: usize) -> ExperimentOut 
                     error: svg.is_none().then(|| "SVG not readable".into()),
                     svg,
                     command,
-                    notes: d
-                        .notes
-                        .into_iter()
-                        .chain(d.figure.warnings.into_iter())
-                        .collect(),
+                    notes: d.notes.into_iter().chain(d.figure.warnings).collect(),
                     png: d.figure.png.map(|p| p.display().to_string()),
                 }
             }
@@ -298,6 +532,59 @@ fn run_experiment(ctx: &Ctx, e: &ExperimentSpec, index: usize) -> ExperimentOut 
     }
     let v = Verdict::from_checks(&out.checks);
     finish(out, v)
+}
+
+/// All d eigenvalues of Σ̂_T for the first point matching the figure's `where` (a `mim
+/// spectral` run with k = d), with the bulk edges: the theory value (d → ∞) when the summary
+/// has one.
+fn full_spectrum(
+    ctx: &Ctx,
+    e: &ExperimentSpec,
+    f: &FigureSpec,
+    points: &[mim_sweep::Point],
+) -> Result<SpectrumData, String> {
+    let settings = e
+        .spectral
+        .as_ref()
+        .ok_or("a spectrum figure needs the experiment's [spectral] settings")?;
+    let filter = filter_pairs(&f.filter);
+    let p = points
+        .iter()
+        .find(|p| row_matches(&p.params_json(), &filter))
+        .ok_or("no point matches the figure's `where`")?;
+    let d = p.config.config.data.d;
+    let mut full = settings.clone();
+    full.insert("k".into(), toml::Value::Integer(d as i64));
+    full.insert("order".into(), toml::Value::String("largest".into()));
+    full.insert("method".into(), toml::Value::String("dense".into()));
+    let text = toml::to_string(&full).unwrap_or_default();
+    let dir = spectral_dir(&ctx.out, &p.key, &text);
+    let v = run_spectral(&ctx.exe, p, &full, &[], &dir)?;
+    let eigenvalues: Vec<f64> = v["eigenvalues"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    let mut edges = Vec::new();
+    if let Some(b) = v["theory_bulk_edge"].as_f64() {
+        edges.push(RefLine {
+            at: b,
+            label: format!("bulk edge, theory d → ∞ ({})", mim_plot::stats::fmt_num(b)),
+        });
+    }
+    if let Some(b) = v["theory_eigenvalue"].as_f64() {
+        edges.push(RefLine {
+            at: b,
+            label: format!(
+                "signal eigenvalue, theory ({})",
+                mim_plot::stats::fmt_num(b)
+            ),
+        });
+    }
+    Ok(SpectrumData {
+        label: p.params_text(),
+        eigenvalues,
+        edges,
+    })
 }
 
 /// Runs `mim report`.
@@ -345,6 +632,7 @@ pub fn run(args: ReportArgs) -> ExitCode {
         db: db.clone(),
         jobs,
         quiet: args.quiet,
+        caps: capabilities(&exe),
         exe,
     };
     let mut exps = Vec::new();

@@ -497,6 +497,9 @@ pub fn draw_figure(
     })
 }
 
+/// A run being collected: key, trajectory, group sort key, seed.
+type RunEntry = (String, Trajectory, (u8, f64, String), f64);
+
 /// Builds one trajectory per point from per-step rows (`key`, the point's parameters, `step`,
 /// metrics): rows matching `filter`, `stage1` records only (when a `stage` field is present),
 /// labelled by the group parameter and the seed.
@@ -506,7 +509,7 @@ pub fn trajectories_from_steps(
     group: Option<&str>,
     metric: &str,
 ) -> Result<Vec<Trajectory>, String> {
-    let mut runs: Vec<(String, Trajectory, (u8, f64, String), f64)> = Vec::new();
+    let mut runs: Vec<RunEntry> = Vec::new();
     let mut any_metric = false;
     for r in steps.iter().filter(|r| row_matches(r, filter)) {
         if r.get("stage")

@@ -428,13 +428,22 @@ impl Draw for LinePlot {
         for h in &self.hlines {
             ys.push(h.at);
         }
+        let categorical = self.x_categories.is_some();
+        let data_xs = xs.clone();
         for v in &self.vlines {
             if v.at.is_finite() {
                 xs.push(v.at);
             }
         }
-        let categorical = self.x_categories.is_some();
         let mut xa = Axis::fit(&xs, self.log_x && !categorical, 0.04, false);
+        if xa.log {
+            // Ticks at the data's grid only (α* marks are labelled in the legend).
+            let (lo, hi) = (10f64.powf(xa.lo), 10f64.powf(xa.hi));
+            xa.ticks = log_ticks(lo, hi, &data_xs)
+                .iter()
+                .map(|t| t.log10())
+                .collect();
+        }
         if let Some(cats) = &self.x_categories {
             xa = Axis {
                 log: false,
@@ -1028,11 +1037,8 @@ impl Draw for SpectrumPlot {
                         Rectangle::new([(x, y - 5), (x + 16, y + 5)], bar_color.mix(0.8).filled())
                     });
             }));
-        let edge_max = self
-            .edges
-            .iter()
-            .map(|e| e.at)
-            .fold(f64::NEG_INFINITY, f64::max);
+        // Eigenvalues beyond the first edge (the bulk edge) are the outliers.
+        let edge_max = self.edges.first().map(|e| e.at).unwrap_or(f64::NAN);
         for (k, e) in self.edges.iter().enumerate() {
             let color = if k == 0 { RED } else { series_color(k + 2) };
             let style = ShapeStyle::from(&color).stroke_width(2);

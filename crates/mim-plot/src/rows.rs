@@ -72,7 +72,8 @@ pub fn row_metric(row: &Value, name: &str) -> Option<f64> {
         .into_iter()
         .flatten()
     {
-        if let Some(v) = lookup_path(base, name) {
+        // A flat key that contains dots (`spectral.subspace_cos_min`) first, then a path.
+        if let Some(v) = base.get(name).or_else(|| lookup_path(base, name)) {
             if let Some(x) = value_f64(v) {
                 return Some(x);
             }
@@ -216,6 +217,9 @@ pub fn is_numeric_axis(rows: &[Value], key: &str) -> bool {
         .all(|v| v.is_number())
 }
 
+/// Per x value of one group: the (seed, value) pairs.
+type XValues = Vec<(Value, Vec<(i64, f64)>)>;
+
 /// Groups rows by `group_key` (one series per value; one series without it) and, within a
 /// group, by `x_key`; each point is the mean ± s.e. of `metric` over its rows (the seeds).
 /// Rows lacking the x key or the metric are skipped. A non-numeric x (e.g. `method`) becomes
@@ -255,7 +259,7 @@ pub fn group_rows(
     }
 
     // group value → x value → [(seed, value)]
-    let mut groups: Vec<(Option<Value>, Vec<(Value, Vec<(i64, f64)>)>)> = Vec::new();
+    let mut groups: Vec<(Option<Value>, XValues)> = Vec::new();
     for (i, r) in rows.iter().enumerate() {
         let (Some(xv), Some(y)) = (row_param(r, x_key), row_metric(r, metric)) else {
             continue;
@@ -435,6 +439,10 @@ mod tests {
         );
         assert!(values_equal(&json!("16"), &json!(16)));
         assert_eq!(lookup_path(&json!({"a": [1, 2]}), "a.1"), Some(&json!(2)));
+        assert_eq!(
+            row_metric(&json!({"spectral.x": 0.5}), "spectral.x"),
+            Some(0.5)
+        );
         let exported = json!({"key": "k", "data.alpha1": 4, "d": 200, "loss": "huber"});
         assert!(row_matches(
             &exported,

@@ -100,7 +100,7 @@ impl Crossing {
     /// A short human-readable form: `4.37`, `≤ 1`, `> 64`.
     pub fn describe(&self) -> String {
         match self {
-            Crossing::At(x) => format!("{}", fmt_num(*x)),
+            Crossing::At(x) => fmt_num(*x),
             Crossing::BelowRange(x) => format!("≤ {}", fmt_num(*x)),
             Crossing::AboveRange(x) => format!("> {}", fmt_num(*x)),
         }

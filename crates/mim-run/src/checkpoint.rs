@@ -275,7 +275,7 @@ impl Observer for CheckpointingTracker<'_, '_> {
     fn stage1_step(&mut self, s: &Stage1State<'_>) -> Result<(), TrainError> {
         self.tracker.stage1_step(s)?;
         let every = self.checkpointer.every;
-        if self.checkpointer.enabled && every > 0 && s.step > 0 && s.step % every == 0 {
+        if self.checkpointer.enabled && every > 0 && s.step > 0 && s.step.is_multiple_of(every) {
             let mut model = self.template.clone();
             model.w = Param::from_tensor(s.w.clone());
             let state = Checkpointer::state(

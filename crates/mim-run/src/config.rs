@@ -507,9 +507,15 @@ impl RunConfig {
             warnings.push(w);
         }
         warnings.extend(link_warning);
+        if n1 < data.d && self.method != Method::RandomFeatures {
+            warnings.push(format!(
+                "n1 = {n1} < d = {}: the stage-1 matrix Σ̂_T has rank ≤ n1, so its top directions are mostly noise (α1 < 1)",
+                data.d
+            ));
+        }
         if n2 < self.model.width && self.method != Method::Joint {
             warnings.push(match self.stage2.ridge_lambda {
-                mim_train::Auto::Value(l) if l == 0.0 => format!(
+                mim_train::Auto::Value(0.0) => format!(
                     "n2 = {n2} < width = {}: ridge with λ = 0 is singular",
                     self.model.width
                 ),

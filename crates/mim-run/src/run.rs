@@ -276,7 +276,7 @@ fn fit_in_memory(
         last: None,
     };
     let (model, stage2_data) = if cfg.method == Method::Joint {
-        let mut source = JointBatches::new(&target, &d1, &cfg.joint, data_seed, device, p);
+        let mut source = JointBatches::new(target, &d1, &cfg.joint, data_seed, device, p);
         (
             run_joint(model, &mut source, &cfg.joint, &loss, &mut tracker)?,
             upload(&d1, device, p),
@@ -427,7 +427,8 @@ fn train_inner(
     }
     let jsonl = match &resumed {
         None => {
-            let _ = fs::remove_dir_all(out.join(CHECKPOINT_DIR));
+            // config.toml first: a kill in between leaves old checkpoints that no longer match
+            // it, which --resume refuses, never a run of the wrong config.
             write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes()).map_err(|e| {
                 io_err(
                     "run folder not writable: writing",
@@ -435,6 +436,7 @@ fn train_inner(
                     e,
                 )
             })?;
+            let _ = fs::remove_dir_all(out.join(CHECKPOINT_DIR));
             JsonlWriter::create(&out.join("metrics.jsonl"))
         }
         Some(st) => {
@@ -501,6 +503,11 @@ fn train_inner(
         .into_iter()
         .chain(to_host(model.c.val()))
         .find(|v| !v.is_finite());
+    let stage = if cfg.method == Method::Joint {
+        "joint"
+    } else {
+        "stage2"
+    };
     for (quantity, value) in [
         ("readout a", readout.unwrap_or(0.0)),
         ("train_mse", train_mse),
@@ -508,7 +515,7 @@ fn train_inner(
     ] {
         if !value.is_finite() {
             return Err(TrainError::Diverged {
-                stage: "stage2",
+                stage,
                 step: 0,
                 quantity: quantity.into(),
                 value,

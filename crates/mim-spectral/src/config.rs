@@ -76,6 +76,20 @@ pub struct ResolvedSpectral {
     pub prep: LabelPrep,
 }
 
+impl ResolvedSpectral {
+    /// The whole estimator on a dataset: T applied to the labels per [`LabelPrep`], then
+    /// [`crate::spectral_estimate`] with this order, k and solver. `x` is n×d row-major.
+    pub fn estimate(
+        &self,
+        x: &[f64],
+        y: &[f64],
+        d: usize,
+    ) -> Result<crate::Spectrum, crate::SpectralError> {
+        let t = crate::spectral_labels(&self.preprocessing, x, y, d, self.prep);
+        crate::spectral_estimate(x, y.len(), d, &t, self.k, self.order, self.method)
+    }
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

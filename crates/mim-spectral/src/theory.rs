@@ -17,7 +17,7 @@
 //! (u·v₁)² → ψ'_α(λ*)/(ψ'_α(λ*) − φ'(λ*)) when ψ'_α(λ*) > 0 and → 0 otherwise; the top
 //! eigenvalue of D → ζ_α(λ*) and the bulk edge → ψ_α(λ̄). Here
 //! ψ'_α(λ) = 1/α − E[Z²/(λ − Z)²] and φ'(λ) = −E[Z² z²/(λ − Z)²]. Σ̂_T = D − mean(Z)·I,
-//! so its eigenvalues are shifted by −E[Z]; the bottom end is the same formula for −Z.
+//! so its eigenvalues are shifted by −E(Z); the bottom end is the same formula for −Z.
 //!
 //! **Optimal weak-recovery threshold.** α_c⁻¹ = sup_{M ⪰ 0, ‖M‖_F = 1} ‖E_y[G(y) M G(y)]‖_F
 //! (Troiani et al.; for r = 1: α_c = 1/E_y[(E[z² − 1 | y])²], Mondelli–Montanari). The map
@@ -293,7 +293,7 @@ impl Law {
         Ok(law)
     }
 
-    /// E[y].
+    /// The mean label E(y).
     pub fn mean_y(&self) -> f64 {
         self.w.iter().zip(&self.y).map(|(w, y)| w * y).sum()
     }
@@ -458,7 +458,7 @@ fn end_theory(atoms: &[(f64, f64, f64)], alpha: f64) -> (f64, f64, f64) {
         .filter(|a| a.0 > 1e-280)
         .map(|a| a.1)
         .fold(f64::NEG_INFINITY, f64::max);
-    if !(tau > 0.0) {
+    if tau.is_nan() || tau <= 0.0 {
         return (0.0, f64::NAN, f64::NAN);
     }
     let scale = atoms.iter().map(|a| a.1.abs()).fold(0.0, f64::max).max(tau);

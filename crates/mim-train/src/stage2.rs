@@ -284,20 +284,38 @@ fn mat(m: usize, v: &[f64]) -> Mat<f64> {
     Mat::from_fn(m, m, |i, j| v[i * m + j])
 }
 
-/// β = (C + λI)^{−1} r by Cholesky.
+/// β = (C + λI)^{−1} r by Cholesky. When C + λI is numerically not positive definite
+/// (nearly collinear features and a tiny λ), the same system is solved through the
+/// eigendecomposition C = QΛQᵀ with the rounding-negative eigenvalues set to 0 (the same
+/// treatment the λ grid search uses), and with λ = 0 the null directions are dropped
+/// (minimum-norm solution).
 fn ridge_solve(ne: &Normal, lambda: f64) -> Result<Vec<f64>, TrainError> {
     let m = ne.m;
     let mut a = mat(m, &ne.c);
     for i in 0..m {
         a[(i, i)] += lambda;
     }
-    let llt = a.llt(Side::Lower).map_err(|e| TrainError::Numerical {
-        stage: "stage2",
-        message: format!("ridge system not positive definite at λ = {lambda:e} ({e:?}); use a larger stage2.ridge_lambda"),
-    })?;
     let rhs = Mat::from_fn(m, 1, |i, _| ne.r[i]);
-    let sol = llt.solve(&rhs);
-    Ok((0..m).map(|i| sol[(i, 0)]).collect())
+    if let Ok(llt) = a.llt(Side::Lower) {
+        let sol = llt.solve(&rhs);
+        return Ok((0..m).map(|i| sol[(i, 0)]).collect());
+    }
+    let (vals, q) = eigen(ne)?;
+    let top = vals.last().copied().unwrap_or(0.0).max(0.0);
+    let coef: Vec<f64> = (0..m)
+        .map(|k| {
+            let den = vals[k].max(0.0) + lambda;
+            let qtr: f64 = (0..m).map(|i| q[(i, k)] * ne.r[i]).sum();
+            if den > 1e-12 * top.max(1e-300) {
+                qtr / den
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Ok((0..m)
+        .map(|i| (0..m).map(|k| q[(i, k)] * coef[k]).sum())
+        .collect())
 }
 
 /// Symmetric eigendecomposition C = Q Λ Qᵀ (eigenvalues ascending).
