@@ -169,7 +169,10 @@ pub fn resume(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErro
             }
         }
     }
-    let state = read_state(dir)?;
+    // Streamed and joint runs write no checkpoints (a state can only come from a machine where
+    // `streaming = "auto"` resolved differently): they start again.
+    let state =
+        read_state(dir)?.filter(|_| !valid.streaming && valid.config.method != Method::Joint);
     if let Some(st) = &state {
         if st.config != valid.config.to_toml() {
             return Err(RunError::Config(ConfigError(format!(
