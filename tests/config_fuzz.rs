@@ -9,14 +9,16 @@
 //! Cases per run: [`TABLE_CASES`] + [`TEXT_CASES`] + [`OVERRIDE_CASES`] (printed at the end of
 //! each test), plus [`BINARY_SAMPLE`] runs of the binary.
 
+mod common;
+
+use common::{assert_one_line_error, empty_dir, mim_command, root};
 use mim_run::config::{apply_override, parse_toml};
 use mim_run::limits::{check_memory, MemoryLimit};
 use mim_run::RunConfig;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -132,10 +134,6 @@ const WORDS: &[&str] = &[
     "fresh",
     "",
 ];
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// The memory limit used everywhere here, so no accepted config is ever huge.
 fn limit() -> MemoryLimit {
@@ -476,12 +474,9 @@ fn random_overrides_never_panic() {
     });
 }
 
-/// Runs `mim train` with a timeout; returns (exit code, stderr).
-fn run_mim(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mim"))
-        .args(args)
-        .current_dir(root())
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+/// Runs `mim` with a timeout; returns its exit status and stderr (stdout is not kept).
+fn run_mim(args: &[&str]) -> Output {
+    let mut child = mim_command(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -489,15 +484,19 @@ fn run_mim(args: &[&str]) -> (Option<i32>, String) {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
+            let mut stderr = Vec::new();
             use std::io::Read;
             child
                 .stderr
                 .take()
                 .unwrap()
-                .read_to_string(&mut err)
+                .read_to_end(&mut stderr)
                 .unwrap();
-            return (status.code(), err);
+            return Output {
+                status,
+                stdout: Vec::new(),
+                stderr,
+            };
         }
         if start.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
@@ -511,8 +510,7 @@ fn run_mim(args: &[&str]) -> (Option<i32>, String) {
 /// no panic.
 #[test]
 fn rejected_configs_exit_2_through_the_binary() {
-    let dir = std::env::temp_dir().join(format!("mim-fuzz-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = empty_dir("binary");
     let mut runner = TestRunner::new_with_rng(
         config(1),
         TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
@@ -537,7 +535,7 @@ fn rejected_configs_exit_2_through_the_binary() {
         let file = dir.join(format!("case{ran}.toml"));
         std::fs::write(&file, &text).unwrap();
         let out = dir.join(format!("out{ran}"));
-        let (code, err) = run_mim(&[
+        let o = run_mim(&[
             "train",
             "--quiet",
             "--max-memory",
@@ -547,13 +545,7 @@ fn rejected_configs_exit_2_through_the_binary() {
             "--out",
             &out.to_string_lossy(),
         ]);
-        assert_eq!(code, Some(2), "{text}\n{err}");
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "{text}\nnot one line: {err}"
-        );
-        assert!(!err.contains("panicked"), "{text}\n{err}");
+        assert_one_line_error(&o, 2, &text);
         ran += 1;
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -2,106 +2,49 @@
 //! moments), numerical guards, degenerate data, resource limits, unwritable output, and
 //! determinism at a fixed thread count. Every run here is small (a few seconds at most).
 
+mod common;
+
+use common::{
+    assert_one_line_error, empty_dir, mim, mim_command, mim_ok, read_json, scratch, strip_volatile,
+    with_sets,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A fresh, empty scratch folder for test run `name`.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mim-rel-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn command(args: &[String]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mim"));
-    c.args(args)
-        .current_dir(root())
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
-    c
-}
-
-fn mim(args: &[String]) -> Output {
-    command(args).output().expect("mim runs")
-}
 
 /// `train --quiet --out DIR` with `--set` for each of `sets`, plus `extra` arguments.
 fn train_args(out: &Path, sets: &[&str], extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec!["train".into(), "--quiet".into(), "--out".into()];
-    args.push(out.to_string_lossy().into_owned());
-    for s in sets {
-        args.push("--set".into());
-        args.push(s.to_string());
-    }
+    let out = out.to_string_lossy();
+    let mut args = with_sets(&["train", "--quiet", "--out", &out], sets);
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Runs and asserts success.
-fn run_ok(args: &[String]) {
-    let o = mim(args);
-    assert!(o.status.success(), "mim {args:?} failed: {}", stderr(&o));
+/// `train --quiet --resume DIR`.
+fn resume_args(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy();
+    ["train", "--quiet", "--resume", &dir]
+        .map(String::from)
+        .to_vec()
 }
 
 /// Runs and asserts the exit code and exactly one stderr line without a panic; returns it.
 fn run_fails(args: &[String], code: i32) -> String {
-    let o = mim(args);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(code), "mim {args:?}: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{args:?}: not one line: {err}"
-    );
-    assert!(!err.contains("panicked"), "{args:?}: {err}");
-    err
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is corrupt: {e}", path.display()))
-}
-
-/// Timings and the process's peak memory: the only fields allowed to differ between runs.
-const VOLATILE: [&str; 5] = [
-    "seconds",
-    "stage1_seconds",
-    "stage2_seconds",
-    "total_seconds",
-    "peak_rss_mib",
-];
-
-fn strip(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .filter(|(k, _)| !VOLATILE.contains(&k.as_str()))
-                .map(|(k, v)| (k, strip(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.into_iter().map(strip).collect()),
-        v => v,
-    }
+    assert_one_line_error(&mim(args), code, &args)
 }
 
 fn summary(dir: &Path) -> Value {
-    strip(read_json(&dir.join("summary.json")))
+    strip_volatile(read_json(&dir.join("summary.json")))
 }
 
 fn metrics(dir: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
     text.lines()
         .map(|l| {
-            strip(serde_json::from_str(l).unwrap_or_else(|e| panic!("corrupt line {l:?}: {e}")))
+            strip_volatile(
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("corrupt line {l:?}: {e}")),
+            )
         })
         .collect()
 }
@@ -188,7 +131,7 @@ enum Moment {
 }
 
 fn spawn(args: &[String]) -> Child {
-    command(args)
+    mim_command(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -250,7 +193,7 @@ fn kill_9_then_resume_reproduces_the_uninterrupted_run() {
     for (label, sets) in [("f32", &KILL_RUN[..]), ("f64", &KILL_RUN_F64[..])] {
         let reference = scratch(&format!("kill-ref-{label}"));
         let t = Instant::now();
-        run_ok(&train_args(&reference, sets, &[]));
+        mim_ok(&train_args(&reference, sets, &[]));
         let duration = t.elapsed();
         assert_consistent(&reference, true);
         let (want_summary, want_metrics) = (summary(&reference), metrics(&reference));
@@ -282,14 +225,9 @@ fn kill_9_then_resume_reproduces_the_uninterrupted_run() {
                     }
                     None => eprintln!("{label} #{i}: finished before {moment:?}"),
                 }
-                args = vec![
-                    "train".into(),
-                    "--quiet".into(),
-                    "--resume".into(),
-                    dir.to_string_lossy().into_owned(),
-                ];
+                args = resume_args(&dir);
             }
-            run_ok(&args);
+            mim_ok(&args);
             assert_consistent(&dir, true);
             assert_eq!(summary(&dir), want_summary, "{label} #{i}: summary differs");
             assert_eq!(
@@ -323,21 +261,16 @@ fn tiny<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 #[test]
 fn resume_from_stage_checkpoints_and_refuse_an_edited_config() {
     let dir = scratch("resume-stages");
-    run_ok(&train_args(&dir, &tiny(&["checkpoint.every=2"]), &[]));
+    mim_ok(&train_args(&dir, &tiny(&["checkpoint.every=2"]), &[]));
     let (want, want_metrics) = (summary(&dir), metrics(&dir));
-    let resume = vec![
-        "train".into(),
-        "--quiet".into(),
-        "--resume".into(),
-        dir.to_string_lossy().into_owned(),
-    ];
-    run_ok(&resume);
+    let resume = resume_args(&dir);
+    mim_ok(&resume);
     assert_eq!(summary(&dir), want);
 
     assert_eq!(checkpoint_of(&dir).unwrap().0, "stage2_done");
     std::fs::remove_file(dir.join("summary.json")).unwrap();
     std::fs::remove_file(dir.join("model.bpk")).unwrap();
-    run_ok(&resume);
+    mim_ok(&resume);
     assert_eq!(summary(&dir), want);
     assert_eq!(metrics(&dir), want_metrics);
     assert!(dir.join("model.bpk").is_file());
@@ -363,57 +296,52 @@ fn resume_from_stage_checkpoints_and_refuse_an_edited_config() {
 
 // ---------------------------------------------------------------- numerical guards
 
+/// Trains the tiny config plus `sets` into scratch folder `name`, which must diverge: exit 1
+/// with one line containing `want`, and summary.json marks the failure. Returns the folder and
+/// the error line.
+fn assert_diverges(name: &str, sets: &[&str], want: &str) -> (PathBuf, String) {
+    let dir = scratch(name);
+    let err = run_fails(&train_args(&dir, &tiny(sets), &[]), 1);
+    assert!(err.contains(want), "{err}");
+    let s = read_json(&dir.join("summary.json"));
+    assert_eq!(s["status"], "failed");
+    assert!(s["error"].as_str().unwrap().contains(want), "{s}");
+    (dir, err)
+}
+
 /// NaN/Inf or exploding weights stop the run: exit 1, one line naming the stage, step and
 /// quantity, summary.json marks the failure, the last good checkpoint stays.
 #[test]
 fn divergence_stops_the_run_with_stage_step_and_quantity() {
-    let dir = scratch("diverge-1");
-    let args = train_args(
-        &dir,
-        &tiny(&[
-            "stage1.lr=1e30",
-            "stage1.mode=literal",
-            "stage1.weight_decay=0",
-        ]),
-        &[],
+    let literal = ["stage1.mode=literal", "stage1.weight_decay=0"];
+    let (dir, _) = assert_diverges(
+        "diverge-1",
+        &[&literal[..], &["stage1.lr=1e30"]].concat(),
+        "stage1 diverged at step 1: max|W|",
     );
-    let err = run_fails(&args, 1);
-    assert!(err.contains("stage1 diverged at step 1: max|W|"), "{err}");
-    let s = read_json(&dir.join("summary.json"));
-    assert_eq!(s["status"], "failed");
-    assert!(s["error"]
-        .as_str()
-        .unwrap()
-        .contains("stage1 diverged at step 1"));
     assert_consistent(&dir, true);
 
     // Diverges at step 2: the step-1 checkpoint is kept.
-    let dir = scratch("diverge-2");
-    let args = train_args(
-        &dir,
-        &tiny(&[
-            "stage1.lr=1e14",
-            "stage1.mode=literal",
-            "stage1.weight_decay=0",
-            "stage1.steps=8",
-            "checkpoint.every=1",
-        ]),
-        &[],
+    let (dir, _) = assert_diverges(
+        "diverge-2",
+        &[
+            &literal[..],
+            &["stage1.lr=1e14", "stage1.steps=8", "checkpoint.every=1"],
+        ]
+        .concat(),
+        "stage1 diverged at step 2: max|W|",
     );
-    let err = run_fails(&args, 1);
-    assert!(err.contains("stage1 diverged at step 2: max|W|"), "{err}");
-    assert_eq!(read_json(&dir.join("summary.json"))["status"], "failed");
     assert_eq!(checkpoint_of(&dir), Some(("stage1".into(), 1)));
     assert!(dir.join("checkpoints/stage1-000001.bpk").is_file());
     assert_consistent(&dir, true);
 
     // Stage 2: GD with a step size far beyond 2/λ_max.
-    let dir = scratch("diverge-3");
-    let args = train_args(&dir, &tiny(&["stage2.solver=gd", "stage2.lr=100"]), &[]);
-    let err = run_fails(&args, 1);
-    assert!(err.contains("stage2 diverged at step"), "{err}");
+    let (_, err) = assert_diverges(
+        "diverge-3",
+        &["stage2.solver=gd", "stage2.lr=100"],
+        "stage2 diverged at step",
+    );
     assert!(err.contains("‖a‖ is inf"), "{err}");
-    assert_eq!(read_json(&dir.join("summary.json"))["status"], "failed");
     for d in ["diverge-1", "diverge-2", "diverge-3"] {
         let _ = std::fs::remove_dir_all(scratch(d));
     }
@@ -434,7 +362,7 @@ fn degenerate_data_is_refused_or_warned() {
     }
     assert!(!dir.exists(), "a refused config created its run folder");
 
-    run_ok(&train_args(
+    mim_ok(&train_args(
         &dir,
         &tiny(&["data.link=h0(z1)", "data.normalize=false", "data.noise=0.5"]),
         &[],
@@ -442,7 +370,7 @@ fn degenerate_data_is_refused_or_warned() {
     let s = summary(&dir);
     assert!(s["warnings"].to_string().contains("pure noise"), "{s}");
 
-    run_ok(&train_args(
+    mim_ok(&train_args(
         &dir,
         &tiny(&["model.width=16", "data.n2=10", "data.n1=10"]),
         &[],
@@ -487,7 +415,7 @@ fn memory_limit_refuses_absurd_runs_up_front() {
     let err = run_fails(&train_args(&dir, &TINY, &["--max-memory", "lots"]), 2);
     assert!(err.contains("--max-memory"), "{err}");
     // A tiny run fits a small limit.
-    run_ok(&train_args(&dir, &TINY, &["--max-memory", "200MiB"]));
+    mim_ok(&train_args(&dir, &TINY, &["--max-memory", "200MiB"]));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -495,8 +423,7 @@ fn memory_limit_refuses_absurd_runs_up_front() {
 /// while writing is a runtime error (exit 1, naming the file and the reason).
 #[test]
 fn unwritable_output_is_a_clear_error() {
-    let dir = scratch("io");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = empty_dir("io");
     let file = dir.join("a-file");
     std::fs::write(&file, "x").unwrap();
     let err = run_fails(&train_args(&file.join("run"), &TINY, &[]), 2);
@@ -538,8 +465,8 @@ fn same_seed_same_results_at_fixed_threads() {
             scratch(&format!("det-{threads}-a")),
             scratch(&format!("det-{threads}-b")),
         );
-        run_ok(&train_args(&a, &sets, &[]));
-        run_ok(&train_args(&b, &sets, &[]));
+        mim_ok(&train_args(&a, &sets, &[]));
+        mim_ok(&train_args(&b, &sets, &[]));
         assert_eq!(summary(&a), summary(&b), "{threads}");
         assert_eq!(metrics(&a), metrics(&b), "{threads}");
         by_threads.push(summary(&a));

@@ -4,28 +4,11 @@
 //! Chromium is required: on Debian `apt-get install chromium` (`.ci/run` installs it). Set
 //! `MIM_CHROMIUM` to use another binary.
 
+mod common;
+
+use common::{assert_one_line_error, assert_runs, describe, empty_dir, mim_command};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn mim() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mim"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mim-report-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The Chromium binary, or a panic saying how to install it (never a silent skip).
 fn chromium() -> PathBuf {
@@ -172,23 +155,21 @@ window.addEventListener('load', function () {
 #[test]
 fn report_renders_in_headless_chromium() {
     let browser = chromium(); // fail first, with the install hint, if it is missing
-    let dir = tmp("e2e");
+    let dir = empty_dir("e2e");
     std::fs::write(dir.join("base.toml"), BASE).unwrap();
     std::fs::write(dir.join("sweep.toml"), SWEEP).unwrap();
     std::fs::write(dir.join("tiny.toml"), REPORT).unwrap();
     let out = dir.join("out");
-    let o = mim()
-        .arg("report")
-        .arg(dir.join("tiny.toml"))
-        .arg("--out")
-        .arg(&out)
-        .args(["--jobs", "2", "--quiet"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    let o = assert_runs(
+        mim_command(["report"])
+            .arg(dir.join("tiny.toml"))
+            .arg("--out")
+            .arg(&out)
+            .args(["--jobs", "2", "--quiet"]),
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("T1   reproduced"), "{}", text(&o));
-    assert!(stdout.contains("X    not run"), "{}", text(&o));
+    assert!(stdout.contains("T1   reproduced"), "{}", describe(&o));
+    assert!(stdout.contains("X    not run"), "{}", describe(&o));
 
     let html_path = out.join("report.html");
     let html = std::fs::read_to_string(&html_path).unwrap();
@@ -235,7 +216,7 @@ fn report_renders_in_headless_chromium() {
             panic!(
                 "{} wrote no probe marker (did the page load?)\n{}",
                 browser.display(),
-                text(&o)
+                describe(&o)
             )
         });
     assert!(
@@ -254,7 +235,8 @@ fn report_renders_in_headless_chromium() {
         ],
         &html_path,
     );
-    let bytes = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot: {e}\n{}", text(&o)));
+    let bytes =
+        std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot: {e}\n{}", describe(&o)));
     assert!(
         bytes.len() > 20_000 && &bytes[1..4] == b"PNG",
         "screenshot too small"
@@ -264,7 +246,7 @@ fn report_renders_in_headless_chromium() {
 
 #[test]
 fn report_second_run_reuses_points() {
-    let dir = tmp("reuse");
+    let dir = empty_dir("reuse");
     std::fs::write(dir.join("base.toml"), BASE).unwrap();
     std::fs::write(
         dir.join("sweep.toml"),
@@ -278,20 +260,15 @@ fn report_second_run_reuses_points() {
          [[experiment.check]]\ntext = \"rho\"\nleft = { metric = \"alignment_mean\" }\nop = \">=\"\nright = { value = 0 }\n",
     )
     .unwrap();
-    let run = || {
-        mim()
-            .arg("report")
-            .arg(dir.join("r.toml"))
-            .arg("--out")
-            .arg(dir.join("out"))
-            .args(["--jobs", "2", "--quiet"])
-            .output()
-            .unwrap()
-    };
-    let o = run();
-    assert!(o.status.success(), "{}", text(&o));
-    let o = run();
-    assert!(o.status.success(), "{}", text(&o));
+    for _ in 0..2 {
+        assert_runs(
+            mim_command(["report"])
+                .arg(dir.join("r.toml"))
+                .arg("--out")
+                .arg(dir.join("out"))
+                .args(["--jobs", "2", "--quiet"]),
+        );
+    }
     let html = std::fs::read_to_string(dir.join("out/report.html")).unwrap();
     assert!(
         html.contains("4 points: 0 run now"),
@@ -302,13 +279,12 @@ fn report_second_run_reuses_points() {
 
 #[test]
 fn bad_report_and_plot_input_exit_2_naming_the_option() {
-    let dir = tmp("bad");
+    let dir = empty_dir("bad");
     let p = dir.join("r.toml");
     std::fs::write(&p, "title = \"t\"\n[[experiment]]\nid = \"A\"\ntitle = \"a\"\nclaim = \"c\"\n[[experiment.check]]\ntext = \"x\"\nleft = { value = 1 }\nop = \"~\"\nright = { value = 1 }\n").unwrap();
-    let o = mim().arg("report").arg(&p).output().unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("op `~`") && err.lines().count() == 1, "{err}");
+    let o = mim_command(["report"]).arg(&p).output().unwrap();
+    let err = assert_one_line_error(&o, 2, &p);
+    assert!(err.contains("op `~`"), "{err}");
 
     let cases: &[(&[&str], &str)] = &[
         (
@@ -341,78 +317,65 @@ fn bad_report_and_plot_input_exit_2_naming_the_option() {
         ),
     ];
     for (args, opt) in cases {
-        let o = mim().args(*args).current_dir(&dir).output().unwrap();
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            err.contains(opt) && err.trim().lines().count() == 1,
-            "{args:?}: {err}"
-        );
+        let o = mim_command(*args).current_dir(&dir).output().unwrap();
+        let err = assert_one_line_error(&o, 2, args);
+        assert!(err.contains(opt), "{args:?}: {err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn plot_from_database_and_trajectories() {
-    let dir = tmp("plot");
+    let dir = empty_dir("plot");
     std::fs::write(dir.join("base.toml"), BASE).unwrap();
     std::fs::write(dir.join("sweep.toml"), SWEEP).unwrap();
     let db = dir.join("r.sqlite");
-    let o = mim()
-        .arg("sweep")
-        .arg(dir.join("sweep.toml"))
-        .arg("--db")
-        .arg(&db)
-        .arg("--out")
-        .arg(dir.join("points"))
-        .args(["--jobs", "2", "--quiet"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    let o = mim()
-        .arg("plot")
-        .arg("--db")
-        .arg(&db)
-        .args([
-            "--x",
-            "data.alpha1",
-            "--y",
-            "alignment_mean",
-            "--group",
-            "stage1.steps",
-        ])
-        .args(["--kind", "logx", "--level", "0.3", "--out"])
-        .arg(dir.join("fig"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert_runs(
+        mim_command(["sweep"])
+            .arg(dir.join("sweep.toml"))
+            .arg("--db")
+            .arg(&db)
+            .arg("--out")
+            .arg(dir.join("points"))
+            .args(["--jobs", "2", "--quiet"]),
+    );
+    assert_runs(
+        mim_command(["plot", "--db"])
+            .arg(&db)
+            .args(["--x", "data.alpha1", "--y", "alignment_mean"])
+            .args([
+                "--group",
+                "stage1.steps",
+                "--kind",
+                "logx",
+                "--level",
+                "0.3",
+            ])
+            .arg("--out")
+            .arg(dir.join("fig")),
+    );
     assert!(dir.join("fig.svg").exists() && dir.join("fig.png").exists());
     // Bad keys name the key.
-    let o = mim()
-        .arg("plot")
-        .arg("--db")
+    let o = mim_command(["plot", "--db"])
         .arg(&db)
         .args(["--x", "data.nope", "--y", "alignment_mean", "--out"])
         .arg(dir.join("g"))
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("data.nope"));
+    let err = assert_one_line_error(&o, 2, &"plot --x data.nope");
+    assert!(err.contains("data.nope"), "{err}");
     // Trajectories from run folders.
     let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("points"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(runs.len(), 8);
-    let o = mim()
-        .arg("plot")
-        .arg("--trajectories")
-        .args(&runs)
-        .args(["--y", "power_iteration_cos", "--out"])
-        .arg(dir.join("traj"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert_runs(
+        mim_command(["plot", "--trajectories"])
+            .args(&runs)
+            .args(["--y", "power_iteration_cos", "--out"])
+            .arg(dir.join("traj")),
+    );
     let svg = std::fs::read_to_string(dir.join("traj.svg")).unwrap();
     assert!(svg.contains("power_iteration_cos"));
     let _ = std::fs::remove_dir_all(&dir);

@@ -2,73 +2,29 @@
 //! d → ∞ theory, preprocessing matters (identity vs Huber on h4 links), α_c = 1/2 for z²,
 //! dense = iterative, the run folder and the one-line errors.
 
+mod common;
+
+use common::{
+    assert_one_line_error, empty_dir, mim, mim_ok, num, read_json, run_to_summary, scratch,
+    with_sets,
+};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mim-spectral-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn mim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mim"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("mim runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = mim(args);
-    assert!(
-        o.status.success(),
-        "mim {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// `mim spectral --config config --set …` into a fresh folder; returns summary.json.
 fn spectral(name: &str, config: &str, sets: &[String]) -> Value {
-    let out = scratch(name);
-    let out_s = out.to_string_lossy().into_owned();
-    let mut args = vec!["spectral", "--config", config, "--out", &out_s, "--quiet"];
-    for s in sets {
-        args.push("--set");
-        args.push(s);
-    }
-    ok(&args);
+    let (out, summary) = run_to_summary("spectral", name, config, sets, &[]);
     assert!(out.join("config.toml").is_file());
-    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
-}
-
-fn num(s: &Value, key: &str) -> f64 {
-    s[key]
-        .as_f64()
-        .unwrap_or_else(|| panic!("{key} missing in {s}"))
+    summary
 }
 
 /// `mim theory` CSV rows: (alpha, overlap_sq_theory, alpha_c).
 fn theory_csv(name: &str, config: &str, sets: &[&str], alphas: &str) -> Vec<(f64, f64, f64)> {
-    let dir = scratch(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let csv = dir.join("theory.csv");
+    let csv = empty_dir(name).join("theory.csv");
     let csv_s = csv.to_string_lossy().into_owned();
-    let mut args = vec![
+    let head = [
         "theory", "--config", config, "--alphas", alphas, "--csv", &csv_s,
     ];
-    for s in sets {
-        args.push("--set");
-        args.push(s);
-    }
-    ok(&args);
+    mim_ok(&with_sets(&head, sets));
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("alpha,overlap_sq_theory,alpha_c"));
@@ -159,7 +115,7 @@ fn theory_alpha_c_is_one_half_for_phase_retrieval() {
     let rows = theory_csv("ac", "configs/phase-retrieval.toml", &[], "1");
     assert!((rows[0].2 - 0.5).abs() < 0.005, "{rows:?}");
     // Multi-index: h2(z1)+h2(z2) has α_c = r/2 = 1; the overlap curve is not available.
-    let o = ok(&["theory", "--config", "configs/default.toml"]);
+    let o = mim_ok(&["theory", "--config", "configs/default.toml"]);
     assert!(o.contains("not available"), "{o}");
     let ac: f64 = o
         .lines()
@@ -176,7 +132,7 @@ fn theory_alpha_c_is_one_half_for_phase_retrieval() {
 fn done_criterion_prints_overlap_next_to_theory() {
     let out = scratch("done");
     let out_s = out.to_string_lossy().into_owned();
-    let o = ok(&[
+    let o = mim_ok(&[
         "spectral",
         "--config",
         "configs/phase-retrieval.toml",
@@ -189,8 +145,7 @@ fn done_criterion_prints_overlap_next_to_theory() {
     ]);
     let line = o.lines().find(|l| l.starts_with("overlap²")).unwrap();
     assert!(line.contains("theory"), "{o}");
-    let s: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s = read_json(&out.join("summary.json"));
     for key in [
         "subspace_cos",
         "subspace_cos_min",
@@ -257,15 +212,86 @@ fn bad_spectral_config_exits_2_naming_the_field() {
         (&["spectral", "--set", "data.d=0"], "data.d"),
         (&["theory", "--alphas", "1,-2"], "--alphas"),
         (
+            &[
+                "train",
+                "--set",
+                "method=spectral_init",
+                "--set",
+                "spectral.init_noise=-1",
+            ],
+            "spectral.init_noise",
+        ),
+        (
+            &[
+                "train",
+                "--set",
+                "method=spectral_init",
+                "--set",
+                "data.streaming=on",
+            ],
+            "data.streaming",
+        ),
+        (&["train", "--set", "spectral.T=cube"], "spectral.T"),
+        (
             &["theory", "--set", "spectral.method=qr"],
             "spectral.method",
         ),
     ];
     for (args, field) in cases {
-        let o = mim(args);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        let err = assert_one_line_error(&mim(args), 2, args);
         assert!(err.contains(field), "{args:?}: {err}");
     }
+}
+
+/// `method = "spectral_init"`: with `spectral.init_noise = 0` every row of W lies in the span of
+/// the k = r eigenvectors, so the network's subspace cosines are those of `mim spectral` on the
+/// same D1 (up to f32 storage of W); noise lowers the alignment; the spectral run folder's
+/// `config.toml` (with its resolved `[spectral]`) is a valid `mim train` config.
+#[test]
+fn spectral_init_uses_the_spectral_subspace() {
+    let cfg = "configs/h4h4-huber.toml";
+    let sets = |extra: &[&str]| -> Vec<String> {
+        ["data.alpha1=16", "data.alpha2=16", "spectral.T=loss:huber"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let (spec_dir, spec) = run_to_summary("spectral", "si-spectral", cfg, &sets(&[]), &[]);
+    let (_, net) = run_to_summary(
+        "train",
+        "si-train",
+        cfg,
+        &sets(&["method=spectral_init"]),
+        &[],
+    );
+    assert_eq!(net["method"], "spectral_init");
+    assert_eq!(net["steps"], 0);
+    for i in 0..2 {
+        let (a, b) = (
+            net["subspace_cos"][i].as_f64().unwrap(),
+            spec["subspace_cos"][i].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-3, "cos {i}: network {a} vs spectral {b}");
+    }
+    assert!(num(&spec, "subspace_cos_min") > 0.5, "{spec}");
+    let (_, noisy) = run_to_summary(
+        "train",
+        "si-noisy",
+        cfg,
+        &sets(&["method=spectral_init", "spectral.init_noise=1"]),
+        &[],
+    );
+    let (clean, noisy_rho) = (num(&net, "alignment_mean"), num(&noisy, "alignment_mean"));
+    assert!(noisy_rho < 0.85 * clean, "{noisy_rho} vs {clean}");
+    // The spectral run's config.toml trains as is.
+    let again = spec_dir.join("config.toml");
+    let (_, from_folder) = run_to_summary(
+        "train",
+        "si-from-folder",
+        again.to_str().unwrap(),
+        &["method=spectral_init"],
+        &[],
+    );
+    assert_eq!(from_folder["subspace_cos"], net["subspace_cos"]);
 }

@@ -19,6 +19,7 @@ use mim_plot::report::{
     SweepRef, Verdict,
 };
 use mim_plot::rows::{row_matches, value_label};
+use mim_plot::stats::fmt_num;
 use mim_plot::RefLine;
 use mim_sweep::{SweepOptions, SweepSpec};
 use serde_json::Value;
@@ -97,11 +98,14 @@ fn run_spectral(
     dir: &Path,
 ) -> Result<Value, String> {
     let summary_path = dir.join("summary.json");
-    if let Ok(text) = std::fs::read_to_string(&summary_path) {
-        if let Ok(v) = serde_json::from_str::<Value>(&text) {
-            if v["status"] == "ok" {
-                return Ok(v);
-            }
+    let read_summary = || -> Result<Value, String> {
+        let text = std::fs::read_to_string(&summary_path)
+            .map_err(|e| format!("{}: {e}", summary_path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", summary_path.display()))
+    };
+    if let Ok(v) = read_summary() {
+        if v["status"] == "ok" {
+            return Ok(v);
         }
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -141,9 +145,7 @@ fn run_spectral(
             point.key
         ));
     }
-    let text = std::fs::read_to_string(&summary_path)
-        .map_err(|e| format!("{}: {e}", summary_path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", summary_path.display()))
+    read_summary()
 }
 
 /// Runs `mim spectral` on every point, `jobs` at a time; results in point order.
@@ -394,12 +396,12 @@ fn run_experiment(ctx: &Ctx, e: &ExperimentSpec, index: usize) -> ExperimentOut 
         let t_run = Instant::now();
         let results = run_spectral_all(&ctx.exe, &points, settings, &ctx.out, ctx.jobs);
         let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        let settings_text = toml::to_string(settings)
+            .unwrap_or_default()
+            .trim()
+            .replace('\n', ", ");
         out.facts.push(format!(
-            "mim spectral ([spectral] {}) on {} points: {} ok, {} failed ({:.0} s; reused when already run)",
-            toml::to_string(settings)
-                .unwrap_or_default()
-                .trim()
-                .replace('\n', ", "),
+            "mim spectral ([spectral] {settings_text}) on {} points: {} ok, {} failed ({:.0} s; reused when already run)",
             points.len(),
             results.len() - failed.len(),
             failed.len(),
@@ -409,11 +411,7 @@ fn run_experiment(ctx: &Ctx, e: &ExperimentSpec, index: usize) -> ExperimentOut 
             out.facts.push(m.to_string());
         }
         out.data_commands.push(format!(
-            "# per point: mim spectral --config <point config + [spectral] {}> --out {}/spectral/<key>-<hash>",
-            toml::to_string(settings)
-                .unwrap_or_default()
-                .trim()
-                .replace('\n', ", "),
+            "# per point: mim spectral --config <point config + [spectral] {settings_text}> --out {}/spectral/<key>-<hash>",
             quote(&ctx.out)
         ));
         for (p, r) in points.iter().zip(results) {
@@ -564,22 +562,19 @@ fn full_spectrum(
         .as_array()
         .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
         .unwrap_or_default();
-    let mut edges = Vec::new();
-    if let Some(b) = v["theory_bulk_edge"].as_f64() {
-        edges.push(RefLine {
-            at: b,
-            label: format!("bulk edge, theory d → ∞ ({})", mim_plot::stats::fmt_num(b)),
-        });
-    }
-    if let Some(b) = v["theory_eigenvalue"].as_f64() {
-        edges.push(RefLine {
-            at: b,
-            label: format!(
-                "signal eigenvalue, theory ({})",
-                mim_plot::stats::fmt_num(b)
-            ),
-        });
-    }
+    let edges = [
+        ("theory_bulk_edge", "bulk edge, theory d → ∞"),
+        ("theory_eigenvalue", "signal eigenvalue, theory"),
+    ]
+    .into_iter()
+    .filter_map(|(field, what)| {
+        let at = v[field].as_f64()?;
+        Some(RefLine {
+            at,
+            label: format!("{what} ({})", fmt_num(at)),
+        })
+    })
+    .collect();
     Ok(SpectrumData {
         label: p.params_text(),
         eigenvalues,
@@ -679,7 +674,7 @@ pub fn run(args: ReportArgs) -> ExitCode {
         println!("{:<4} {:<15} {}", e.id, e.verdict.label(), e.title);
         for c in &e.checks {
             let side = |r: &Result<mim_plot::report::Evaluated, String>| match r {
-                Ok(v) => mim_plot::stats::fmt_num(v.value),
+                Ok(v) => fmt_num(v.value),
                 Err(m) => format!("n/a ({m})"),
             };
             println!(

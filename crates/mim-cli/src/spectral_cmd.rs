@@ -4,7 +4,6 @@
 
 use clap::Args;
 use mim_data::{Split, Target};
-use mim_run::config::{apply_override, read_table};
 use mim_run::results::write_atomic;
 use mim_run::seeds::{derive_seed, Purpose};
 use mim_run::{RunConfig, ValidConfig};
@@ -46,21 +45,15 @@ pub struct Loaded {
     pub resolved: ResolvedSpectral,
 }
 
-/// Loads `config` (or the defaults), applies `sets` in order, strips `[spectral]`.
+/// Loads `config` (or the defaults) and applies `sets` in order; `[spectral]` is part of the
+/// run config ([`RunConfig::spectral`]), resolved here against its r, d and `[stage1]`.
 pub fn load(config: Option<&Path>, sets: &[String]) -> Result<Loaded, String> {
-    let mut table = match config {
-        Some(p) => read_table(p).map_err(|e| e.to_string())?,
-        None => toml::Table::new(),
-    };
-    for s in sets {
-        apply_override(&mut table, s).map_err(|e| e.to_string())?;
-    }
-    let spectral = SpectralConfig::take_from(&mut table)?;
-    let valid = RunConfig::from_table(table)
+    let valid = RunConfig::load(config, sets)
         .and_then(|c| c.validate())
         .map_err(|e| e.to_string())?;
-    let data = &valid.config.data;
-    let resolved = spectral.resolve(data.r, data.d, &valid.config.stage1)?;
+    let c = &valid.config;
+    let spectral = c.spectral.clone();
+    let resolved = spectral.resolve(c.data.r, c.data.d, &c.stage1)?;
     Ok(Loaded {
         valid,
         spectral,
@@ -264,14 +257,11 @@ fn execute(
         "warnings": warnings,
     });
     std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
-    let mut config_text = c.to_toml();
-    let mut section = toml::Table::new();
-    section.insert(
-        "spectral".into(),
-        toml::Value::try_from(loaded.spectral.resolved(rs)).map_err(|e| e.to_string())?,
-    );
-    config_text.push('\n');
-    config_text.push_str(&toml::to_string(&section).map_err(|e| e.to_string())?);
+    let config_text = RunConfig {
+        spectral: loaded.spectral.resolved(rs),
+        ..c.clone()
+    }
+    .to_toml();
     let write = |file: &str, bytes: &[u8]| {
         let p = out.join(file);
         write_atomic(&p, bytes).map_err(|e| format!("writing {}: {e}", p.display()))

@@ -7,10 +7,10 @@ use crate::plot::{
     Trajectory, TrajectoryPlot,
 };
 use crate::rows::{
-    axis_title, group_rows, is_numeric_axis, row_matches, row_metric, row_param, short_key,
-    value_f64, value_label, values_equal,
+    axis_title, distinct_x, filter_rows, filter_text, group_rows, is_numeric_axis, row_matches,
+    row_metric, row_param, short_key, value_f64, value_label, values_equal,
 };
-use crate::stats::{fmt_num, threshold_bootstrap, Crossing, Direction};
+use crate::stats::{ci_text, fmt_num, threshold_bootstrap, Crossing, Direction};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -201,11 +201,7 @@ pub fn default_title(spec: &FigureSpec) -> String {
     };
     let f = filter_pairs(&spec.filter);
     if !f.is_empty() {
-        let w: Vec<String> = f
-            .iter()
-            .map(|(k, v)| format!("{} = {}", short_key(k), value_label(v)))
-            .collect();
-        t.push_str(&format!(" ({})", w.join(", ")));
+        t.push_str(&format!(" ({})", filter_text(&f)));
     }
     t
 }
@@ -235,6 +231,14 @@ pub fn default_name(spec: &FigureSpec) -> String {
         .collect()
 }
 
+/// The reference line of a figure's `level`.
+fn level_line(level: f64) -> RefLine {
+    RefLine {
+        at: level,
+        label: format!("level {}", fmt_num(level)),
+    }
+}
+
 fn need<'a>(v: &'a Option<String>, what: &str, kind: FigureKind) -> Result<&'a str, PlotError> {
     v.as_deref()
         .ok_or_else(|| PlotError::NoData(format!("a {} figure needs `{what}`", kind.name())))
@@ -247,12 +251,7 @@ pub fn draw_figure(
     out_base: &Path,
 ) -> Result<DrawnFigure, PlotError> {
     let filter = filter_pairs(&spec.filter);
-    let rows: Vec<Value> = data
-        .rows
-        .iter()
-        .filter(|r| row_matches(r, &filter))
-        .cloned()
-        .collect();
+    let rows = filter_rows(data.rows, &filter);
     let title = spec.title.clone().unwrap_or_else(|| default_title(spec));
     let mut notes = Vec::new();
     let resamples = if data.resamples == 0 {
@@ -286,22 +285,12 @@ pub fn draw_figure(
                 }
             }
             let categorical = !is_numeric_axis(&rows, x);
-            let x_categories = categorical.then(|| {
-                let mut cats: Vec<(f64, String)> = series
-                    .iter()
-                    .flat_map(|s| s.points.iter().map(|p| (p.x, p.x_label.clone())))
-                    .collect();
-                cats.sort_by(|a, b| a.0.total_cmp(&b.0));
-                cats.dedup_by(|a, b| a.0 == b.0);
-                cats.into_iter().map(|c| c.1).collect()
-            });
+            let x_categories =
+                categorical.then(|| distinct_x(&series).into_iter().map(|c| c.1).collect());
             let mut hlines = Vec::new();
             let mut vlines = Vec::new();
             if let Some(level) = spec.level {
-                hlines.push(RefLine {
-                    at: level,
-                    label: format!("level {}", fmt_num(level)),
-                });
+                hlines.push(level_line(level));
                 if spec.kind == FigureKind::Logx && !categorical {
                     for (i, s) in series.iter().enumerate() {
                         if let Some(t) = threshold_bootstrap(
@@ -311,15 +300,12 @@ pub fn draw_figure(
                             resamples,
                             i as u64,
                         ) {
-                            let ci = t
-                                .ci95
-                                .map(|(a, b)| format!(", 95% CI [{}, {}]", fmt_num(a), fmt_num(b)))
-                                .unwrap_or_default();
                             notes.push(format!(
-                                "{}: {}* {}{ci} ({} crosses {})",
+                                "{}: {}* {}{} ({} crosses {})",
                                 s.label,
                                 short_key(x),
                                 t.estimate.relation(),
+                                ci_text(t.ci95),
                                 spec.y,
                                 fmt_num(level)
                             ));
@@ -394,15 +380,7 @@ pub fn draw_figure(
                     bars.push((label, p.stats.mean, p.stats.se));
                 }
             }
-            let hlines = spec
-                .level
-                .map(|l| {
-                    vec![RefLine {
-                        at: l,
-                        label: format!("level {}", fmt_num(l)),
-                    }]
-                })
-                .unwrap_or_default();
+            let hlines = spec.level.map(level_line).into_iter().collect();
             render(
                 &BarPlot {
                     title: title.clone(),
@@ -418,12 +396,7 @@ pub fn draw_figure(
             let x = need(&spec.x, "x", spec.kind)?;
             let z = need(&spec.z, "z", spec.kind)?;
             let series = group_rows(&rows, x, Some(&spec.y), z).map_err(PlotError::NoData)?;
-            let mut xs: Vec<(f64, String)> = series
-                .iter()
-                .flat_map(|s| s.points.iter().map(|p| (p.x, p.x_label.clone())))
-                .collect();
-            xs.sort_by(|a, b| a.0.total_cmp(&b.0));
-            xs.dedup_by(|a, b| a.0 == b.0);
+            let xs = distinct_x(&series);
             let y_values: Vec<String> = series
                 .iter()
                 .map(|s| s.group.as_ref().map(value_label).unwrap_or_default())

@@ -46,36 +46,24 @@ pub const SIZE: (u32, u32) = (820, 520);
 
 const FONT: &str = "sans-serif";
 
+/// The colour `0xRRGGBB`.
+fn hex(c: u32) -> RGBColor {
+    RGBColor((c >> 16) as u8, (c >> 8) as u8, c as u8)
+}
+
 /// Tableau-10 colours, cycled for series.
 pub fn series_color(i: usize) -> RGBColor {
-    const C: [(u8, u8, u8); 10] = [
-        (31, 119, 180),
-        (255, 127, 14),
-        (44, 160, 44),
-        (214, 39, 40),
-        (148, 103, 189),
-        (140, 86, 75),
-        (227, 119, 194),
-        (127, 127, 127),
-        (188, 189, 34),
-        (23, 190, 207),
+    const C: [u32; 10] = [
+        0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b, 0xe377c2, 0x7f7f7f, 0xbcbd22,
+        0x17becf,
     ];
-    let (r, g, b) = C[i % C.len()];
-    RGBColor(r, g, b)
+    hex(C[i % C.len()])
 }
 
 /// Viridis colour map at t ∈ [0, 1].
 pub fn viridis(t: f64) -> RGBColor {
-    const V: [(f64, f64, f64); 9] = [
-        (68.0, 1.0, 84.0),
-        (71.0, 44.0, 122.0),
-        (59.0, 81.0, 139.0),
-        (44.0, 113.0, 142.0),
-        (33.0, 144.0, 141.0),
-        (39.0, 173.0, 129.0),
-        (92.0, 200.0, 99.0),
-        (170.0, 220.0, 50.0),
-        (253.0, 231.0, 37.0),
+    const V: [u32; 9] = [
+        0x440154, 0x472c7a, 0x3b518b, 0x2c718e, 0x21908d, 0x27ad81, 0x5cc863, 0xaadc32, 0xfde725,
     ];
     let t = if t.is_finite() {
         t.clamp(0.0, 1.0)
@@ -85,17 +73,21 @@ pub fn viridis(t: f64) -> RGBColor {
     let pos = t * (V.len() - 1) as f64;
     let i = (pos.floor() as usize).min(V.len() - 2);
     let f = pos - i as f64;
-    let lerp = |a: f64, b: f64| (a + f * (b - a)).round() as u8;
-    RGBColor(
-        lerp(V[i].0, V[i + 1].0),
-        lerp(V[i].1, V[i + 1].1),
-        lerp(V[i].2, V[i + 1].2),
-    )
+    let (a, b) = (hex(V[i]), hex(V[i + 1]));
+    let lerp = |a: u8, b: u8| (a as f64 + f * (b as f64 - a as f64)).round() as u8;
+    RGBColor(lerp(a.0, b.0), lerp(a.1, b.1), lerp(a.2, b.2))
+}
+
+/// `?` for plotters results: the error as a string.
+macro_rules! t {
+    ($e:expr) => {
+        $e.map_err(|e| e.to_string())?
+    };
 }
 
 /// Something that draws itself on any plotters backend.
 pub trait Draw {
-    /// Draws the figure on `root` (already sized).
+    /// Draws the figure on `root` (already sized; [`render`] fills it white first).
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
     /// Checks there is something to draw.
     fn check(&self) -> Result<(), PlotError>;
@@ -114,22 +106,12 @@ pub fn render(fig: &impl Draw, out_base: &Path) -> Result<Figure, PlotError> {
     }
     let svg = with_ext(out_base, "svg");
     let png = with_ext(out_base, "png");
-    let err = |p: &Path, msg: String| PlotError::Draw {
-        path: p.display().to_string(),
+    paint(fig, SVGBackend::new(&svg, SIZE)).map_err(|msg| PlotError::Draw {
+        path: svg.display().to_string(),
         msg,
-    };
-    {
-        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
-        fig.draw(&root).map_err(|m| err(&svg, m))?;
-        root.present().map_err(|e| err(&svg, e.to_string()))?;
-    }
+    })?;
     let mut warnings = Vec::new();
-    let png_result = (|| {
-        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
-        fig.draw(&root)?;
-        root.present().map_err(|e| e.to_string())
-    })();
-    let png = match png_result {
+    let png = match paint(fig, BitMapBackend::new(&png, SIZE)) {
         Ok(()) => Some(png),
         Err(m) => {
             warnings.push(format!("PNG {} not written: {m}", png.display()));
@@ -138,6 +120,24 @@ pub fn render(fig: &impl Draw, out_base: &Path) -> Result<Figure, PlotError> {
         }
     };
     Ok(Figure { svg, png, warnings })
+}
+
+/// Draws `fig` on a white page of `backend` and writes it out.
+fn paint<DB: DrawingBackend>(fig: &impl Draw, backend: DB) -> Result<(), String> {
+    let root = backend.into_drawing_area();
+    t!(root.fill(&WHITE));
+    fig.draw(&root)?;
+    t!(root.present());
+    Ok(())
+}
+
+/// `Err(NoData("<title>: <what>"))` unless `ok`: the shared body of [`Draw::check`].
+fn require(ok: bool, title: &str, what: &str) -> Result<(), PlotError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(PlotError::NoData(format!("{title}: {what}")))
+    }
 }
 
 fn with_ext(base: &Path, ext: &str) -> PathBuf {
@@ -186,12 +186,6 @@ impl Ranged for TickAxis {
     fn range(&self) -> std::ops::Range<f64> {
         self.lo..self.hi
     }
-}
-
-macro_rules! t {
-    ($e:expr) => {
-        $e.map_err(|e| e.to_string())?
-    };
 }
 
 /// "Nice" tick values (1-2-5 steps) covering [lo, hi].
@@ -289,6 +283,16 @@ impl Axis {
         }
     }
 
+    /// A categorical axis: categories `0..n` at integer positions, half a slot of padding.
+    fn categories(n: usize) -> Axis {
+        Axis {
+            log: false,
+            lo: -0.5,
+            hi: n as f64 - 0.5,
+            ticks: (0..n).map(|i| i as f64).collect(),
+        }
+    }
+
     fn map(&self, x: f64) -> f64 {
         if self.log {
             x.log10()
@@ -343,6 +347,172 @@ fn legend_corner(points: &[(f64, f64)], x: &Axis, y: &Axis) -> SeriesLabelPositi
     best.0
 }
 
+/// The chart every figure draws on: both coordinates are [`TickAxis`].
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<TickAxis, TickAxis>>;
+
+/// Colour of the grid lines.
+const GRID: RGBColor = RGBColor(225, 225, 225);
+
+/// Which grid lines a chart draws.
+#[derive(Clone, Copy)]
+enum Grid {
+    /// Both directions.
+    Full,
+    /// Horizontal lines only (bars).
+    Horizontal,
+    /// None (heat-maps).
+    Off,
+}
+
+/// How the ticks of one side of a chart are labelled.
+enum Labels<'f> {
+    /// Numbers, formatted by the axis (log axes show the value, not its log).
+    Axis(&'f Axis),
+    /// Category names at integer positions (see [`Axis::categories`]).
+    Names(&'f [String]),
+}
+
+impl Labels<'_> {
+    fn text(&self, u: f64) -> String {
+        match self {
+            Labels::Axis(a) => a.label(u),
+            Labels::Names(names) => names.get(u.round() as usize).cloned().unwrap_or_default(),
+        }
+    }
+}
+
+/// One side (x or y) of a chart: its range and ticks, title and tick labels.
+struct Side<'f> {
+    axis: &'f Axis,
+    title: &'f str,
+    labels: Labels<'f>,
+}
+
+impl<'f> Side<'f> {
+    /// A numeric side labelled by its own axis.
+    fn numeric(axis: &'f Axis, title: &'f str) -> Side<'f> {
+        Side {
+            axis,
+            title,
+            labels: Labels::Axis(axis),
+        }
+    }
+
+    /// A side whose ticks carry category names.
+    fn named(axis: &'f Axis, title: &'f str, names: &'f [String]) -> Side<'f> {
+        Side {
+            axis,
+            title,
+            labels: Labels::Names(names),
+        }
+    }
+}
+
+/// The frame shared by every figure: the caption, margins, axes with their titles and tick
+/// labels, and the grid.
+fn chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    x: Side,
+    y: Side,
+    grid: Grid,
+) -> Result<Chart<'a, DB>, String> {
+    let mut chart = t!(ChartBuilder::on(area)
+        .caption(title, (FONT, 21))
+        .margin(14)
+        .x_label_area_size(48)
+        .y_label_area_size(66)
+        .build_cartesian_2d(x.axis.coord(), y.axis.coord()));
+    let xfmt = |u: &f64| x.labels.text(*u);
+    let yfmt = |u: &f64| y.labels.text(*u);
+    let mut mesh = chart.configure_mesh();
+    match grid {
+        Grid::Full => {}
+        Grid::Horizontal => {
+            mesh.disable_x_mesh();
+        }
+        Grid::Off => {
+            mesh.disable_mesh();
+        }
+    }
+    t!(mesh
+        .x_desc(x.title)
+        .y_desc(y.title)
+        .axis_desc_style((FONT, 16))
+        .label_style((FONT, 14))
+        .x_label_formatter(&xfmt)
+        .y_label_formatter(&yfmt)
+        .bold_line_style(GRID)
+        .draw());
+    Ok(chart)
+}
+
+/// Draws the legend box of `chart` at `position`.
+fn draw_legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    position: SeriesLabelPosition,
+    font_size: u32,
+) -> Result<(), String> {
+    t!(chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(160, 160, 160))
+        .label_font((FONT, font_size))
+        .draw());
+    Ok(())
+}
+
+/// Draws a polyline; with a label, it gets a legend entry drawn by `swatch`.
+fn draw_line<'a, DB, E>(
+    chart: &mut Chart<'a, DB>,
+    points: Vec<(f64, f64)>,
+    style: ShapeStyle,
+    label: Option<&str>,
+    swatch: impl Fn((i32, i32)) -> E + 'a,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    E: IntoDynElement<'a, DB, (i32, i32)>,
+{
+    let series = t!(chart.draw_series(LineSeries::new(points, style)));
+    if let Some(label) = label {
+        series.label(label).legend(swatch);
+    }
+    Ok(())
+}
+
+/// Legend swatch of a line: a short horizontal stroke.
+fn dash(style: ShapeStyle) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style)
+}
+
+/// Legend swatch of a vertical marker line: a short vertical stroke `dx` pixels in.
+fn tick(style: ShapeStyle, dx: i32) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x + dx, y - 7), (x + dx, y + 7)], style)
+}
+
+/// Draws horizontal reference lines across the x range, grey, each with a legend entry.
+fn draw_hlines<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    lines: &[RefLine],
+    x: &Axis,
+    y: &Axis,
+) -> Result<(), String> {
+    let style = ShapeStyle::from(&RGBColor(120, 120, 120)).stroke_width(1);
+    for h in lines {
+        let at = y.map(h.at);
+        draw_line(
+            chart,
+            vec![(x.lo, at), (x.hi, at)],
+            style,
+            Some(&h.label),
+            dash(style),
+        )?;
+    }
+    Ok(())
+}
+
 /// A curve drawn as a plain line (e.g. a theory prediction).
 #[derive(Clone, Debug, Default)]
 pub struct Curve {
@@ -394,17 +564,10 @@ impl Draw for LinePlot {
             .map(|s| s.points.iter().filter(|p| p.stats.mean.is_finite()).count())
             .sum::<usize>()
             + self.overlays.iter().map(|c| c.points.len()).sum::<usize>();
-        if n == 0 {
-            return Err(PlotError::NoData(format!(
-                "{}: no finite values to plot",
-                self.title
-            )));
-        }
-        Ok(())
+        require(n > 0, &self.title, "no finite values to plot")
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        t!(root.fill(&WHITE));
         let mut xs = Vec::new();
         let mut ys = Vec::new();
         let mut pts = Vec::new();
@@ -428,77 +591,44 @@ impl Draw for LinePlot {
         for h in &self.hlines {
             ys.push(h.at);
         }
-        let categorical = self.x_categories.is_some();
         let data_xs = xs.clone();
         for v in &self.vlines {
             if v.at.is_finite() {
                 xs.push(v.at);
             }
         }
-        let mut xa = Axis::fit(&xs, self.log_x && !categorical, 0.04, false);
-        if xa.log {
-            // Ticks at the data's grid only (α* marks are labelled in the legend).
-            let (lo, hi) = (10f64.powf(xa.lo), 10f64.powf(xa.hi));
-            xa.ticks = log_ticks(lo, hi, &data_xs)
-                .iter()
-                .map(|t| t.log10())
-                .collect();
-        }
-        if let Some(cats) = &self.x_categories {
-            xa = Axis {
-                log: false,
-                lo: -0.5,
-                hi: cats.len() as f64 - 0.5,
-                ticks: (0..cats.len()).map(|i| i as f64).collect(),
-            };
-        }
+        let xa = match &self.x_categories {
+            Some(cats) => Axis::categories(cats.len()),
+            None => {
+                let mut xa = Axis::fit(&xs, self.log_x, 0.04, false);
+                if xa.log {
+                    // Ticks at the data's grid only (α* marks are labelled in the legend).
+                    let (lo, hi) = (10f64.powf(xa.lo), 10f64.powf(xa.hi));
+                    xa.ticks = log_ticks(lo, hi, &data_xs)
+                        .iter()
+                        .map(|t| t.log10())
+                        .collect();
+                }
+                xa
+            }
+        };
         let ya = Axis::fit(&ys, self.log_y, 0.06, true);
         let corner = legend_corner(&pts, &xa, &ya);
-        let xfmt = |u: &f64| match &self.x_categories {
-            Some(c) => c.get(u.round() as usize).cloned().unwrap_or_default(),
-            None => xa.label(*u),
+        let x_side = match &self.x_categories {
+            Some(cats) => Side::named(&xa, &self.x_label, cats),
+            None => Side::numeric(&xa, &self.x_label),
         };
-        let yfmt = |u: &f64| ya.label(*u);
-        let mut chart = t!(ChartBuilder::on(root)
-            .caption(&self.title, (FONT, 21))
-            .margin(14)
-            .x_label_area_size(48)
-            .y_label_area_size(66)
-            .build_cartesian_2d(xa.coord(), ya.coord()));
-        t!(chart
-            .configure_mesh()
-            .x_desc(&self.x_label)
-            .y_desc(&self.y_label)
-            .axis_desc_style((FONT, 16))
-            .label_style((FONT, 14))
-            .x_label_formatter(&xfmt)
-            .y_label_formatter(&yfmt)
-            .bold_line_style(RGBColor(225, 225, 225))
-            .draw());
-        for h in &self.hlines {
-            let y = ya.map(h.at);
-            let style = ShapeStyle::from(&RGBColor(120, 120, 120)).stroke_width(1);
-            t!(chart
-                .draw_series(LineSeries::new(vec![(xa.lo, y), (xa.hi, y)], style))
-                .map(|s| {
-                    s.label(&h.label)
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-                }));
-        }
+        let y_side = Side::numeric(&ya, &self.y_label);
+        let mut chart = chart(root, &self.title, x_side, y_side, Grid::Full)?;
+        draw_hlines(&mut chart, &self.hlines, &xa, &ya)?;
         for (k, v) in self.vlines.iter().enumerate() {
             if !v.at.is_finite() {
                 continue;
             }
             let x = xa.map(v.at);
-            let color = series_color(k);
-            let style = ShapeStyle::from(&color.mix(0.6)).stroke_width(2);
-            t!(chart
-                .draw_series(LineSeries::new(vec![(x, ya.lo), (x, ya.hi)], style))
-                .map(|s| {
-                    s.label(&v.label).legend(move |(x, y)| {
-                        PathElement::new(vec![(x + 10, y - 7), (x + 10, y + 7)], style)
-                    });
-                }));
+            let style = ShapeStyle::from(&series_color(k).mix(0.6)).stroke_width(2);
+            let points = vec![(x, ya.lo), (x, ya.hi)];
+            draw_line(&mut chart, points, style, Some(&v.label), tick(style, 10))?;
         }
         for (i, s) in self.series.iter().enumerate() {
             let color = series_color(i);
@@ -509,15 +639,17 @@ impl Draw for LinePlot {
                 .map(|p| (xa.map(p.x), ya.map(p.stats.mean)))
                 .collect();
             let style = ShapeStyle::from(&color).stroke_width(2);
-            t!(chart
-                .draw_series(LineSeries::new(line.clone(), style))
-                .map(|ser| {
-                    ser.label(&s.label).legend(move |(x, y)| {
-                        EmptyElement::at((x, y))
-                            + PathElement::new(vec![(0, 0), (20, 0)], style)
-                            + Circle::new((10, 0), 3, color.filled())
-                    });
-                }));
+            draw_line(
+                &mut chart,
+                line.clone(),
+                style,
+                Some(&s.label),
+                move |(x, y)| {
+                    EmptyElement::at((x, y))
+                        + PathElement::new(vec![(0, 0), (20, 0)], style)
+                        + Circle::new((10, 0), 3, color.filled())
+                },
+            )?;
             t!(chart.draw_series(line.iter().map(|p| Circle::new(*p, 3, color.filled()))));
             let bars = s
                 .points
@@ -548,19 +680,9 @@ impl Draw for LinePlot {
                 .filter(|(x, y)| x.is_finite() && y.is_finite() && (!xa.log || *x > 0.0))
                 .map(|&(x, y)| (xa.map(x), ya.map(y)))
                 .collect();
-            t!(chart.draw_series(LineSeries::new(line, style)).map(|ser| {
-                ser.label(&c.label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-            }));
+            draw_line(&mut chart, line, style, Some(&c.label), dash(style))?;
         }
-        t!(chart
-            .configure_series_labels()
-            .position(corner)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(160, 160, 160))
-            .label_font((FONT, 14))
-            .draw());
-        Ok(())
+        draw_legend(&mut chart, corner, 14)
     }
 }
 
@@ -611,70 +733,47 @@ impl Heatmap {
 
 impl Draw for Heatmap {
     fn check(&self) -> Result<(), PlotError> {
-        if self.x_values.is_empty()
-            || self.y_values.is_empty()
-            || !self
-                .z
-                .iter()
-                .flatten()
-                .any(|v| v.is_some_and(f64::is_finite))
-        {
-            return Err(PlotError::NoData(format!("{}: empty heat-map", self.title)));
-        }
-        if self.z.len() != self.y_values.len()
-            || self.z.iter().any(|r| r.len() != self.x_values.len())
-        {
-            return Err(PlotError::NoData(format!(
-                "{}: z must be {} rows × {} columns",
-                self.title,
+        let any = self
+            .z
+            .iter()
+            .flatten()
+            .any(|v| v.is_some_and(f64::is_finite));
+        require(
+            !self.x_values.is_empty() && !self.y_values.is_empty() && any,
+            &self.title,
+            "empty heat-map",
+        )?;
+        require(
+            self.z.len() == self.y_values.len()
+                && self.z.iter().all(|r| r.len() == self.x_values.len()),
+            &self.title,
+            &format!(
+                "z must be {} rows × {} columns",
                 self.y_values.len(),
                 self.x_values.len()
-            )));
-        }
-        Ok(())
+            ),
+        )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        t!(root.fill(&WHITE));
         let (w, _) = root.dim_in_pixel();
         let (main, bar) = root.split_horizontally(w as i32 - 120);
         let (zlo, zhi) = self.range();
         let nx = self.x_values.len();
-        let ny = self.y_values.len();
-        let xk = TickAxis::new(0.0, nx as f64, (0..nx).map(|i| i as f64 + 0.5).collect());
-        let yk = TickAxis::new(0.0, ny as f64, (0..ny).map(|i| i as f64 + 0.5).collect());
-        let xfmt = |u: &f64| {
-            self.x_values
-                .get(u.floor() as usize)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let yfmt = |u: &f64| {
-            self.y_values
-                .get(u.floor() as usize)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let mut chart = t!(ChartBuilder::on(&main)
-            .caption(&self.title, (FONT, 21))
-            .margin(14)
-            .x_label_area_size(48)
-            .y_label_area_size(66)
-            .build_cartesian_2d(xk, yk));
-        t!(chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_desc(&self.x_label)
-            .y_desc(&self.y_label)
-            .axis_desc_style((FONT, 16))
-            .label_style((FONT, 14))
-            .x_label_formatter(&xfmt)
-            .y_label_formatter(&yfmt)
-            .draw());
+        // Cell (i, j) is the unit square centred on (i, j).
+        let xa = Axis::categories(nx);
+        let ya = Axis::categories(self.y_values.len());
+        let mut chart = chart(
+            &main,
+            &self.title,
+            Side::named(&xa, &self.x_label, &self.x_values),
+            Side::named(&ya, &self.y_label, &self.y_values),
+            Grid::Off,
+        )?;
         let font_size = if nx > 10 { 11 } else { 14 };
         for (j, row) in self.z.iter().enumerate() {
             for (i, v) in row.iter().enumerate() {
-                let (x0, y0) = (i as f64, j as f64);
+                let (x, y) = (i as f64, j as f64);
                 let (fill, text) = match v {
                     Some(z) if z.is_finite() => {
                         let c = viridis((z - zlo) / (zhi - zlo));
@@ -683,7 +782,7 @@ impl Draw for Heatmap {
                     _ => (RGBColor(210, 210, 210), None),
                 };
                 t!(chart.draw_series(std::iter::once(Rectangle::new(
-                    [(x0, y0), (x0 + 1.0, y0 + 1.0)],
+                    [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)],
                     fill.filled(),
                 ))));
                 if let Some(text) = text {
@@ -692,11 +791,7 @@ impl Draw for Heatmap {
                     let style = TextStyle::from((FONT, font_size).into_font())
                         .color(&color)
                         .pos(Pos::new(HPos::Center, VPos::Center));
-                    t!(chart.draw_series(std::iter::once(Text::new(
-                        text,
-                        (x0 + 0.5, y0 + 0.5),
-                        style,
-                    ))));
+                    t!(chart.draw_series(std::iter::once(Text::new(text, (x, y), style))));
                 }
             }
         }
@@ -758,17 +853,11 @@ pub struct TrajectoryPlot {
 
 impl Draw for TrajectoryPlot {
     fn check(&self) -> Result<(), PlotError> {
-        if self.runs.iter().all(|r| r.points.is_empty()) {
-            return Err(PlotError::NoData(format!(
-                "{}: no trajectory points",
-                self.title
-            )));
-        }
-        Ok(())
+        let any = self.runs.iter().any(|r| !r.points.is_empty());
+        require(any, &self.title, "no trajectory points")
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        t!(root.fill(&WHITE));
         let pts: Vec<(f64, f64)> = self
             .runs
             .iter()
@@ -779,24 +868,13 @@ impl Draw for TrajectoryPlot {
         let xa = Axis::fit(&xs, false, 0.02, false);
         let ya = Axis::fit(&ys, self.log_y, 0.06, true);
         let corner = legend_corner(&pts, &xa, &ya);
-        let xfmt = |u: &f64| xa.label(*u);
-        let yfmt = |u: &f64| ya.label(*u);
-        let mut chart = t!(ChartBuilder::on(root)
-            .caption(&self.title, (FONT, 21))
-            .margin(14)
-            .x_label_area_size(48)
-            .y_label_area_size(66)
-            .build_cartesian_2d(xa.coord(), ya.coord()));
-        t!(chart
-            .configure_mesh()
-            .x_desc(&self.x_label)
-            .y_desc(&self.y_label)
-            .axis_desc_style((FONT, 16))
-            .label_style((FONT, 14))
-            .x_label_formatter(&xfmt)
-            .y_label_formatter(&yfmt)
-            .bold_line_style(RGBColor(225, 225, 225))
-            .draw());
+        let mut chart = chart(
+            root,
+            &self.title,
+            Side::numeric(&xa, &self.x_label),
+            Side::numeric(&ya, &self.y_label),
+            Grid::Full,
+        )?;
         let legend = self.runs.len() <= 12;
         for (i, r) in self.runs.iter().enumerate() {
             let color = series_color(i);
@@ -807,23 +885,14 @@ impl Draw for TrajectoryPlot {
                 .filter(|(_, y)| y.is_finite() && (!ya.log || *y > 0.0))
                 .map(|&(x, y)| (x, ya.map(y)))
                 .collect();
-            let ann = t!(chart.draw_series(LineSeries::new(line.clone(), style)));
-            if legend {
-                ann.label(&r.label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-            }
+            let label = legend.then_some(r.label.as_str());
+            draw_line(&mut chart, line.clone(), style, label, dash(style))?;
             if line.len() <= 40 {
                 t!(chart.draw_series(line.iter().map(|p| Circle::new(*p, 2, color.filled()))));
             }
         }
         if legend {
-            t!(chart
-                .configure_series_labels()
-                .position(corner)
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(160, 160, 160))
-                .label_font((FONT, 13))
-                .draw());
+            draw_legend(&mut chart, corner, 13)?;
         }
         Ok(())
     }
@@ -846,15 +915,14 @@ pub struct BarPlot {
 
 impl Draw for BarPlot {
     fn check(&self) -> Result<(), PlotError> {
-        if !self.bars.iter().any(|b| b.1.is_finite()) {
-            return Err(PlotError::NoData(format!("{}: no bars", self.title)));
-        }
-        Ok(())
+        require(
+            self.bars.iter().any(|b| b.1.is_finite()),
+            &self.title,
+            "no bars",
+        )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        t!(root.fill(&WHITE));
-        let n = self.bars.len();
         let mut ys: Vec<f64> = vec![0.0];
         for b in &self.bars {
             ys.push(b.1 + b.2);
@@ -862,31 +930,15 @@ impl Draw for BarPlot {
         }
         ys.extend(self.hlines.iter().map(|h| h.at));
         let ya = Axis::fit(&ys, false, 0.06, true);
-        let xk = TickAxis::new(-0.5, n as f64 - 0.5, (0..n).map(|i| i as f64).collect());
-        let xfmt = |u: &f64| {
-            self.bars
-                .get(u.round() as usize)
-                .map(|b| b.0.clone())
-                .unwrap_or_default()
-        };
-        let yfmt = |u: &f64| ya.label(*u);
-        let mut chart = t!(ChartBuilder::on(root)
-            .caption(&self.title, (FONT, 21))
-            .margin(14)
-            .x_label_area_size(48)
-            .y_label_area_size(66)
-            .build_cartesian_2d(xk, ya.coord()));
-        t!(chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_desc(&self.x_label)
-            .y_desc(&self.y_label)
-            .axis_desc_style((FONT, 16))
-            .label_style((FONT, 14))
-            .x_label_formatter(&xfmt)
-            .y_label_formatter(&yfmt)
-            .bold_line_style(RGBColor(225, 225, 225))
-            .draw());
+        let xa = Axis::categories(self.bars.len());
+        let names: Vec<String> = self.bars.iter().map(|b| b.0.clone()).collect();
+        let mut chart = chart(
+            root,
+            &self.title,
+            Side::named(&xa, &self.x_label, &names),
+            Side::numeric(&ya, &self.y_label),
+            Grid::Horizontal,
+        )?;
         for (i, (_, mean, se)) in self.bars.iter().enumerate() {
             if !mean.is_finite() {
                 continue;
@@ -916,26 +968,8 @@ impl Draw for BarPlot {
             ))));
         }
         if !self.hlines.is_empty() {
-            for h in &self.hlines {
-                let style = ShapeStyle::from(&RGBColor(120, 120, 120)).stroke_width(1);
-                t!(chart
-                    .draw_series(LineSeries::new(
-                        vec![(-0.5, h.at), (n as f64 - 0.5, h.at)],
-                        style
-                    ))
-                    .map(|s| {
-                        s.label(&h.label).legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 20, y)], style)
-                        });
-                    }));
-            }
-            t!(chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(160, 160, 160))
-                .label_font((FONT, 13))
-                .draw());
+            draw_hlines(&mut chart, &self.hlines, &xa, &ya)?;
+            draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 13)?;
         }
         Ok(())
     }
@@ -959,14 +993,14 @@ pub struct SpectrumPlot {
 
 impl Draw for SpectrumPlot {
     fn check(&self) -> Result<(), PlotError> {
-        if !self.eigenvalues.iter().any(|v| v.is_finite()) {
-            return Err(PlotError::NoData(format!("{}: no eigenvalues", self.title)));
-        }
-        Ok(())
+        require(
+            self.eigenvalues.iter().any(|v| v.is_finite()),
+            &self.title,
+            "no eigenvalues",
+        )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        t!(root.fill(&WHITE));
         let ev: Vec<f64> = self
             .eigenvalues
             .iter()
@@ -998,24 +1032,13 @@ impl Draw for SpectrumPlot {
         }
         let max_count = counts.iter().copied().max().unwrap_or(1) as f64;
         let ya = Axis::fit(&[0.0, max_count], false, 0.06, true);
-        let xfmt = |u: &f64| xa.label(*u);
-        let yfmt = |u: &f64| ya.label(*u);
-        let mut chart = t!(ChartBuilder::on(root)
-            .caption(&self.title, (FONT, 21))
-            .margin(14)
-            .x_label_area_size(48)
-            .y_label_area_size(66)
-            .build_cartesian_2d(xa.coord(), ya.coord()));
-        t!(chart
-            .configure_mesh()
-            .x_desc(&self.x_label)
-            .y_desc("count")
-            .axis_desc_style((FONT, 16))
-            .label_style((FONT, 14))
-            .x_label_formatter(&xfmt)
-            .y_label_formatter(&yfmt)
-            .bold_line_style(RGBColor(225, 225, 225))
-            .draw());
+        let mut chart = chart(
+            root,
+            &self.title,
+            Side::numeric(&xa, &self.x_label),
+            Side::numeric(&ya, "count"),
+            Grid::Full,
+        )?;
         let bar_color = series_color(0);
         t!(chart
             .draw_series(
@@ -1042,13 +1065,8 @@ impl Draw for SpectrumPlot {
         for (k, e) in self.edges.iter().enumerate() {
             let color = if k == 0 { RED } else { series_color(k + 2) };
             let style = ShapeStyle::from(&color).stroke_width(2);
-            t!(chart
-                .draw_series(LineSeries::new(vec![(e.at, 0.0), (e.at, ya.hi)], style))
-                .map(|s| {
-                    s.label(&e.label).legend(move |(x, y)| {
-                        PathElement::new(vec![(x + 8, y - 7), (x + 8, y + 7)], style)
-                    });
-                }));
+            let points = vec![(e.at, 0.0), (e.at, ya.hi)];
+            draw_line(&mut chart, points, style, Some(&e.label), tick(style, 8))?;
         }
         if edge_max.is_finite() {
             let out: Vec<f64> = ev.iter().copied().filter(|v| *v > edge_max).collect();
@@ -1066,13 +1084,6 @@ impl Draw for SpectrumPlot {
                     }));
             }
         }
-        t!(chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(160, 160, 160))
-            .label_font((FONT, 14))
-            .draw());
-        Ok(())
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 14)
     }
 }

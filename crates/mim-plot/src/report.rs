@@ -41,9 +41,9 @@
 
 use crate::figures::{filter_pairs, FigureSpec};
 use crate::io::Csv;
-use crate::rows::{group_rows, row_matches, row_metric, short_key, value_label};
+use crate::rows::{filter_rows, filter_text, group_rows, row_metric, short_key};
 use crate::stats::{
-    flatness, fmt_num, mean_se, power_law_fit, threshold_bootstrap, Crossing, Direction,
+    ci_text, flatness, fmt_num, mean_se, power_law_fit, threshold_bootstrap, Crossing, Direction,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -343,11 +343,7 @@ fn where_text(filter: &[(String, Value)]) -> String {
     if filter.is_empty() {
         return String::new();
     }
-    let parts: Vec<String> = filter
-        .iter()
-        .map(|(k, v)| format!("{} = {}", short_key(k), value_label(v)))
-        .collect();
-    format!(" at {}", parts.join(", "))
+    format!(" at {}", filter_text(filter))
 }
 
 fn pick_bound(bound: Option<&str>, est: f64, ci: Option<(f64, f64)>) -> Result<f64, String> {
@@ -362,11 +358,6 @@ fn pick_bound(bound: Option<&str>, est: f64, ci: Option<(f64, f64)>) -> Result<f
     }
 }
 
-fn ci_text(ci: Option<(f64, f64)>) -> String {
-    ci.map(|(a, b)| format!(", 95% CI [{}, {}]", fmt_num(a), fmt_num(b)))
-        .unwrap_or_default()
-}
-
 /// Evaluates an operand on rows; `base_dir` resolves a theory CSV path; `resamples` and
 /// `rng_seed` drive bootstrap CIs.
 pub fn evaluate(
@@ -377,11 +368,7 @@ pub fn evaluate(
     rng_seed: u64,
 ) -> Result<Evaluated, String> {
     let filter = filter_pairs(&op.filter);
-    let matched: Vec<Value> = rows
-        .iter()
-        .filter(|r| row_matches(r, &filter))
-        .cloned()
-        .collect();
+    let matched = filter_rows(rows, &filter);
     let wt = where_text(&filter);
     let none_match = || format!("no rows{wt}");
     let mut ev = if let Some(v) = op.value {

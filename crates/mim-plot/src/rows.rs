@@ -138,6 +138,23 @@ pub fn row_matches(row: &Value, filter: &[(String, Value)]) -> bool {
         .all(|(k, v)| row_param(row, k).is_some_and(|rv| values_equal(rv, v)))
 }
 
+/// The rows that match `filter` (see [`row_matches`]).
+pub fn filter_rows(rows: &[Value], filter: &[(String, Value)]) -> Vec<Value> {
+    rows.iter()
+        .filter(|r| row_matches(r, filter))
+        .cloned()
+        .collect()
+}
+
+/// `filter` for people: `α = 16, T1 = 8` (short keys, value labels).
+pub fn filter_text(filter: &[(String, Value)]) -> String {
+    filter
+        .iter()
+        .map(|(k, v)| format!("{} = {}", short_key(k), value_label(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Parses `KEY=VALUE` (the value as JSON when it parses, otherwise as a string).
 pub fn parse_filter(text: &str) -> Option<(String, Value)> {
     let (k, v) = text.split_once('=')?;
@@ -329,6 +346,17 @@ pub fn group_rows(
         })
         .collect();
     Ok(series)
+}
+
+/// The distinct x values of all `series`, ascending, each with its label.
+pub fn distinct_x(series: &[Series]) -> Vec<(f64, String)> {
+    let mut xs: Vec<(f64, String)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| (p.x, p.x_label.clone())))
+        .collect();
+    xs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    xs.dedup_by(|a, b| a.0 == b.0);
+    xs
 }
 
 /// A short display name for a config key: `data.alpha1` → `α`, `stage1.steps` → `T1`, …;

@@ -129,6 +129,12 @@ pub fn fmt_num(x: f64) -> String {
     }
 }
 
+/// `, 95% CI [lo, hi]` for a confidence interval, empty without one.
+pub fn ci_text(ci: Option<(f64, f64)>) -> String {
+    ci.map(|(a, b)| format!(", 95% CI [{}, {}]", fmt_num(a), fmt_num(b)))
+        .unwrap_or_default()
+}
+
 /// The first crossing of `level` by the curve (xs ascending and > 0, ys the metric), linear in
 /// log x between the two grid points that bracket it. `None` for an empty curve.
 pub fn threshold_crossing(xs: &[f64], ys: &[f64], level: f64, dir: Direction) -> Option<Crossing> {

@@ -3,7 +3,7 @@
 use mim_plot::rows::group_rows;
 use mim_plot::*;
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn out_dir(name: &str) -> PathBuf {
     let dir = std::env::var_os("MIM_PLOT_TEST_OUT")
@@ -14,7 +14,9 @@ fn out_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn check(fig: &Figure) {
+/// Renders `fig` to `dir/name.svg` and `.png` and checks both files.
+fn draw(fig: &impl Draw, dir: &Path, name: &str) {
+    let fig = render(fig, &dir.join(name)).unwrap();
     let svg = std::fs::read_to_string(&fig.svg).unwrap();
     assert!(
         svg.starts_with("<svg") && svg.len() > 1000,
@@ -25,6 +27,14 @@ fn check(fig: &Figure) {
     let bytes = std::fs::read(png).unwrap();
     assert_eq!(&bytes[1..4], b"PNG");
     assert!(fig.warnings.is_empty(), "{:?}", fig.warnings);
+}
+
+/// A single reference line.
+fn one_line(at: f64, label: &str) -> Vec<RefLine> {
+    vec![RefLine {
+        at,
+        label: label.into(),
+    }]
 }
 
 fn rows() -> Vec<serde_json::Value> {
@@ -50,25 +60,21 @@ fn all_figure_kinds_render() {
     let dir = out_dir("kinds");
     let rows = rows();
     let series = group_rows(&rows, "stage1.steps", Some("data.alpha1"), "alignment_mean").unwrap();
-    let fig = render(
+    draw(
         &LinePlot {
             title: "alignment vs T1".into(),
             x_label: "T1 (stage1.steps)".into(),
             y_label: "alignment_mean".into(),
             series,
-            hlines: vec![RefLine {
-                at: 0.5,
-                label: "level 0.5".into(),
-            }],
+            hlines: one_line(0.5, "level 0.5"),
             ..Default::default()
         },
-        &dir.join("line"),
-    )
-    .unwrap();
-    check(&fig);
+        &dir,
+        "line",
+    );
 
     let series = group_rows(&rows, "data.alpha1", Some("stage1.steps"), "alignment_mean").unwrap();
-    let fig = render(
+    draw(
         &LinePlot {
             title: "alignment vs α".into(),
             x_label: "α".into(),
@@ -84,16 +90,12 @@ fn all_figure_kinds_render() {
                     })
                     .collect(),
             }],
-            vlines: vec![RefLine {
-                at: 5.3,
-                label: "α* = 5.3".into(),
-            }],
+            vlines: one_line(5.3, "α* = 5.3"),
             ..Default::default()
         },
-        &dir.join("logx"),
-    )
-    .unwrap();
-    check(&fig);
+        &dir,
+        "logx",
+    );
 
     let series = group_rows(&rows, "data.alpha1", Some("stage1.steps"), "alignment_mean").unwrap();
     let xs: Vec<String> = series[0].points.iter().map(|p| p.x_label.clone()).collect();
@@ -105,7 +107,7 @@ fn all_figure_kinds_render() {
         .iter()
         .map(|s| s.points.iter().map(|p| Some(p.stats.mean)).collect())
         .collect();
-    let fig = render(
+    draw(
         &Heatmap {
             title: "phase diagram".into(),
             x_label: "α".into(),
@@ -116,10 +118,9 @@ fn all_figure_kinds_render() {
             z,
             z_range: None,
         },
-        &dir.join("heatmap"),
-    )
-    .unwrap();
-    check(&fig);
+        &dir,
+        "heatmap",
+    );
 
     let runs = (0..3)
         .map(|k| Trajectory {
@@ -129,7 +130,7 @@ fn all_figure_kinds_render() {
                 .collect(),
         })
         .collect();
-    let fig = render(
+    draw(
         &TrajectoryPlot {
             title: "power_iteration_cos per step".into(),
             x_label: "stage-1 step".into(),
@@ -137,12 +138,11 @@ fn all_figure_kinds_render() {
             runs,
             log_y: false,
         },
-        &dir.join("traj"),
-    )
-    .unwrap();
-    check(&fig);
+        &dir,
+        "traj",
+    );
 
-    let fig = render(
+    draw(
         &BarPlot {
             title: "baselines".into(),
             x_label: "method".into(),
@@ -152,15 +152,11 @@ fn all_figure_kinds_render() {
                 ("one_step".into(), 0.19, 0.01),
                 ("random_features".into(), 0.09, 0.0),
             ],
-            hlines: vec![RefLine {
-                at: 0.1,
-                label: "chance √(r/d)".into(),
-            }],
+            hlines: one_line(0.1, "chance √(r/d)"),
         },
-        &dir.join("bars"),
-    )
-    .unwrap();
-    check(&fig);
+        &dir,
+        "bars",
+    );
 
     // Marchenko–Pastur-like bulk plus two outliers.
     let mut ev: Vec<f64> = (0..400)
@@ -170,21 +166,17 @@ fn all_figure_kinds_render() {
         })
         .collect();
     ev.extend([2.6, 3.1]);
-    let fig = render(
+    draw(
         &SpectrumPlot {
             title: "spectrum".into(),
             x_label: "eigenvalue".into(),
             eigenvalues: ev,
             bins: 0,
-            edges: vec![RefLine {
-                at: 1.8,
-                label: "bulk edge λ+ = 1.8".into(),
-            }],
+            edges: one_line(1.8, "bulk edge λ+ = 1.8"),
         },
-        &dir.join("spectrum"),
-    )
-    .unwrap();
-    check(&fig);
+        &dir,
+        "spectrum",
+    );
 }
 
 #[test]

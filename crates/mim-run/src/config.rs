@@ -6,6 +6,7 @@
 use crate::backend::Backend;
 use mim_data::Link;
 use mim_model::{Precision, TwoLayerConfig};
+use mim_spectral::{ResolvedSpectral, SpectralConfig};
 use mim_train::{Gradient, JointConfig, Mode, Stage1Config, Stage1Params, Stage2Config};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -157,6 +158,11 @@ pub enum Method {
     RandomFeatures,
     /// Both layers trained together by SGD/Adam (`[joint]`); no stage 2.
     Joint,
+    /// No stage-1 step: the rows of W are set from the top-k eigenvectors V of the spectral
+    /// estimator Σ̂_T on D1 (`[spectral]`, as in `mim spectral`), w_j ∝ Vᵀc_j/‖c_j‖ + ε·g_j
+    /// with c_j ~ N(0, I_k), g_j ~ N(0, I_d/d), ε = `spectral.init_noise`, rows of unit norm;
+    /// then stage 2.
+    SpectralInit,
 }
 
 impl Method {
@@ -167,6 +173,7 @@ impl Method {
             Method::OneStep => "one_step",
             Method::RandomFeatures => "random_features",
             Method::Joint => "joint",
+            Method::SpectralInit => "spectral_init",
         }
     }
 }
@@ -216,6 +223,10 @@ pub struct RunConfig {
     /// Checkpoints (`[checkpoint]`; omitted from `config.toml` when default).
     #[serde(skip_serializing_if = "CheckpointConfig::is_default")]
     pub checkpoint: CheckpointConfig,
+    /// The spectral estimator (`[spectral]`): used by `method = "spectral_init"` and by
+    /// `mim spectral`; omitted from `config.toml` when default.
+    #[serde(skip_serializing_if = "SpectralConfig::is_default")]
+    pub spectral: SpectralConfig,
 }
 
 impl Default for RunConfig {
@@ -234,6 +245,7 @@ impl Default for RunConfig {
             joint: JointConfig::default(),
             metrics: MetricsConfig::default(),
             checkpoint: CheckpointConfig::default(),
+            spectral: SpectralConfig::default(),
         }
     }
 }
@@ -255,6 +267,8 @@ pub struct ValidConfig {
     pub remove_linear: bool,
     /// Stream the datasets (resolved from `data.streaming`).
     pub streaming: bool,
+    /// `[spectral]` resolved against r, d and `[stage1]` (`Some` for `method = "spectral_init"`).
+    pub spectral: Option<ResolvedSpectral>,
     /// Warnings to show (e.g. an activation outside the theory).
     pub warnings: Vec<String>,
 }
@@ -557,11 +571,16 @@ impl RunConfig {
                 stage1.weight_decay = 1.0 / stage1.lr;
                 remove_linear = true;
             }
-            Method::RandomFeatures => {
+            Method::RandomFeatures | Method::SpectralInit => {
                 stage1.steps = 0;
                 stage1.mode = Mode::Normalized;
             }
         }
+        // Resolved for every method, so a bad `[spectral]` never passes silently.
+        let spectral = self
+            .spectral
+            .resolve(data.r, data.d, &self.stage1)
+            .map_err(e)?;
         let dtype_bytes = if self.dtype == Precision::F64 { 8 } else { 4 };
         let bytes = crate::streaming::in_memory_bytes(
             data.d,
@@ -584,8 +603,8 @@ impl RunConfig {
                 bytes / (1u64 << 30) as f64
             )));
         }
-        if streaming && self.method == Method::Joint {
-            return Err(e("data.streaming: method = \"joint\" needs D1 in memory; use data.streaming = \"off\" or smaller sizes".into()));
+        if streaming && matches!(self.method, Method::Joint | Method::SpectralInit) {
+            return Err(e(format!("data.streaming: method = \"{}\" needs D1 in memory; use data.streaming = \"off\" or smaller sizes", self.method.name())));
         }
         if streaming {
             stage1.gradient = Gradient::Fused;
@@ -598,6 +617,7 @@ impl RunConfig {
             stage1,
             remove_linear,
             streaming,
+            spectral: (self.method == Method::SpectralInit).then_some(spectral),
             warnings,
         })
     }

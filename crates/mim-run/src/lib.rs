@@ -18,6 +18,7 @@ pub mod progress;
 pub mod results;
 pub mod run;
 pub mod seeds;
+pub mod spectral_init;
 pub mod streaming;
 pub mod tracker;
 

@@ -10,11 +10,13 @@ use crate::config::{ConfigError, Method, ValidConfig};
 use crate::progress::Reporter;
 use crate::results::{write_atomic, write_json_atomic, JsonlWriter};
 use crate::seeds::{derive_seed, Purpose};
+use crate::spectral_init::spectral_rows;
 use crate::tracker::{w_metrics, Stage1Tracker, WMetrics};
 use burn::tensor::{Device, Tensor};
 use mim_data::{Dataset, Split, Target};
 use mim_metrics::PowerIteration;
 use mim_model::{from_host_1d, from_host_2d, to_host, Precision, TwoLayer};
+use mim_spectral::ResolvedSpectral;
 use mim_train::stage2::normalized_mse;
 use mim_train::{run_joint, run_stage1_from, run_stage2, TrainError};
 use serde::{Deserialize, Serialize};
@@ -288,7 +290,8 @@ fn fit_in_memory(
         let y1 = stage1_labels(&d1, cfg.stage1.center_labels, valid.remove_linear);
         let x1 = from_host_2d(&d1.x, d1.n, d, device, p);
         let params = &valid.stage1;
-        tracker.power = cfg.metrics.power_iteration.then(|| {
+        let power_check = cfg.metrics.power_iteration && cfg.method != Method::SpectralInit;
+        tracker.power = power_check.then(|| {
             let t: Vec<f64> = y1.iter().map(|&y| loss.label_transform(y)).collect();
             PowerIteration::new(
                 x1.clone(),
@@ -329,6 +332,10 @@ fn fit_in_memory(
                 },
                 start,
             )?;
+            let model = match &valid.spectral {
+                Some(spectral) => spectral_init(valid, spectral, &d1, model, tracker.reporter)?,
+                None => model,
+            };
             let mut st = Checkpointer::state(
                 Phase::Stage1Done,
                 params.steps,
@@ -405,6 +412,46 @@ fn fit_in_memory(
         stage1_seconds,
         stage2_seconds,
     })
+}
+
+/// `method = "spectral_init"`: W ← rows built from Σ̂_T's eigenvectors on D1
+/// ([`crate::spectral_init`]); the spectrum goes to `metrics.jsonl` as a `spectral_init` record.
+fn spectral_init(
+    valid: &ValidConfig,
+    spectral: &ResolvedSpectral,
+    d1: &Dataset,
+    model: TwoLayer,
+    reporter: &mut Reporter,
+) -> Result<TwoLayer, RunError> {
+    let cfg = &valid.config;
+    let spectrum = spectral
+        .estimate(&d1.x, &d1.y, d1.d)
+        .map_err(|e| TrainError::Numerical {
+            stage: "spectral_init",
+            message: e.to_string(),
+        })?;
+    let m = cfg.model.width;
+    let w = spectral_rows(
+        &spectrum,
+        m,
+        cfg.spectral.init_noise,
+        derive_seed(cfg.seed, Purpose::Init),
+    );
+    reporter
+        .record(&serde_json::json!({
+            "stage": "spectral_init", "T": spectral.preprocessing.name(),
+            "order": spectral.order.name(), "eigenvalues": &spectrum.eigenvalues,
+            "indices": &spectrum.indices, "bulk_edge": spectrum.bulk_edge,
+            "solver": spectrum.method.name(), "converged": spectrum.converged,
+        }))
+        .map_err(|e| RunError::Io(format!("writing metrics.jsonl: {e}")))?;
+    let device = model.w.val().device();
+    let p = cfg.dtype;
+    let mut model = model;
+    model.w = model
+        .w
+        .map(|_| from_host_2d(&w, m, d1.d, &device, p).detach());
+    Ok(model)
 }
 
 fn train_inner(

@@ -1,6 +1,6 @@
-//! The `[spectral]` config section, read from the same TOML file as `mim train` (the rest of
-//! the file is the run config; [`SpectralConfig::take_from`] strips this section out first,
-//! because the run config refuses unknown keys).
+//! The `[spectral]` config section, part of the same TOML file as `mim train` (the run config
+//! holds it as its `spectral` field, so unknown keys and wrong types are reported there as
+//! `spectral.<field>`).
 //!
 //! ```toml
 //! [spectral]
@@ -9,7 +9,11 @@
 //! k = 1              # eigenvectors taken (default r)
 //! tau = 1.0          # threshold of `filtered`
 //! method = "auto"    # auto (dense for d ≤ 2000) | dense | iterative
+//! init_noise = 0.0   # method = "spectral_init" only: isotropic perturbation ε of each row
 //! ```
+//!
+//! `mim train` reads the same section for `method = "spectral_init"` (W set from these
+//! eigenvectors, then stage 2).
 
 use crate::eigen::{Method, Order};
 use crate::preprocess::{LabelPrep, Preprocessing};
@@ -47,6 +51,9 @@ pub struct SpectralConfig {
     pub tau: f64,
     /// Eigen-solver.
     pub method: Method,
+    /// `mim train` with `method = "spectral_init"` only: ε in w_j ∝ Vᵀc_j/‖c_j‖ + ε·g_j,
+    /// g_j ~ N(0, I_d/d) (so ε is the perturbation's size relative to the unit signal part).
+    pub init_noise: f64,
 }
 
 impl Default for SpectralConfig {
@@ -57,6 +64,7 @@ impl Default for SpectralConfig {
             k: None,
             tau: 1.0,
             method: Method::Auto,
+            init_noise: 0.0,
         }
     }
 }
@@ -90,31 +98,7 @@ impl ResolvedSpectral {
     }
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 impl SpectralConfig {
-    /// Removes the `spectral` table from `table` (the whole config file after overrides) and
-    /// parses it; unknown keys and wrong types are one-line errors naming `spectral.<field>`.
-    pub fn take_from(table: &mut toml::Table) -> Result<SpectralConfig, String> {
-        match table.remove("spectral") {
-            None => Ok(SpectralConfig::default()),
-            Some(v @ toml::Value::Table(_)) => {
-                serde_path_to_error::deserialize::<_, SpectralConfig>(v).map_err(|e| {
-                    let path = e.path().to_string();
-                    let inner = one_line(&e.inner().to_string());
-                    if path == "." || path.is_empty() {
-                        format!("spectral: {inner}")
-                    } else {
-                        format!("spectral.{path}: {inner}")
-                    }
-                })
-            }
-            Some(_) => Err("spectral: expected a table ([spectral])".into()),
-        }
-    }
-
     /// Validates against the run's r, d and `[stage1]` (for `loss:*`). Errors name the field.
     pub fn resolve(
         &self,
@@ -122,6 +106,12 @@ impl SpectralConfig {
         d: usize,
         stage1: &mim_train::Stage1Config,
     ) -> Result<ResolvedSpectral, String> {
+        if !(self.init_noise.is_finite() && self.init_noise >= 0.0) {
+            return Err(format!(
+                "spectral.init_noise = {}: must be ≥ 0 and finite",
+                self.init_noise
+            ));
+        }
         if !(self.tau.is_finite() && self.tau >= 0.0) {
             return Err(format!(
                 "spectral.tau = {}: must be ≥ 0 and finite",
@@ -161,7 +151,14 @@ impl SpectralConfig {
             k: Some(r.k),
             tau: self.tau,
             method: r.method,
+            init_noise: self.init_noise,
         }
+    }
+
+    /// True for the defaults (a run config leaves the section out of `config.toml` then, so
+    /// sweep point keys of runs that do not use it are unchanged).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
     }
 }
 
@@ -169,37 +166,26 @@ impl SpectralConfig {
 mod tests {
     use super::*;
 
-    fn table(s: &str) -> toml::Table {
-        s.parse().unwrap()
+    fn section(s: &str) -> SpectralConfig {
+        toml::from_str(s).unwrap()
     }
 
     #[test]
-    fn strips_and_parses_the_section() {
-        let mut t = table("seed = 1\n[spectral]\nT = \"lal\"\nk = 2\n[data]\nd = 5\n");
-        let c = SpectralConfig::take_from(&mut t).unwrap();
-        assert!(!t.contains_key("spectral") && t.contains_key("data"));
+    fn parses_and_resolves_the_section() {
+        let c = section("T = \"lal\"\nk = 2\n");
         assert_eq!(c.t, "lal");
+        assert!(!c.is_default() && SpectralConfig::default().is_default());
         let r = c.resolve(1, 5, &Default::default()).unwrap();
         assert_eq!((r.k, r.order, r.method), (2, Order::Largest, Method::Dense));
         let again: SpectralConfig =
             toml::from_str(&toml::to_string(&c.resolved(&r)).unwrap()).unwrap();
         assert_eq!(again.k, Some(2));
-        let d = SpectralConfig::take_from(&mut table("")).unwrap();
-        assert_eq!(d, SpectralConfig::default());
+        assert_eq!(section(""), SpectralConfig::default());
+        assert!(toml::from_str::<SpectralConfig>("foo = 1").is_err());
     }
 
     #[test]
     fn errors_name_the_field() {
-        for (text, field) in [
-            ("[spectral]\nfoo = 1", "spectral"),
-            ("[spectral]\norder = \"up\"", "spectral.order"),
-            ("[spectral]\nk = -1", "spectral.k"),
-            ("[spectral]\nmethod = \"lanczos\"", "spectral.method"),
-            ("spectral = 3", "spectral"),
-        ] {
-            let e = SpectralConfig::take_from(&mut table(text)).unwrap_err();
-            assert!(e.starts_with(field) && !e.contains('\n'), "{text}: {e}");
-        }
         let s1 = Default::default();
         for (c, field) in [
             (
@@ -215,6 +201,13 @@ mod tests {
                     ..Default::default()
                 },
                 "spectral.tau",
+            ),
+            (
+                SpectralConfig {
+                    init_noise: -1.0,
+                    ..Default::default()
+                },
+                "spectral.init_noise",
             ),
             (
                 SpectralConfig {
