@@ -12,6 +12,7 @@ mod bench_cmd;
 mod plot_cmd;
 mod report_cmd;
 mod results_cmd;
+mod run_args;
 mod spectral_cmd;
 mod sweep_cmd;
 mod theory_cmd;
@@ -50,21 +51,13 @@ enum Command {
     Theory(theory_cmd::TheoryArgs),
     /// Train one run: symmetric init, stage 1 (first layer), stage 2 (readout), metrics.
     Train {
-        /// TOML config (defaults for every missing key; without it, all defaults).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        cfg: run_args::ConfigArgs,
         /// Compute backend (overrides `backend` in the config).
         #[arg(long, value_name = "flex|ndarray|wgpu")]
         backend: Option<String>,
-        /// Override any key by its dotted path, e.g. `--set stage1.steps=8` (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        /// Run folder (default `runs/<config name>`).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// No progress output (the summary is still printed).
-        #[arg(long, short)]
-        quiet: bool,
+        #[command(flatten)]
+        folder: run_args::FolderArgs,
         /// Continue the run in DIR from its last checkpoint (reads DIR/config.toml).
         #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "set", "out", "backend"])]
         resume: Option<PathBuf>,
@@ -122,21 +115,20 @@ fn main() -> ExitCode {
         Command::Spectral(args) => spectral_cmd::run(args),
         Command::Theory(args) => theory_cmd::run(args),
         Command::Train {
-            config,
+            cfg,
             backend,
-            mut set,
-            out,
-            quiet,
+            folder,
             resume,
             max_memory,
         } => {
+            let mut set = cfg.set.clone();
             if let Some(b) = backend {
                 // Checked with the config, so the error is the same one-line message.
                 set.push(format!("backend={}", toml::Value::String(b)));
             }
             let config_path = match &resume {
                 Some(dir) => Some(dir.join("config.toml")),
-                None => config.clone(),
+                None => cfg.config.clone(),
             };
             let valid = match RunConfig::load(config_path.as_deref(), &set)
                 .and_then(|c| c.validate())
@@ -150,18 +142,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let name = config
-                .as_deref()
-                .and_then(|p| p.file_stem())
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "default".into());
             let out_dir = resume
                 .clone()
-                .or(out)
-                .unwrap_or_else(|| PathBuf::from("runs").join(name));
+                .unwrap_or_else(|| folder.out_dir(&cfg.stem()));
             let opts = RunOptions {
                 out_dir: out_dir.clone(),
-                quiet,
+                quiet: folder.quiet,
             };
             let result = match resume {
                 Some(_) => mim_run::run::resume(&valid, &opts),

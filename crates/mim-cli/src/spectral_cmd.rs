@@ -2,6 +2,7 @@
 //! (same U, same rows) that `mim train` uses for the same config and seed, its eigenvectors,
 //! subspace recovery, and the d → ∞ theory value next to it.
 
+use crate::run_args::{ConfigArgs, FolderArgs};
 use clap::Args;
 use mim_data::{Split, Target};
 use mim_run::results::write_atomic;
@@ -13,25 +14,17 @@ use mim_spectral::{
     TheoryPoint,
 };
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
 /// Options of `mim spectral`.
 #[derive(Args)]
 pub struct SpectralArgs {
-    /// TOML config: the `mim train` config plus an optional `[spectral]` section.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Override any key by its dotted path, e.g. `--set spectral.T=lal` (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
-    /// Output folder (default `runs/<config name>-spectral`).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// No progress output (the summary is still printed).
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    #[command(flatten)]
+    folder: FolderArgs,
 }
 
 /// A config file plus overrides, split into the run config and the `[spectral]` section, both
@@ -127,7 +120,7 @@ fn fmt_list(v: &[f64], prec: usize) -> String {
 /// Runs `mim spectral`.
 pub fn run(args: SpectralArgs) -> ExitCode {
     let t0 = Instant::now();
-    let loaded = match load(args.config.as_deref(), &args.set) {
+    let loaded = match load(args.cfg.config.as_deref(), &args.cfg.set) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
@@ -141,16 +134,10 @@ pub fn run(args: SpectralArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let name = args
-        .config
-        .as_deref()
-        .and_then(|p| p.file_stem())
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "default".into());
     let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{name}-spectral")));
-    match execute(&loaded, &target, &out, t0, args.quiet) {
+        .folder
+        .out_dir(&format!("{}-spectral", args.cfg.stem()));
+    match execute(&loaded, &target, &out, t0, args.folder.quiet) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -2,6 +2,7 @@
 //! the fixed-T overlap² curve over α (single index) and the optimal weak-recovery threshold
 //! α_c (paper §8), by deterministic quadrature.
 
+use crate::run_args::ConfigArgs;
 use crate::spectral_cmd::{load, single_index_theory, target_of};
 use clap::Args;
 use mim_run::results::write_atomic;
@@ -13,12 +14,8 @@ use std::process::ExitCode;
 /// Options of `mim theory`.
 #[derive(Args)]
 pub struct TheoryArgs {
-    /// TOML config: the `mim train` config plus an optional `[spectral]` section (T, order).
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Override any key by its dotted path, e.g. `--set spectral.T=lal` (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
+    #[command(flatten)]
+    cfg: ConfigArgs,
     /// Sample ratios α = n/d, comma-separated.
     #[arg(long, default_value = "0.25,0.5,1,2,4")]
     alphas: String,
@@ -50,7 +47,7 @@ fn csv_num(x: Option<f64>) -> String {
 /// Runs `mim theory`.
 pub fn run(args: TheoryArgs) -> ExitCode {
     let prepared = parse_alphas(&args.alphas).and_then(|alphas| {
-        let loaded = load(args.config.as_deref(), &args.set)?;
+        let loaded = load(args.cfg.config.as_deref(), &args.cfg.set)?;
         let target = target_of(&loaded.valid)?;
         Ok((alphas, loaded, target))
     });

@@ -22,5 +22,5 @@ pub use dataset::{Dataset, Split, BLOCK_ROWS};
 pub use error::{DataError, LinkError};
 pub use hermite::{gaussian_moment, hermite, hermite_coefficients};
 pub use link::{Factor, Link, Term, MAX_EXPONENT, MAX_HERMITE_DEGREE};
-pub use moments::{gaussian_expectation, LinkMoments};
+pub use moments::{gauss_legendre, gaussian_expectation, LinkMoments};
 pub use target::Target;

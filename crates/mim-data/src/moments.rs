@@ -181,32 +181,42 @@ const GL_NODES: usize = 20;
 /// Largest panel width.
 const PANEL_WIDTH: f64 = 0.5;
 
-/// Gauss–Legendre nodes and weights on `[−1, 1]`, computed once by Newton's method on `P_n`.
-fn gauss_legendre() -> &'static [(f64, f64); GL_NODES] {
-    static RULE: OnceLock<[(f64, f64); GL_NODES]> = OnceLock::new();
-    RULE.get_or_init(|| {
-        let n = GL_NODES;
-        let mut rule = [(0.0, 0.0); GL_NODES];
-        for (i, slot) in rule.iter_mut().enumerate() {
-            let mut x = (std::f64::consts::PI * (i as f64 + 0.75) / (n as f64 + 0.5)).cos();
-            let mut dp = 1.0;
-            for _ in 0..100 {
-                let (mut p0, mut p1) = (1.0, x);
-                for j in 2..=n {
-                    let p2 = ((2 * j - 1) as f64 * x * p1 - (j - 1) as f64 * p0) / j as f64;
-                    p0 = p1;
-                    p1 = p2;
-                }
-                dp = n as f64 * (x * p1 - p0) / (x * x - 1.0);
-                let step = p1 / dp;
-                x -= step;
-                if step.abs() < 1e-16 {
-                    break;
-                }
+/// The m-point Gauss–Legendre rule on [−1, 1]: nodes ascending and their weights (Newton's
+/// method on the Legendre recurrence for P_m; exact for polynomials of degree ≤ 2m − 1).
+pub fn gauss_legendre(m: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut x = vec![0.0; m];
+    let mut w = vec![0.0; m];
+    for i in 0..m.div_ceil(2) {
+        let mut t = (std::f64::consts::PI * (i as f64 + 0.75) / (m as f64 + 0.5)).cos();
+        let mut dp = 0.0;
+        for _ in 0..100 {
+            let (mut p0, mut p1) = (1.0, t);
+            for j in 2..=m {
+                let p2 = ((2 * j - 1) as f64 * t * p1 - (j - 1) as f64 * p0) / j as f64;
+                p0 = p1;
+                p1 = p2;
             }
-            *slot = (x, 2.0 / ((1.0 - x * x) * dp * dp));
+            dp = m as f64 * (t * p1 - p0) / (t * t - 1.0);
+            let dt = p1 / dp;
+            t -= dt;
+            if dt.abs() < 1e-15 {
+                break;
+            }
         }
-        rule
+        x[i] = -t;
+        x[m - 1 - i] = t;
+        w[i] = 2.0 / ((1.0 - t * t) * dp * dp);
+        w[m - 1 - i] = w[i];
+    }
+    (x, w)
+}
+
+/// The [`GL_NODES`]-point rule as (node, weight) pairs, computed once.
+fn rule() -> &'static [(f64, f64)] {
+    static RULE: OnceLock<Vec<(f64, f64)>> = OnceLock::new();
+    RULE.get_or_init(|| {
+        let (x, w) = gauss_legendre(GL_NODES);
+        x.into_iter().zip(w).collect()
     })
 }
 
@@ -216,7 +226,7 @@ fn gaussian_quadrature(phi: impl Fn(f64) -> f64, degree: usize) -> f64 {
     let panels = (l / PANEL_WIDTH).ceil() as usize;
     let h = l / panels as f64;
     let norm = 1.0 / (2.0 * std::f64::consts::PI).sqrt();
-    let rule = gauss_legendre();
+    let rule = rule();
     let mut sum = 0.0;
     for side in [-1.0, 1.0] {
         for p in 0..panels {
@@ -236,7 +246,7 @@ mod tests {
 
     #[test]
     fn gauss_legendre_integrates_polynomials() {
-        let rule = gauss_legendre();
+        let rule = rule();
         let total: f64 = rule.iter().map(|&(_, w)| w).sum();
         assert!((total - 2.0).abs() < 1e-14);
         // ∫_{-1}^{1} x^38 dx = 2/39

@@ -75,6 +75,17 @@ pub fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f64> {
         .expect("float tensor converts to f64")
 }
 
+/// Rescales `row` in place to Euclidean norm `scale` (a zero row stays zero).
+pub fn set_norm(row: &mut [f64], scale: f64) {
+    let norm = row
+        .iter()
+        .map(|v| v * v)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
+    row.iter_mut().for_each(|v| *v *= scale / norm);
+}
+
 /// `n` independent N(0, 1) draws from a ChaCha8 stream seeded with `seed`.
 pub fn standard_normals(n: usize, seed: u64) -> Vec<f64> {
     use rand::SeedableRng;

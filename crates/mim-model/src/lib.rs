@@ -13,5 +13,5 @@ pub mod host;
 pub mod two_layer;
 
 pub use activation::{Activation, ActivationError};
-pub use host::{from_host_1d, from_host_2d, standard_normals, to_host, Precision};
+pub use host::{from_host_1d, from_host_2d, set_norm, standard_normals, to_host, Precision};
 pub use two_layer::{ModelError, TwoLayer, TwoLayerConfig};

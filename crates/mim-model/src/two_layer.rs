@@ -1,7 +1,7 @@
 //! The two-layer network f(x) = Σ_j a_j σ(w_j·x + b_j) + c and its symmetric initialisation.
 
 use crate::activation::Activation;
-use crate::host::{from_host_1d, from_host_2d, Precision};
+use crate::host::{from_host_1d, from_host_2d, set_norm, Precision};
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
@@ -91,15 +91,7 @@ impl TwoLayerConfig {
             for v in row.iter_mut() {
                 *v = StandardNormal.sample(&mut rng);
             }
-            let norm = row
-                .iter()
-                .map(|v| v * v)
-                .sum::<f64>()
-                .sqrt()
-                .max(f64::MIN_POSITIVE);
-            for v in row.iter_mut() {
-                *v *= self.init_scale / norm;
-            }
+            set_norm(row, self.init_scale);
         }
         let (top, bottom) = w.split_at_mut(half * d);
         bottom.copy_from_slice(top);

@@ -270,16 +270,8 @@ fn fit_in_memory(
     );
 
     // The first layer: stage 1 (layerwise, one_step, random_features) or joint training.
-    let t1 = Instant::now();
-    let mut tracker = Stage1Tracker {
-        u: &target.u,
-        r,
-        d,
-        power: None,
-        reporter,
-        start: t1,
-        last: None,
-    };
+    let mut tracker = Stage1Tracker::new(&target.u, r, d, reporter);
+    let t1 = tracker.start;
     let (model, stage2_data) = if cfg.method == Method::Joint {
         let mut source = JointBatches::new(target, &d1, &cfg.joint, data_seed, device, p);
         (
@@ -540,15 +532,7 @@ fn train_inner(
             (&checkpointer, resumed.as_ref()),
         )?
     };
-    let Fitted {
-        model,
-        power_iteration_cos,
-        ridge_lambda,
-        train_mse,
-        test_mse,
-        stage1_seconds,
-        stage2_seconds,
-    } = fit;
+    let model = &fit.model;
     let readout = to_host(model.a.val())
         .into_iter()
         .chain(to_host(model.c.val()))
@@ -560,8 +544,8 @@ fn train_inner(
     };
     for (quantity, value) in [
         ("readout a", readout.unwrap_or(0.0)),
-        ("train_mse", train_mse),
-        ("test_mse", test_mse),
+        ("train_mse", fit.train_mse),
+        ("test_mse", fit.test_mse),
     ] {
         if !value.is_finite() {
             return Err(TrainError::Diverged {
@@ -576,8 +560,8 @@ fn train_inner(
     if cfg.method != Method::Joint {
         reporter
             .record(&serde_json::json!({
-                "stage": "stage2", "ridge_lambda": ridge_lambda,
-                "train_mse": train_mse, "test_mse": test_mse, "seconds": stage2_seconds,
+                "stage": "stage2", "ridge_lambda": fit.ridge_lambda,
+                "train_mse": fit.train_mse, "test_mse": fit.test_mse, "seconds": fit.stage2_seconds,
             }))
             .map_err(record_err)?;
     }
@@ -588,7 +572,7 @@ fn train_inner(
             stage: "metrics",
             message: e,
         })?;
-    save_model(&model, &out.join("model.bpk"))?;
+    save_model(model, &out.join("model.bpk"))?;
     let (steps, lr, weight_decay) = match cfg.method {
         Method::Joint => (cfg.joint.steps, cfg.joint.lr, 0.0),
         _ => (
@@ -615,13 +599,13 @@ fn train_inner(
         steps,
         lr,
         weight_decay,
-        ridge_lambda,
+        ridge_lambda: fit.ridge_lambda,
         w: wm,
-        power_iteration_cos,
-        test_mse,
-        train_mse,
-        stage1_seconds,
-        stage2_seconds,
+        power_iteration_cos: fit.power_iteration_cos,
+        test_mse: fit.test_mse,
+        train_mse: fit.train_mse,
+        stage1_seconds: fit.stage1_seconds,
+        stage2_seconds: fit.stage2_seconds,
         total_seconds: checkpointer.total_seconds(),
         streaming,
         peak_rss_mib: crate::streaming::peak_rss_mib(),

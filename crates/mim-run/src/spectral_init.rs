@@ -13,6 +13,7 @@
 //! subspace needs many directions in it), perturbed by isotropic noise of relative size
 //! ε = `spectral.init_noise`. The draws come from the run's `Init` seed stream.
 
+use mim_model::set_norm;
 use mim_spectral::Spectrum;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -25,16 +26,11 @@ pub fn spectral_rows(spectrum: &Spectrum, m: usize, noise: f64, seed: u64) -> Ve
     let mut w = vec![0.0f64; m * d];
     let g_scale = 1.0 / (d as f64).sqrt();
     for row in w.chunks_exact_mut(d) {
-        let c: Vec<f64> = (0..k).map(|_| StandardNormal.sample(&mut rng)).collect();
-        let c_norm = c
-            .iter()
-            .map(|v| v * v)
-            .sum::<f64>()
-            .sqrt()
-            .max(f64::MIN_POSITIVE);
+        let mut c: Vec<f64> = (0..k).map(|_| StandardNormal.sample(&mut rng)).collect();
+        set_norm(&mut c, 1.0);
         for (i, ci) in c.iter().enumerate() {
             for (wv, vv) in row.iter_mut().zip(spectrum.eigenvector(i)) {
-                *wv += ci / c_norm * vv;
+                *wv += ci * vv;
             }
         }
         if noise > 0.0 {
@@ -43,13 +39,7 @@ pub fn spectral_rows(spectrum: &Spectrum, m: usize, noise: f64, seed: u64) -> Ve
                 *wv += noise * g_scale * g;
             }
         }
-        let norm = row
-            .iter()
-            .map(|v| v * v)
-            .sum::<f64>()
-            .sqrt()
-            .max(f64::MIN_POSITIVE);
-        row.iter_mut().for_each(|v| *v /= norm);
+        set_norm(row, 1.0);
     }
     w
 }

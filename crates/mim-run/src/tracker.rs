@@ -92,6 +92,21 @@ pub struct Stage1Tracker<'a> {
     pub last: Option<Stage1Record>,
 }
 
+impl<'a> Stage1Tracker<'a> {
+    /// A tracker for U (r×d) reporting to `reporter`, clock started now, no power iterates.
+    pub fn new(u: &'a [f64], r: usize, d: usize, reporter: &'a mut Reporter) -> Self {
+        Self {
+            u,
+            r,
+            d,
+            power: None,
+            reporter,
+            start: Instant::now(),
+            last: None,
+        }
+    }
+}
+
 /// The first metric that is NaN/Inf (e.g. from a zero or overflowing row of W), if any.
 pub fn first_non_finite(m: &WMetrics) -> Option<(&'static str, f64)> {
     [

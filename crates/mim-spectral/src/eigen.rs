@@ -280,8 +280,9 @@ fn select(ev: &[f64], order: Order, count: usize) -> Vec<usize> {
     }
 }
 
-/// The k eigenpairs of Σ̂_T = (1/n) Σ_i t_i (x_i x_iᵀ − I) at the `order` end, with the default
-/// [`IterativeOptions`]. `x` is n×d row-major, `t` the preprocessed labels T(y_i) (length n).
+/// The k eigenpairs of Σ̂_T = (1/n) Σ_i t_i (x_i x_iᵀ − I) at the `order` end. `x` is n×d
+/// row-major, `t` the preprocessed labels T(y_i) (length n). The iterative solver runs with
+/// [`IterativeOptions::default`].
 ///
 /// Errors ([`SpectralError::Input`]): n = 0, d = 0, wrong lengths, k = 0 or k > d,
 /// non-finite x or t; [`SpectralError::Solver`] if the eigen-solver fails.
@@ -294,21 +295,7 @@ pub fn spectral_estimate(
     order: Order,
     method: Method,
 ) -> Result<Spectrum, SpectralError> {
-    spectral_estimate_with(x, n, d, t, k, order, method, &IterativeOptions::default())
-}
-
-/// [`spectral_estimate`] with explicit options for the iterative solver.
-#[allow(clippy::too_many_arguments)]
-pub fn spectral_estimate_with(
-    x: &[f64],
-    n: usize,
-    d: usize,
-    t: &[f64],
-    k: usize,
-    order: Order,
-    method: Method,
-    opts: &IterativeOptions,
-) -> Result<Spectrum, SpectralError> {
+    let opts = &IterativeOptions::default();
     let input = |s: String| Err(SpectralError::Input(s));
     if n == 0 || d == 0 {
         return input(format!("n = {n}, d = {d}: need n ≥ 1 and d ≥ 1"));

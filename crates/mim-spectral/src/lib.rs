@@ -29,10 +29,7 @@ pub mod preprocess;
 pub mod theory;
 
 pub use config::{OrderChoice, ResolvedSpectral, SpectralConfig};
-pub use eigen::{
-    spectral_estimate, spectral_estimate_with, subspace_cosines, IterativeOptions, Method, Order,
-    Spectrum,
-};
+pub use eigen::{spectral_estimate, subspace_cosines, IterativeOptions, Method, Order, Spectrum};
 pub use error::SpectralError;
 pub use preprocess::{spectral_labels, LabelPrep, Preprocessing};
 pub use theory::{AlphaC, Law, TheoryPoint};

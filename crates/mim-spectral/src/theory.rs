@@ -37,42 +37,13 @@
 
 use crate::eigen::Order;
 use crate::error::SpectralError;
-use mim_data::Link;
+use mim_data::{gauss_legendre, Link};
 use rayon::prelude::*;
 
 /// Half-width of the z (and ε) integration range.
 const Z_MAX: f64 = 9.0;
 /// Gauss–Legendre nodes per panel.
 const GL_POINTS: usize = 8;
-
-/// Gauss–Legendre nodes and weights on [−1, 1] (Newton on the Legendre recurrence).
-fn gauss_legendre(m: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut x = vec![0.0; m];
-    let mut w = vec![0.0; m];
-    for i in 0..m.div_ceil(2) {
-        let mut t = (std::f64::consts::PI * (i as f64 + 0.75) / (m as f64 + 0.5)).cos();
-        let mut dp = 0.0;
-        for _ in 0..100 {
-            let (mut p0, mut p1) = (1.0, t);
-            for j in 2..=m {
-                let p2 = ((2 * j - 1) as f64 * t * p1 - (j - 1) as f64 * p0) / j as f64;
-                p0 = p1;
-                p1 = p2;
-            }
-            dp = m as f64 * (t * p1 - p0) / (t * t - 1.0);
-            let dt = p1 / dp;
-            t -= dt;
-            if dt.abs() < 1e-15 {
-                break;
-            }
-        }
-        x[i] = -t;
-        x[m - 1 - i] = t;
-        w[i] = 2.0 / ((1.0 - t * t) * dp * dp);
-        w[m - 1 - i] = w[i];
-    }
-    (x, w)
-}
 
 /// Composite Gauss–Legendre nodes and weights over the panels between consecutive `edges`.
 fn composite(edges: &[f64], points: usize) -> (Vec<f64>, Vec<f64>) {
@@ -594,17 +565,6 @@ mod tests {
 
     fn link(s: &str) -> Link {
         Link::parse(s).unwrap()
-    }
-
-    #[test]
-    fn gauss_legendre_integrates_polynomials() {
-        let (x, w) = gauss_legendre(8);
-        let int = |p: i32| x.iter().zip(&w).map(|(x, w)| w * x.powi(p)).sum::<f64>();
-        assert!((int(0) - 2.0).abs() < 1e-14);
-        assert!((int(14) - 2.0 / 15.0).abs() < 1e-14);
-        let (z, w) = normal_grid(64);
-        let m4: f64 = z.iter().zip(&w).map(|(z, w)| w * z.powi(4)).sum();
-        assert!((m4 - 3.0).abs() < 1e-12);
     }
 
     #[test]

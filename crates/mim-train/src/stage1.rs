@@ -226,6 +226,15 @@ mod tests {
         model
     }
 
+    /// An f64 autodiff-flex problem: x (n×d, seed `seed`), y (n, seed `seed + 1`).
+    fn problem(n: usize, d: usize, seed: u64) -> (Device, Tensor<2>, Tensor<1>) {
+        let dev = Device::flex().autodiff();
+        let p = Precision::F64;
+        let x = from_host_2d(&gaussian(n * d, seed, 1.0), n, d, &dev, p);
+        let y = from_host_1d(&gaussian(n, seed + 1, 1.0), &dev, p);
+        (dev, x, y)
+    }
+
     /// Checks that `other` gives the autodiff gradient and loss for every loss and activation,
     /// in f64 (to 1e-12) and f32 (to 1e-5 relative), on n rows.
     fn assert_matches_autodiff(
@@ -291,10 +300,8 @@ mod tests {
     #[test]
     fn stage1_only_moves_w() {
         let (n, d, m) = (50, 6, 8);
-        let dev = Device::flex().autodiff();
         let p = Precision::F64;
-        let x = from_host_2d(&gaussian(n * d, 5, 1.0), n, d, &dev, p);
-        let y = from_host_1d(&gaussian(n, 6, 1.0), &dev, p);
+        let (dev, x, y) = problem(n, d, 5);
         let model = perturbed(Activation::Logcosh, d, m, &dev, p);
         let (a0, b0, w0) = (
             to_host(model.a.val()),
@@ -320,10 +327,8 @@ mod tests {
     #[test]
     fn literal_step_is_the_update_formula() {
         let (n, d, m) = (40, 5, 6);
-        let dev = Device::flex().autodiff();
         let p = Precision::F64;
-        let x = from_host_2d(&gaussian(n * d, 8, 1.0), n, d, &dev, p);
-        let y = from_host_1d(&gaussian(n, 9, 1.0), &dev, p);
+        let (dev, x, y) = problem(n, d, 8);
         let loss = Loss::Square;
         let model = perturbed(Activation::OneMinusCos, d, m, &dev, p);
         let g = to_host(closed_form_gradient(&model, &x, &y, &loss).0);
@@ -353,17 +358,18 @@ mod tests {
     #[test]
     fn normalized_rows_and_divergence() {
         let (n, d, m) = (30, 4, 6);
-        let dev = Device::flex().autodiff();
         let p = Precision::F64;
-        let x = from_host_2d(&gaussian(n * d, 1, 1.0), n, d, &dev, p);
-        let y = from_host_1d(&gaussian(n, 2, 1.0), &dev, p);
-        let model = TwoLayerConfig {
-            width: m,
-            activation: Activation::Logcosh,
-            init_scale: 1e-3,
-        }
-        .symmetric_init(d, 0, &dev, p)
-        .unwrap();
+        let (dev, x, y) = problem(n, d, 1);
+        let init = || {
+            TwoLayerConfig {
+                width: m,
+                activation: Activation::Logcosh,
+                init_scale: 1e-3,
+            }
+            .symmetric_init(d, 0, &dev, p)
+            .unwrap()
+        };
+        let model = init();
         let mut params = Stage1Params {
             steps: 2,
             lr: 1.0,
@@ -390,13 +396,7 @@ mod tests {
         let mut bad = gaussian(n, 2, 1.0);
         bad[3] = f64::NAN;
         let y = from_host_1d(&bad, &dev, p);
-        let model = TwoLayerConfig {
-            width: m,
-            activation: Activation::Logcosh,
-            init_scale: 1e-3,
-        }
-        .symmetric_init(d, 0, &dev, p)
-        .unwrap();
+        let model = init();
         params.gradient = Gradient::Autodiff;
         let err = run_stage1(model, &x, &y, &params, &mut NoObserver).unwrap_err();
         assert!(

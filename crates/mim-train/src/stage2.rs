@@ -481,6 +481,19 @@ mod tests {
     use burn::tensor::Device;
     use mim_model::{standard_normals as gaussian, Activation, TwoLayerConfig};
 
+    /// A logcosh network with Gaussian first-layer rows (seed 2), for readout tests.
+    fn random_model(m: usize, d: usize, dev: &Device, p: Precision) -> TwoLayer {
+        let mut model = TwoLayerConfig {
+            width: m,
+            activation: Activation::Logcosh,
+            init_scale: 1.0,
+        }
+        .symmetric_init(d, 1, dev, p)
+        .unwrap();
+        model.w = Param::from_tensor(from_host_2d(&gaussian(m * d, 2), m, d, dev, p));
+        model
+    }
+
     /// When y is exactly a readout of the features, ridge with tiny λ recovers it (train MSE ≈ 0),
     /// GD approaches the same solution, and "auto" picks a small λ.
     #[test]
@@ -488,26 +501,12 @@ mod tests {
         let (n, d, m) = (400, 5, 8);
         let dev = Device::flex();
         let p = Precision::F64;
-        let mut model = TwoLayerConfig {
-            width: m,
-            activation: Activation::Logcosh,
-            init_scale: 1.0,
-        }
-        .symmetric_init(d, 1, &dev, p)
-        .unwrap();
-        model.w = Param::from_tensor(from_host_2d(&gaussian(m * d, 2), m, d, &dev, p));
+        let model = random_model(m, d, &dev, p);
         let x = from_host_2d(&gaussian(n * d, 3), n, d, &dev, p);
         // Teacher: same W, biases of the "gaussian" draw with seed 7, readout a*, offset 0.3.
         let b = draw_biases(BiasInit::Gaussian, m, 7, vec![]);
         let a_star = gaussian(m, 4);
-        let mut teacher = TwoLayerConfig {
-            width: m,
-            activation: Activation::Logcosh,
-            init_scale: 1.0,
-        }
-        .symmetric_init(d, 1, &dev, p)
-        .unwrap();
-        teacher.w = model.w.clone();
+        let mut teacher = random_model(m, d, &dev, p);
         teacher.b = Param::from_tensor(from_host_1d(&b, &dev, p));
         teacher.a = Param::from_tensor(from_host_1d(&a_star, &dev, p));
         teacher.c = Param::from_tensor(from_host_1d(&[0.3], &dev, p));
@@ -558,14 +557,7 @@ mod tests {
         let (n, d, m) = (500, 6, 10);
         let dev = Device::flex();
         let p = Precision::F64;
-        let mut model = TwoLayerConfig {
-            width: m,
-            activation: Activation::Logcosh,
-            init_scale: 1.0,
-        }
-        .symmetric_init(d, 1, &dev, p)
-        .unwrap();
-        model.w = Param::from_tensor(from_host_2d(&gaussian(m * d, 2), m, d, &dev, p));
+        let model = random_model(m, d, &dev, p);
         let x = from_host_2d(&gaussian(n * d, 3), n, d, &dev, p);
         let yv: Vec<f64> = gaussian(n, 4)
             .iter()
