@@ -233,6 +233,26 @@ fn bad_spectral_config_exits_2_naming_the_field() {
         ),
         (&["train", "--set", "spectral.T=cube"], "spectral.T"),
         (
+            &[
+                "spectral",
+                "--set",
+                "data.d=200000",
+                "--set",
+                "spectral.method=dense",
+            ],
+            "spectral.method",
+        ),
+        (
+            &[
+                "spectral",
+                "--set",
+                "data.streaming=on",
+                "--set",
+                "stage1.remove_linear=true",
+            ],
+            "data.streaming",
+        ),
+        (
             &["theory", "--set", "spectral.method=qr"],
             "spectral.method",
         ),
@@ -294,4 +314,27 @@ fn spectral_init_uses_the_spectral_subspace() {
         &[],
     );
     assert_eq!(from_folder["subspace_cos"], net["subspace_cos"]);
+}
+
+/// A streamed D1 (regenerated for every product of the solver) gives exactly the estimate of
+/// the held D1.
+#[test]
+fn streamed_spectral_equals_in_memory() {
+    let cfg = "configs/h4h4-huber.toml";
+    let run = |name: &str, streaming: &str| {
+        let sets = [
+            "data.d=120".to_string(),
+            "spectral.method=iterative".into(),
+            format!("data.streaming={streaming}"),
+        ];
+        run_to_summary("spectral", name, cfg, &sets, &[]).1
+    };
+    let (held, streamed) = (run("sp-held", "off"), run("sp-streamed", "on"));
+    assert_eq!(
+        (&held["streaming"], &streamed["streaming"]),
+        (&false.into(), &true.into())
+    );
+    for k in ["eigenvalues", "subspace_cos", "indices", "bulk_edge"] {
+        assert_eq!(held[k], streamed[k], "{k}");
+    }
 }

@@ -18,7 +18,7 @@ use mim_metrics::PowerIteration;
 use mim_model::{from_host_1d, from_host_2d, to_host, Precision, TwoLayer};
 use mim_spectral::ResolvedSpectral;
 use mim_train::stage2::normalized_mse;
-use mim_train::{run_joint, run_stage1_from, run_stage2, TrainError};
+use mim_train::{run_joint, run_stage1_from, run_stage2, stage1_labels, TrainError};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -206,29 +206,6 @@ fn train_or_resume(
     result
 }
 
-/// Stage-1 labels: centred if asked, then minus the linear part β̂ᵀx (β̂ = (1/n) Σ y_i x_i)
-/// if asked.
-pub fn stage1_labels(ds: &Dataset, center: bool, remove_linear: bool) -> Vec<f64> {
-    let n = ds.n as f64;
-    let mean = ds.y.iter().sum::<f64>() / n;
-    let mut y: Vec<f64> =
-        ds.y.iter()
-            .map(|v| if center { v - mean } else { *v })
-            .collect();
-    if remove_linear {
-        let mut beta = vec![0.0; ds.d];
-        for (i, yi) in y.iter().enumerate() {
-            for (b, x) in beta.iter_mut().zip(ds.row(i)) {
-                *b += yi * x / n;
-            }
-        }
-        for (i, yi) in y.iter_mut().enumerate() {
-            *yi -= ds.row(i).iter().zip(&beta).map(|(x, b)| x * b).sum::<f64>();
-        }
-    }
-    y
-}
-
 /// What fitting the network produced (in memory or streamed).
 pub struct Fitted {
     /// The trained network.
@@ -279,7 +256,13 @@ fn fit_in_memory(
             upload(&d1, device, p),
         )
     } else {
-        let y1 = stage1_labels(&d1, cfg.stage1.center_labels, valid.remove_linear);
+        let y1 = stage1_labels(
+            &d1.x,
+            &d1.y,
+            d,
+            cfg.stage1.center_labels,
+            valid.remove_linear,
+        );
         let x1 = from_host_2d(&d1.x, d1.n, d, device, p);
         let params = &valid.stage1;
         let power_check = cfg.metrics.power_iteration && cfg.method != Method::SpectralInit;

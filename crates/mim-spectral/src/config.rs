@@ -94,7 +94,15 @@ impl ResolvedSpectral {
         d: usize,
     ) -> Result<crate::Spectrum, crate::SpectralError> {
         let t = crate::spectral_labels(&self.preprocessing, x, y, d, self.prep);
-        crate::spectral_estimate(x, y.len(), d, &t, self.k, self.order, self.method)
+        crate::spectral_estimate(
+            crate::Rows::Memory(x),
+            y.len(),
+            d,
+            &t,
+            self.k,
+            self.order,
+            self.method,
+        )
     }
 }
 

@@ -15,6 +15,7 @@
 use crate::error::SpectralError;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par, Side};
+use mim_data::{Split, Target, BLOCK_ROWS};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
@@ -154,9 +155,50 @@ const CHUNK: usize = 512;
 /// so the sum order and hence the result are too).
 const GROUPS: usize = 16;
 
+/// Where the n rows of X come from.
+#[derive(Clone, Copy)]
+pub enum Rows<'a> {
+    /// n×d row-major, in memory.
+    Memory(&'a [f64]),
+    /// Regenerated on every pass from the dataset's seeded streams ([`Target::sample_rows`]):
+    /// bit-identical rows, so the estimate equals the in-memory one, with one buffer of
+    /// [`BLOCK_ROWS`] rows per worker in memory instead of n·d values.
+    Stream {
+        /// The target that draws the rows.
+        target: &'a Target,
+        /// Which dataset.
+        split: Split,
+        /// Its data seed.
+        seed: u64,
+    },
+}
+
+impl Rows<'_> {
+    /// Calls `f(start, rows)` over rows `lo..hi` in order, in pieces whose lengths are
+    /// multiples of [`CHUNK`] (except the last); `lo` must be a multiple of [`BLOCK_ROWS`]
+    /// for streams to regenerate no row twice.
+    fn each(&self, lo: usize, hi: usize, d: usize, mut f: impl FnMut(usize, &[f64])) {
+        match *self {
+            Rows::Memory(x) => f(lo, &x[lo * d..hi * d]),
+            Rows::Stream {
+                target,
+                split,
+                seed,
+            } => {
+                let mut start = lo;
+                while start < hi {
+                    let len = BLOCK_ROWS.min(hi - start);
+                    f(start, &target.sample_rows(split, seed, start, len).x);
+                    start += len;
+                }
+            }
+        }
+    }
+}
+
 /// The operator V ↦ Σ̂_T V.
 struct Operator<'a> {
-    x: &'a [f64],
+    rows: Rows<'a>,
     t: &'a [f64],
     n: usize,
     d: usize,
@@ -167,7 +209,8 @@ impl Operator<'_> {
     /// Σ̂_T V = Xᵀ(T ⊙ XV)/n − mean(T)·V for V d×b.
     fn apply(&self, v: MatRef<'_, f64>) -> Mat<f64> {
         let (n, d, b) = (self.n, self.d, v.ncols());
-        let per = n.div_ceil(GROUPS).max(1);
+        // Groups start at whole generator blocks (so streamed rows are generated once).
+        let per = n.div_ceil(GROUPS).div_ceil(BLOCK_ROWS).max(1) * BLOCK_ROWS;
         let partials: Vec<Mat<f64>> = (0..GROUPS)
             .into_par_iter()
             .filter_map(|g| {
@@ -177,28 +220,27 @@ impl Operator<'_> {
                 }
                 let mut acc = Mat::<f64>::zeros(d, b);
                 let mut z = Mat::<f64>::zeros(CHUNK.min(hi - lo), b);
-                let mut r0 = lo;
-                while r0 < hi {
-                    let r1 = (r0 + CHUNK).min(hi);
-                    let rows = r1 - r0;
-                    let xc = MatRef::from_row_major_slice(&self.x[r0 * d..r1 * d], rows, d);
-                    let mut zc = z.as_mut().subrows_mut(0, rows);
-                    matmul(zc.as_mut(), Accum::Replace, xc, v, 1.0, Par::Seq);
-                    for c in 0..b {
-                        for i in 0..rows {
-                            zc[(i, c)] *= self.t[r0 + i];
+                self.rows.each(lo, hi, d, |start, xs| {
+                    for (c0, xs) in xs.chunks(CHUNK * d).enumerate() {
+                        let (r0, rows) = (start + c0 * CHUNK, xs.len() / d);
+                        let xc = MatRef::from_row_major_slice(xs, rows, d);
+                        let mut zc = z.as_mut().subrows_mut(0, rows);
+                        matmul(zc.as_mut(), Accum::Replace, xc, v, 1.0, Par::Seq);
+                        for c in 0..b {
+                            for i in 0..rows {
+                                zc[(i, c)] *= self.t[r0 + i];
+                            }
                         }
+                        matmul(
+                            acc.as_mut(),
+                            Accum::Add,
+                            xc.transpose(),
+                            zc.as_ref(),
+                            1.0,
+                            Par::Seq,
+                        );
                     }
-                    matmul(
-                        acc.as_mut(),
-                        Accum::Add,
-                        xc.transpose(),
-                        zc.as_ref(),
-                        1.0,
-                        Par::Seq,
-                    );
-                    r0 = r1;
-                }
+                });
                 Some(acc)
             })
             .collect();
@@ -219,33 +261,31 @@ impl Operator<'_> {
         let (n, d) = (self.n, self.d);
         let mut s = Mat::<f64>::zeros(d, d);
         let mut scaled = vec![0.0; CHUNK.min(n) * d];
-        let mut r0 = 0;
-        while r0 < n {
-            let r1 = (r0 + CHUNK).min(n);
-            let rows = r1 - r0;
-            let xs = &self.x[r0 * d..r1 * d];
-            for (i, (dst, src)) in scaled
-                .chunks_exact_mut(d)
-                .zip(xs.chunks_exact(d))
-                .enumerate()
-            {
-                let ti = self.t[r0 + i];
-                for (a, b) in dst.iter_mut().zip(src) {
-                    *a = ti * b;
+        self.rows.each(0, n, d, |start, xs| {
+            for (c0, xs) in xs.chunks(CHUNK * d).enumerate() {
+                let (r0, rows) = (start + c0 * CHUNK, xs.len() / d);
+                for (i, (dst, src)) in scaled
+                    .chunks_exact_mut(d)
+                    .zip(xs.chunks_exact(d))
+                    .enumerate()
+                {
+                    let ti = self.t[r0 + i];
+                    for (a, b) in dst.iter_mut().zip(src) {
+                        *a = ti * b;
+                    }
                 }
+                let xc = MatRef::from_row_major_slice(xs, rows, d);
+                let sc = MatRef::from_row_major_slice(&scaled[..rows * d], rows, d);
+                matmul(
+                    s.as_mut(),
+                    Accum::Add,
+                    xc.transpose(),
+                    sc,
+                    1.0 / n as f64,
+                    Par::rayon(0),
+                );
             }
-            let xc = MatRef::from_row_major_slice(xs, rows, d);
-            let sc = MatRef::from_row_major_slice(&scaled[..rows * d], rows, d);
-            matmul(
-                s.as_mut(),
-                Accum::Add,
-                xc.transpose(),
-                sc,
-                1.0 / n as f64,
-                Par::rayon(0),
-            );
-            r0 = r1;
-        }
+        });
         for i in 0..d {
             s[(i, i)] -= self.mean_t;
         }
@@ -280,14 +320,15 @@ fn select(ev: &[f64], order: Order, count: usize) -> Vec<usize> {
     }
 }
 
-/// The k eigenpairs of Σ̂_T = (1/n) Σ_i t_i (x_i x_iᵀ − I) at the `order` end. `x` is n×d
-/// row-major, `t` the preprocessed labels T(y_i) (length n). The iterative solver runs with
-/// [`IterativeOptions::default`].
+/// The k eigenpairs of Σ̂_T = (1/n) Σ_i t_i (x_i x_iᵀ − I) at the `order` end. `rows` gives X
+/// (n×d, in memory or regenerated per pass), `t` the preprocessed labels T(y_i) (length n).
+/// The iterative solver runs with [`IterativeOptions::default`]; it only applies Σ̂_T to
+/// blocks of vectors, so a streamed X never exists whole (`Dense` forms the d×d matrix).
 ///
 /// Errors ([`SpectralError::Input`]): n = 0, d = 0, wrong lengths, k = 0 or k > d,
 /// non-finite x or t; [`SpectralError::Solver`] if the eigen-solver fails.
 pub fn spectral_estimate(
-    x: &[f64],
+    rows: Rows<'_>,
     n: usize,
     d: usize,
     t: &[f64],
@@ -300,8 +341,13 @@ pub fn spectral_estimate(
     if n == 0 || d == 0 {
         return input(format!("n = {n}, d = {d}: need n ≥ 1 and d ≥ 1"));
     }
-    if n.checked_mul(d) != Some(x.len()) {
-        return input(format!("x has {} values, expected n·d = {n}·{d}", x.len()));
+    if let Rows::Memory(x) = rows {
+        if n.checked_mul(d) != Some(x.len()) {
+            return input(format!("x has {} values, expected n·d = {n}·{d}", x.len()));
+        }
+        if x.iter().any(|v| !v.is_finite()) {
+            return input("x has non-finite values".into());
+        }
     }
     if t.len() != n {
         return input(format!("t has {} values, expected n = {n}", t.len()));
@@ -315,11 +361,14 @@ pub fn spectral_estimate(
             t[i]
         ));
     }
-    if x.iter().any(|v| !v.is_finite()) {
-        return input("x has non-finite values".into());
-    }
     let mean_t = t.iter().sum::<f64>() / n as f64;
-    let op = Operator { x, t, n, d, mean_t };
+    let op = Operator {
+        rows,
+        t,
+        n,
+        d,
+        mean_t,
+    };
     let mut spec = match method.resolve(d) {
         Method::Iterative => iterative(&op, k, order, opts)?,
         _ => dense(&op, k, order)?,
@@ -608,8 +657,10 @@ mod tests {
         let (x, t) = planted(n, d, 1.0, 0.7, 1);
         for order in [Order::Largest, Order::Smallest, Order::Abs] {
             for k in [1, 2] {
-                let a = spectral_estimate(&x, n, d, &t, k, order, Method::Dense).unwrap();
-                let b = spectral_estimate(&x, n, d, &t, k, order, Method::Iterative).unwrap();
+                let a =
+                    spectral_estimate(Rows::Memory(&x), n, d, &t, k, order, Method::Dense).unwrap();
+                let b = spectral_estimate(Rows::Memory(&x), n, d, &t, k, order, Method::Iterative)
+                    .unwrap();
                 assert!(b.converged, "{order:?} k={k}: not converged");
                 assert_eq!(a.indices, b.indices, "{order:?} k={k}");
                 for j in 0..k {
@@ -636,19 +687,51 @@ mod tests {
             }
         }
         // The spike: e1 at the top (≈ +2), e2 at the bottom (≈ −1.4).
-        let top = spectral_estimate(&x, n, d, &t, 1, Order::Largest, Method::Dense).unwrap();
+        let top = spectral_estimate(Rows::Memory(&x), n, d, &t, 1, Order::Largest, Method::Dense)
+            .unwrap();
         assert!(
             top.eigenvector(0)[0].abs() > 0.9,
             "{:?}",
             &top.eigenvector(0)[..3]
         );
         assert_eq!(top.indices, vec![d - 1]);
-        let bottom = spectral_estimate(&x, n, d, &t, 1, Order::Smallest, Method::Dense).unwrap();
+        let bottom = spectral_estimate(
+            Rows::Memory(&x),
+            n,
+            d,
+            &t,
+            1,
+            Order::Smallest,
+            Method::Dense,
+        )
+        .unwrap();
         assert!(bottom.eigenvector(0)[1].abs() > 0.9);
         assert_eq!(bottom.indices, vec![0]);
-        let abs = spectral_estimate(&x, n, d, &t, 2, Order::Abs, Method::Dense).unwrap();
+        let abs =
+            spectral_estimate(Rows::Memory(&x), n, d, &t, 2, Order::Abs, Method::Dense).unwrap();
         assert_eq!(abs.indices, vec![d - 1, 0]);
         assert!(abs.eigenvalues[0] > 0.0 && abs.eigenvalues[1] < 0.0);
+    }
+
+    /// Rows regenerated from the streams give exactly the in-memory estimate (both solvers),
+    /// over a row count that is not a multiple of the generator block.
+    #[test]
+    fn streamed_rows_equal_in_memory_rows() {
+        let (n, d, seed) = (5000, 30, 11);
+        let link = mim_data::Link::parse("h2(z1)+h2(z2)").unwrap();
+        let target = Target::new(d, 2, link, 0.0, true, 3).unwrap();
+        let data = target.sample(Split::Stage1, n, seed);
+        let t: Vec<f64> = data.y.iter().map(|y| y.clamp(-1.0, 1.0)).collect();
+        let stream = Rows::Stream {
+            target: &target,
+            split: Split::Stage1,
+            seed,
+        };
+        for method in [Method::Dense, Method::Iterative] {
+            let a = spectral_estimate(Rows::Memory(&data.x), n, d, &t, 2, Order::Abs, method);
+            let b = spectral_estimate(stream, n, d, &t, 2, Order::Abs, method);
+            assert_eq!(a.unwrap(), b.unwrap(), "{method:?}");
+        }
     }
 
     #[test]
@@ -657,7 +740,7 @@ mod tests {
         let (x, t) = planted(n, d, 1.0, 0.0, 2);
         let mean_t = t.iter().sum::<f64>() / n as f64;
         let op = Operator {
-            x: &x,
+            rows: Rows::Memory(&x),
             t: &t,
             n,
             d,
@@ -684,9 +767,23 @@ mod tests {
     fn bad_inputs_are_errors() {
         let x = vec![0.0; 6];
         let t = vec![1.0; 3];
-        assert!(spectral_estimate(&x, 3, 2, &t, 3, Order::Abs, Method::Dense).is_err());
-        assert!(spectral_estimate(&x, 3, 2, &t[..2], 1, Order::Abs, Method::Dense).is_err());
+        assert!(
+            spectral_estimate(Rows::Memory(&x), 3, 2, &t, 3, Order::Abs, Method::Dense).is_err()
+        );
+        assert!(spectral_estimate(
+            Rows::Memory(&x),
+            3,
+            2,
+            &t[..2],
+            1,
+            Order::Abs,
+            Method::Dense
+        )
+        .is_err());
         let t_nan = vec![f64::NAN; 3];
-        assert!(spectral_estimate(&x, 3, 2, &t_nan, 1, Order::Abs, Method::Dense).is_err());
+        assert!(
+            spectral_estimate(Rows::Memory(&x), 3, 2, &t_nan, 1, Order::Abs, Method::Dense)
+                .is_err()
+        );
     }
 }

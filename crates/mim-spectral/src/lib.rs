@@ -29,7 +29,9 @@ pub mod preprocess;
 pub mod theory;
 
 pub use config::{OrderChoice, ResolvedSpectral, SpectralConfig};
-pub use eigen::{spectral_estimate, subspace_cosines, IterativeOptions, Method, Order, Spectrum};
+pub use eigen::{
+    spectral_estimate, subspace_cosines, IterativeOptions, Method, Order, Rows, Spectrum,
+};
 pub use error::SpectralError;
 pub use preprocess::{spectral_labels, LabelPrep, Preprocessing};
 pub use theory::{AlphaC, Law, TheoryPoint};

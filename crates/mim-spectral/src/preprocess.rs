@@ -208,29 +208,7 @@ pub fn spectral_labels(
     d: usize,
     prep: LabelPrep,
 ) -> Vec<f64> {
-    let n = y.len();
-    let nf = n.max(1) as f64;
-    let mean = if prep.center {
-        y.iter().sum::<f64>() / nf
-    } else {
-        0.0
-    };
-    let mut lab: Vec<f64> = y.iter().map(|v| v - mean).collect();
-    if prep.remove_linear {
-        let mut beta = vec![0.0; d];
-        for (i, yi) in lab.iter().enumerate() {
-            for (b, xv) in beta.iter_mut().zip(&x[i * d..(i + 1) * d]) {
-                *b += yi * xv / nf;
-            }
-        }
-        for (i, yi) in lab.iter_mut().enumerate() {
-            *yi -= x[i * d..(i + 1) * d]
-                .iter()
-                .zip(&beta)
-                .map(|(a, b)| a * b)
-                .sum::<f64>();
-        }
-    }
+    let lab = mim_train::stage1_labels(x, y, d, prep.center, prep.remove_linear);
     lab.iter().map(|&v| pre.apply(v)).collect()
 }
 

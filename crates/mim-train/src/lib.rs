@@ -26,5 +26,5 @@ pub use error::TrainError;
 pub use joint::{run_joint, BatchSource, Batches, JointConfig, JointOptimizer};
 pub use loss::Loss;
 pub use observer::{NoObserver, Observer, Stage1State};
-pub use stage1::{run_stage1, run_stage1_from, Stage1Params};
+pub use stage1::{run_stage1, run_stage1_from, stage1_labels, Stage1Params};
 pub use stage2::{run_stage2, Stage2Report};

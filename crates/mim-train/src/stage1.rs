@@ -192,6 +192,36 @@ pub fn run_stage1_from(
     Ok(model)
 }
 
+/// Stage-1 labels: y centred if `center`, then minus its linear part β̂ᵀx
+/// (β̂ = (1/n) Σ y_i x_i) if `remove_linear`. `x` is n×d row-major.
+pub fn stage1_labels(
+    x: &[f64],
+    y: &[f64],
+    d: usize,
+    center: bool,
+    remove_linear: bool,
+) -> Vec<f64> {
+    let nf = y.len().max(1) as f64;
+    let mean = if center {
+        y.iter().sum::<f64>() / nf
+    } else {
+        0.0
+    };
+    let mut lab: Vec<f64> = y.iter().map(|v| v - mean).collect();
+    if remove_linear {
+        let mut beta = vec![0.0; d];
+        for (yi, row) in lab.iter().zip(x.chunks_exact(d)) {
+            for (b, xv) in beta.iter_mut().zip(row) {
+                *b += yi * xv / nf;
+            }
+        }
+        for (yi, row) in lab.iter_mut().zip(x.chunks_exact(d)) {
+            *yi -= row.iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>();
+        }
+    }
+    lab
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
