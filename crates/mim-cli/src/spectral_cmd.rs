@@ -11,10 +11,12 @@ use mim_run::results::write_atomic;
 use mim_run::seeds::{derive_seed, Purpose};
 use mim_run::{RunConfig, ValidConfig};
 use mim_spectral::theory::alpha_c;
+use mim_spectral::Preprocessing;
 use mim_spectral::{
     spectral_estimate, spectral_labels, subspace_cosines, Law, ResolvedSpectral, Rows,
     SpectralConfig, TheoryPoint,
 };
+use mim_train::CenterBy;
 use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
@@ -156,10 +158,11 @@ pub fn single_index_theory(loaded: &Loaded, target: &Target) -> Result<SingleInd
     let link = &loaded.valid.link;
     let mut law =
         Law::single_index(link, target.scale, c.data.noise, &[]).map_err(|e| e.to_string())?;
-    let shift = if loaded.resolved.prep.center {
-        law.mean_y()
-    } else {
-        0.0
+    let prep = loaded.resolved.prep;
+    let shift = match (prep.center, prep.center_by, pre) {
+        (false, ..) => 0.0,
+        (true, CenterBy::Loss, Preprocessing::Loss(loss)) => law.location(&loss),
+        (true, ..) => law.mean_y(),
     };
     if c.data.noise > 0.0 {
         let bps: Vec<f64> = pre.breakpoints().iter().map(|b| b + shift).collect();

@@ -18,7 +18,7 @@ use mim_metrics::PowerIteration;
 use mim_model::{from_host_1d, from_host_2d, to_host, Precision, TwoLayer};
 use mim_spectral::ResolvedSpectral;
 use mim_train::stage2::normalized_mse;
-use mim_train::{run_joint, run_stage1_from, run_stage2, stage1_labels, TrainError};
+use mim_train::{label_shift, run_joint, run_stage1_from, run_stage2, stage1_labels, TrainError};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -256,13 +256,8 @@ fn fit_in_memory(
             upload(&d1, device, p),
         )
     } else {
-        let y1 = stage1_labels(
-            &d1.x,
-            &d1.y,
-            d,
-            cfg.stage1.center_labels,
-            valid.remove_linear,
-        );
+        let shift = label_shift(&d1.y, cfg.stage1.centering(), &loss);
+        let y1 = stage1_labels(&d1.x, &d1.y, d, shift, valid.remove_linear);
         let x1 = from_host_2d(&d1.x, d1.n, d, device, p);
         let params = &valid.stage1;
         let power_check = cfg.metrics.power_iteration && cfg.method != Method::SpectralInit;

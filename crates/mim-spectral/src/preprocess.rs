@@ -179,8 +179,10 @@ impl Preprocessing {
 /// Which labels T is applied to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LabelPrep {
-    /// Subtract mean(y over D1) first.
+    /// Centre y first (by `center_by`).
     pub center: bool,
+    /// What centring subtracts: mean(y), or the location c with mean T(y − c) = 0.
+    pub center_by: mim_train::CenterBy,
     /// Then subtract the linear part β̂ᵀx, β̂ = (1/n) Σ y_i x_i.
     pub remove_linear: bool,
 }
@@ -192,6 +194,7 @@ impl LabelPrep {
         if pre.is_loss() {
             LabelPrep {
                 center: stage1.center_labels,
+                center_by: stage1.center_by,
                 remove_linear: stage1.remove_linear,
             }
         } else {
@@ -208,7 +211,18 @@ pub fn spectral_labels(
     d: usize,
     prep: LabelPrep,
 ) -> Vec<f64> {
-    let lab = mim_train::stage1_labels(x, y, d, prep.center, prep.remove_linear);
+    let shift = match pre {
+        Preprocessing::Loss(loss) => {
+            mim_train::label_shift(y, prep.center.then_some(prep.center_by), loss)
+        }
+        // Only `loss:*` is centred (LabelPrep::for_preprocessing); the mean otherwise.
+        _ => mim_train::label_shift(
+            y,
+            prep.center.then_some(mim_train::CenterBy::Mean),
+            &mim_train::Loss::Square,
+        ),
+    };
+    let lab = mim_train::stage1_labels(x, y, d, shift, prep.remove_linear);
     lab.iter().map(|&v| pre.apply(v)).collect()
 }
 

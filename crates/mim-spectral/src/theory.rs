@@ -269,6 +269,12 @@ impl Law {
         self.w.iter().zip(&self.y).map(|(w, y)| w * y).sum()
     }
 
+    /// The population location of `loss`: the c with E[T(y − c)] = 0 ([`mim_train::Loss::location`] on
+    /// this law's atoms).
+    pub fn location(&self, loss: &mim_train::Loss) -> f64 {
+        loss.location(&self.y, Some(&self.w))
+    }
+
     /// The conditional law on `bins` bins of equal mass (atoms sorted by y; equal y values
     /// never split). Noisy laws are already conditional and returned as they are.
     fn binned(&self, bins: usize) -> Law {

@@ -156,6 +156,27 @@ pub enum Gradient {
     ClosedForm,
 }
 
+/// What `stage1.center_labels` subtracts from the stage-1 labels (`stage1.center_by`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CenterBy {
+    /// c = mean(y over D1).
+    #[default]
+    Mean,
+    /// c solving (1/n1) Σ T(y_i − c) = 0, T = −ℓ'(0,·) of the stage-1 loss: the loss's location
+    /// M-estimate (the mean for square, about the median for smoothed ℓ1, Huber's location for
+    /// huber). Then mean T = 0 on D1, so Σ̂_T carries no identity shift E[T]·I that would
+    /// shrink the signal-to-bulk ratio of power iteration (paper §4).
+    Loss,
+}
+
+impl CenterBy {
+    /// True for the default (left out of `config.toml`, so sweep keys do not change).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// `[stage1]`: first-layer training on D1.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -176,8 +197,11 @@ pub struct Stage1Config {
     pub l1_smoothing: f64,
     /// Scale control.
     pub mode: Mode,
-    /// Subtract mean(y over D1) from the stage-1 labels.
+    /// Centre the stage-1 labels (by [`CenterBy`]).
     pub center_labels: bool,
+    /// What centring subtracts: the mean, or the loss's location (mean T = 0).
+    #[serde(skip_serializing_if = "CenterBy::is_default")]
+    pub center_by: CenterBy,
     /// Also remove the linear part of the labels, y ← y − β̂ᵀx with β̂ = (1/n1) Σ y_i x_i
     /// (DLS22's preprocessing; always on for `method = "one_step"`).
     pub remove_linear: bool,
@@ -197,6 +221,7 @@ impl Default for Stage1Config {
             l1_smoothing: 0.1,
             mode: Mode::Normalized,
             center_labels: true,
+            center_by: CenterBy::Mean,
             remove_linear: false,
             gradient: Gradient::Auto,
         }
@@ -226,6 +251,11 @@ impl Stage1Config {
             WeightDecay::InverseLr => 1.0 / self.lr,
             WeightDecay::Value(b) => b,
         }
+    }
+
+    /// What `center_labels` subtracts: `None` without centring, else [`Stage1Config::center_by`].
+    pub fn centering(&self) -> Option<CenterBy> {
+        self.center_labels.then_some(self.center_by)
     }
 
     /// The loss with its parameter.

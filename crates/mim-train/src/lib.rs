@@ -19,12 +19,12 @@ pub mod stage1;
 pub mod stage2;
 
 pub use config::{
-    Auto, BiasInit, Gradient, LossName, Mode, Stage1Config, Stage2Config, Stage2Solver, Steps,
-    WeightDecay,
+    Auto, BiasInit, CenterBy, Gradient, LossName, Mode, Stage1Config, Stage2Config, Stage2Solver,
+    Steps, WeightDecay,
 };
 pub use error::TrainError;
 pub use joint::{run_joint, BatchSource, Batches, JointConfig, JointOptimizer};
 pub use loss::Loss;
 pub use observer::{NoObserver, Observer, Stage1State};
-pub use stage1::{run_stage1, run_stage1_from, stage1_labels, Stage1Params};
+pub use stage1::{label_shift, run_stage1, run_stage1_from, stage1_labels, Stage1Params};
 pub use stage2::{run_stage2, Stage2Report};

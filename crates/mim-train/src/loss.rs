@@ -85,6 +85,42 @@ impl Loss {
     pub fn label_transform(&self, y: f64) -> f64 {
         -self.scalar_derivative(0.0, y)
     }
+
+    /// The location M-estimate of the sample `y` (weights `w`, or all 1): the c with
+    /// Σ_i w_i T(y_i − c) = 0. T is non-decreasing, so the sum is non-increasing in c, ≥ 0 at
+    /// min y and ≤ 0 at max y: bisection to the resolution of f64. The square loss gives the
+    /// weighted mean exactly.
+    pub fn location(&self, y: &[f64], w: Option<&[f64]>) -> f64 {
+        let weight = |i: usize| w.map_or(1.0, |w| w[i]);
+        if matches!(self, Loss::Square) || y.is_empty() {
+            let total: f64 = (0..y.len()).map(weight).sum();
+            let sum: f64 = y.iter().enumerate().map(|(i, v)| weight(i) * v).sum();
+            return sum / total.max(f64::MIN_POSITIVE);
+        }
+        let g = |c: f64| {
+            y.iter()
+                .enumerate()
+                .map(|(i, v)| weight(i) * self.label_transform(v - c))
+                .sum::<f64>()
+        };
+        let (mut lo, mut hi) = y
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        for _ in 0..200 {
+            let mid = 0.5 * (lo + hi);
+            if mid <= lo || mid >= hi {
+                break;
+            }
+            if g(mid) > 0.0 {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    }
 }
 
 #[cfg(test)]
@@ -92,6 +128,25 @@ mod tests {
     use super::*;
     use burn::tensor::Device;
     use mim_model::{from_host_1d, to_host, Precision};
+
+    /// Square → mean; smoothed ℓ1 with tiny s → the median; Huber with huge δ → the mean;
+    /// weights count as repeated points.
+    #[test]
+    fn location_is_the_loss_m_estimate() {
+        let y = [0.0, 1.0, 2.0, 10.0, 3.0];
+        assert_eq!(Loss::Square.location(&y, None), 3.2);
+        let l1 = Loss::L1 { smoothing: 1e-9 };
+        assert!((l1.location(&y, None) - 2.0).abs() < 1e-6);
+        let huber = Loss::Huber { delta: 100.0 };
+        assert!((huber.location(&y, None) - 3.2).abs() < 1e-12);
+        let h1 = Loss::Huber { delta: 1.0 };
+        let c = h1.location(&y, None);
+        let g: f64 = y.iter().map(|v| h1.label_transform(v - c)).sum();
+        assert!(g.abs() < 1e-9 && (2.0..3.2).contains(&c), "{c} {g}");
+        let w = [1.0, 1.0, 3.0, 1.0, 1.0];
+        let rep = [0.0, 1.0, 2.0, 2.0, 2.0, 10.0, 3.0];
+        assert!((h1.location(&y, Some(&w)) - h1.location(&rep, None)).abs() < 1e-12);
+    }
 
     /// The tensor derivative is the derivative of the tensor value (central differences)
     /// and matches the scalar form, for each loss.

@@ -4,7 +4,7 @@
 //! For small weights σ'(u) ≈ u, so with β1 = 1/η1 a step is w_j ← η1 a_j Σ̂_T w_j,
 //! Σ̂_T = (1/n1) Σ_i T(y_i) x_i x_iᵀ: power iteration (paper §4).
 
-use crate::config::{Gradient, Mode};
+use crate::config::{CenterBy, Gradient, Mode};
 use crate::error::TrainError;
 use crate::fused::HostStage1;
 use crate::loss::Loss;
@@ -192,22 +192,23 @@ pub fn run_stage1_from(
     Ok(model)
 }
 
-/// Stage-1 labels: y centred if `center`, then minus its linear part β̂ᵀx
-/// (β̂ = (1/n) Σ y_i x_i) if `remove_linear`. `x` is n×d row-major.
-pub fn stage1_labels(
-    x: &[f64],
-    y: &[f64],
-    d: usize,
-    center: bool,
-    remove_linear: bool,
-) -> Vec<f64> {
+/// The shift c subtracted from the stage-1 labels: 0 when `center` is `None`, mean(y) for
+/// [`CenterBy::Mean`], and for [`CenterBy::Loss`] the loss's location M-estimate
+/// ([`Loss::location`]: mean_i T(y_i − c) = 0).
+pub fn label_shift(y: &[f64], center: Option<CenterBy>, loss: &Loss) -> f64 {
+    match center {
+        None => 0.0,
+        Some(CenterBy::Loss) => loss.location(y, None),
+        Some(CenterBy::Mean) => y.iter().sum::<f64>() / y.len().max(1) as f64,
+    }
+}
+
+/// Stage-1 labels: y − `shift` (see [`label_shift`]), then minus its linear part β̂ᵀx
+/// (β̂ = (1/n) Σ y_i x_i) if `remove_linear`. `x` is n×d row-major (read only for
+/// `remove_linear`).
+pub fn stage1_labels(x: &[f64], y: &[f64], d: usize, shift: f64, remove_linear: bool) -> Vec<f64> {
     let nf = y.len().max(1) as f64;
-    let mean = if center {
-        y.iter().sum::<f64>() / nf
-    } else {
-        0.0
-    };
-    let mut lab: Vec<f64> = y.iter().map(|v| v - mean).collect();
+    let mut lab: Vec<f64> = y.iter().map(|v| v - shift).collect();
     if remove_linear {
         let mut beta = vec![0.0; d];
         for (yi, row) in lab.iter().zip(x.chunks_exact(d)) {
