@@ -31,11 +31,17 @@ fn l1_needs_t_centred_labels() {
             "stage1.loss=l1",
             by,
         ];
-        num(&train(name, "configs/h4h4-huber.toml", &sets, &[]), "alignment_mean")
+        num(
+            &train(name, "configs/h4h4-huber.toml", &sets, &[]),
+            "alignment_mean",
+        )
     };
     let mean = run("l1-mean", "stage1.center_by=mean");
     let loss = run("l1-loss", "stage1.center_by=loss");
-    assert!(mean < 0.3 && loss > 0.8, "mean-centred {mean}, T-centred {loss}");
+    assert!(
+        mean < 0.3 && loss > 0.8,
+        "mean-centred {mean}, T-centred {loss}"
+    );
 }
 
 /// Paper §1: on h4(z1)+h4(z2) Huber learns the subspace while the square loss cannot.
