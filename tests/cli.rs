@@ -387,28 +387,33 @@ fn bench_smoke_test() {
 /// chunk) give the in-memory result: f64 metrics agree to 1e-9.
 #[test]
 fn streaming_equals_in_memory() {
-    let sets = [
-        "dtype=f64",
-        "data.n1=5000",
-        "data.n2=4500",
-        "data.n_test=2500",
-        "data.chunk_rows=1024",
-        "model.width=64",
-    ];
-    let mem = train(
-        "st-off",
-        "configs/h4h4-huber.toml",
-        &[&sets[..], &["data.streaming=off"]].concat(),
-        &[],
-    );
-    let st = train(
-        "st-on",
-        "configs/h4h4-huber.toml",
-        &[&sets[..], &["data.streaming=on"]].concat(),
-        &[],
-    );
-    assert_eq!(st["streaming"], true);
-    assert_eq!(mem["streaming"], false);
-    assert_close(&mem, &st, 1e-9, "in memory vs streaming");
-    assert_eq!(mem["ridge_lambda"], st["ridge_lambda"]);
+    // Both label centrings: the streamed label pass computes the same shift as in memory.
+    for by in ["mean", "loss"] {
+        let center = format!("stage1.center_by={by}");
+        let sets = [
+            "dtype=f64",
+            "data.n1=5000",
+            "data.n2=4500",
+            "data.n_test=2500",
+            "data.chunk_rows=1024",
+            "model.width=64",
+            &center,
+        ];
+        let mem = train(
+            &format!("st-off-{by}"),
+            "configs/h4h4-huber.toml",
+            &[&sets[..], &["data.streaming=off"]].concat(),
+            &[],
+        );
+        let st = train(
+            &format!("st-on-{by}"),
+            "configs/h4h4-huber.toml",
+            &[&sets[..], &["data.streaming=on"]].concat(),
+            &[],
+        );
+        assert_eq!(st["streaming"], true);
+        assert_eq!(mem["streaming"], false);
+        assert_close(&mem, &st, 1e-9, &format!("in memory vs streaming ({by})"));
+        assert_eq!(mem["ridge_lambda"], st["ridge_lambda"]);
+    }
 }

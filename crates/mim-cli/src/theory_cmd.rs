@@ -84,7 +84,11 @@ pub fn run(args: TheoryArgs) -> ExitCode {
             println!(
                 "spectral          T = {} on {} labels, order = {}",
                 rs.preprocessing.name(),
-                if rs.prep.center { "centred" } else { "raw" },
+                if rs.prep.center.is_some() {
+                    "centred"
+                } else {
+                    "raw"
+                },
                 rs.order.name()
             );
             match th.law.spectral_threshold(&*th.t, rs.order) {

@@ -7,7 +7,7 @@ use crate::backend::Backend;
 use mim_data::Link;
 use mim_model::{Precision, TwoLayerConfig};
 use mim_spectral::{ResolvedSpectral, SpectralConfig};
-use mim_train::{CenterBy, Gradient, JointConfig, Mode, Stage1Config, Stage1Params, Stage2Config};
+use mim_train::{Gradient, JointConfig, Mode, Stage1Config, Stage1Params, Stage2Config};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -605,9 +605,6 @@ impl RunConfig {
         }
         if streaming && matches!(self.method, Method::Joint | Method::SpectralInit) {
             return Err(e(format!("data.streaming: method = \"{}\" needs D1 in memory; use data.streaming = \"off\" or smaller sizes", self.method.name())));
-        }
-        if streaming && self.stage1.center_labels && self.stage1.center_by == CenterBy::Loss {
-            return Err(e("stage1.center_by = \"loss\": streamed runs centre by the mean only; use data.streaming = \"off\" or center_by = \"mean\"".into()));
         }
         if streaming {
             stage1.gradient = Gradient::Fused;

@@ -16,7 +16,8 @@ use mim_model::Activation;
 use mim_train::fused::{fused_gradient, FusedProblem, Real};
 use mim_train::stage2::{fit_readout_from_sums, GramSums};
 use mim_train::{
-    Mode, Observer, Stage1Params, Stage1State, Stage2Config, Stage2Report, TrainError,
+    label_shift, CenterBy, Loss, Mode, Observer, Stage1Params, Stage1State, Stage2Config,
+    Stage2Report, TrainError,
 };
 
 /// Rows per chunk: `requested` rounded up to whole generator blocks, or (0) about 256 MiB of
@@ -74,7 +75,7 @@ pub struct Streams<'a> {
 
 impl Streams<'_> {
     /// Calls `f(start, chunk)` for consecutive chunks of the first `n` rows of `split`.
-    fn for_chunks<E>(
+    pub fn for_chunks<E>(
         &self,
         split: Split,
         n: usize,
@@ -94,18 +95,21 @@ fn cast<T: Real>(v: &[f64]) -> Vec<T> {
     v.iter().map(|&x| T::of(x)).collect()
 }
 
-/// Stage-1 label preprocessing from streamed sums: ȳ and, if asked, β̂ = (1/n) Σ (y − ȳ) x.
+/// Stage-1 label preprocessing from one streamed pass: the shift c of the labels
+/// ([`label_shift`] on the collected y, exactly as in memory: mean or the loss's location)
+/// and, if asked, β̂ = (1/n) Σ (y − c) x.
 fn label_transform_sums(
     streams: &Streams<'_>,
     n: usize,
     d: usize,
-    center: bool,
+    centering: Option<CenterBy>,
+    loss: &Loss,
     remove_linear: bool,
 ) -> (f64, Vec<f64>) {
-    let (mut sy, mut syx, mut sx) = (0.0, vec![0.0; d], vec![0.0; d]);
+    let (mut ys, mut syx, mut sx) = (Vec::with_capacity(n), vec![0.0; d], vec![0.0; d]);
     let _ = streams.for_chunks::<()>(Split::Stage1, n, |_, ds| {
         for i in 0..ds.n {
-            sy += ds.y[i];
+            ys.push(ds.y[i]);
             if remove_linear {
                 for (k, &xv) in ds.row(i).iter().enumerate() {
                     syx[k] += ds.y[i] * xv;
@@ -116,13 +120,13 @@ fn label_transform_sums(
         Ok(())
     });
     let nf = n as f64;
-    let ybar = if center { sy / nf } else { 0.0 };
+    let shift = label_shift(&ys, centering, loss);
     let beta = if remove_linear {
-        (0..d).map(|k| (syx[k] - ybar * sx[k]) / nf).collect()
+        (0..d).map(|k| (syx[k] - shift * sx[k]) / nf).collect()
     } else {
         vec![0.0; d]
     };
-    (ybar, beta)
+    (shift, beta)
 }
 
 fn upload<T: Element>(
@@ -141,7 +145,7 @@ pub fn stream_stage1<T: Real + Element>(
     streams: &Streams<'_>,
     n1: usize,
     params: &Stage1Params,
-    center: bool,
+    centering: Option<CenterBy>,
     remove_linear: bool,
     mut w: Vec<T>,
     frozen: (&[T], &[T], T, Activation),
@@ -152,7 +156,8 @@ pub fn stream_stage1<T: Real + Element>(
     let d = streams.target.d;
     let m = w.len() / d;
     let (b, a, c, activation) = frozen;
-    let (ybar, beta_lin) = label_transform_sums(streams, n1, d, center, remove_linear);
+    let (ybar, beta_lin) =
+        label_transform_sums(streams, n1, d, centering, &params.loss, remove_linear);
     let total = params.steps;
     tracker.stage1_step(&Stage1State {
         stage: "stage1",
@@ -380,21 +385,13 @@ fn fit_typed<T: Real + Element>(
     let (b0, a0): (Vec<T>, Vec<T>) = (host(model.b.val()), host(model.a.val()));
     let c0: T = host::<T, 1>(model.c.val())[0];
 
-    let t1 = std::time::Instant::now();
-    let mut tracker = Stage1Tracker {
-        u: &target.u,
-        r,
-        d,
-        power: None,
-        reporter,
-        start: t1,
-        last: None,
-    };
+    let mut tracker = Stage1Tracker::new(&target.u, r, d, reporter);
+    let t1 = tracker.start;
     let w = stream_stage1(
         &streams,
         valid.n1,
         &valid.stage1,
-        cfg.stage1.center_labels,
+        cfg.stage1.centering(),
         valid.remove_linear,
         host(model.w.val()),
         (&b0, &a0, c0, model.activation),

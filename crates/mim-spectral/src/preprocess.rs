@@ -179,10 +179,8 @@ impl Preprocessing {
 /// Which labels T is applied to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LabelPrep {
-    /// Centre y first (by `center_by`).
-    pub center: bool,
-    /// What centring subtracts: mean(y), or the location c with mean T(y − c) = 0.
-    pub center_by: mim_train::CenterBy,
+    /// Centre y first: by its mean, or at the loss's location (mean T(y − c) = 0); `None`: raw.
+    pub center: Option<mim_train::CenterBy>,
     /// Then subtract the linear part β̂ᵀx, β̂ = (1/n) Σ y_i x_i.
     pub remove_linear: bool,
 }
@@ -193,8 +191,7 @@ impl LabelPrep {
     pub fn for_preprocessing(pre: &Preprocessing, stage1: &mim_train::Stage1Config) -> Self {
         if pre.is_loss() {
             LabelPrep {
-                center: stage1.center_labels,
-                center_by: stage1.center_by,
+                center: stage1.centering(),
                 remove_linear: stage1.remove_linear,
             }
         } else {
@@ -211,17 +208,13 @@ pub fn spectral_labels(
     d: usize,
     prep: LabelPrep,
 ) -> Vec<f64> {
-    let shift = match pre {
-        Preprocessing::Loss(loss) => {
-            mim_train::label_shift(y, prep.center.then_some(prep.center_by), loss)
-        }
-        // Only `loss:*` is centred (LabelPrep::for_preprocessing); the mean otherwise.
-        _ => mim_train::label_shift(
-            y,
-            prep.center.then_some(mim_train::CenterBy::Mean),
-            &mim_train::Loss::Square,
-        ),
+    // Only `loss:*` is centred by LabelPrep::for_preprocessing; a hand-made LabelPrep on
+    // another T centres at the square loss's location, the mean.
+    let loss = match pre {
+        Preprocessing::Loss(loss) => *loss,
+        _ => mim_train::Loss::Square,
     };
+    let shift = mim_train::label_shift(y, prep.center, &loss);
     let lab = mim_train::stage1_labels(x, y, d, shift, prep.remove_linear);
     lab.iter().map(|&v| pre.apply(v)).collect()
 }
