@@ -104,8 +104,24 @@ fn print_summary(s: &Summary, out: &std::path::Path) {
     );
 }
 
+/// Help and version (and help for a missing subcommand) are printed by clap; a usage error (unknown option, a value
+/// that does not parse) is one line on stderr, exit 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if !e.use_stderr() || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("error: bad command line");
+    eprintln!("{first} (see --help)");
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     match cli.command {
         Command::Bench(args) => bench_cmd::run(args),
         Command::Plot(args) => plot_cmd::run(*args),

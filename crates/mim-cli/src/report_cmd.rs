@@ -367,6 +367,7 @@ fn run_experiment(ctx: &Ctx, e: &ExperimentSpec, index: usize) -> ExperimentOut 
             out: points_dir,
             shard: None,
             quiet: ctx.quiet,
+            lock_timeout: mim_sweep::BUSY_TIMEOUT,
         };
         let t_run = Instant::now();
         let outcome = match mim_sweep::run_points(&sweep.name, &points, &opts) {

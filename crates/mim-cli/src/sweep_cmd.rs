@@ -29,6 +29,22 @@ pub struct SweepArgs {
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
+    /// Seconds a database write waits while another process holds the lock (default 30).
+    #[arg(long, value_name = "SECONDS")]
+    lock_timeout: Option<f64>,
+}
+
+/// `--lock-timeout` as a duration: finite and ≥ 0 seconds.
+fn lock_timeout(seconds: Option<f64>) -> Result<std::time::Duration, SweepError> {
+    match seconds {
+        None => Ok(mim_sweep::BUSY_TIMEOUT),
+        Some(s) if s.is_finite() && (0.0..=1e6).contains(&s) => {
+            Ok(std::time::Duration::from_secs_f64(s))
+        }
+        Some(s) => Err(SweepError::Input(format!(
+            "--lock-timeout: must be a number of seconds in [0, 1e6], got {s}"
+        ))),
+    }
 }
 
 fn fail(e: &SweepError) -> ExitCode {
@@ -48,6 +64,10 @@ pub fn run(args: SweepArgs) -> ExitCode {
     };
     let shard = match args.shard.as_deref().map(Shard::parse).transpose() {
         Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let lock_timeout = match lock_timeout(args.lock_timeout) {
+        Ok(t) => t,
         Err(e) => return fail(&e),
     };
     if args.dry_run {
@@ -79,6 +99,7 @@ pub fn run(args: SweepArgs) -> ExitCode {
     }
     opts.shard = shard;
     opts.quiet = args.quiet;
+    opts.lock_timeout = lock_timeout;
     let outcome = match mim_sweep::run_points(&spec.name, &points, &opts) {
         Ok(o) => o,
         Err(e) => return fail(&e),

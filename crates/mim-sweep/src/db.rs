@@ -159,12 +159,45 @@ pub struct Db {
     path: PathBuf,
 }
 
-fn db_err(path: &Path, e: impl std::fmt::Display) -> String {
-    let msg = e
-        .to_string()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+/// What went wrong, as text for a one-line message.
+trait Why {
+    fn why(&self) -> String;
+}
+
+impl Why for &str {
+    fn why(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Why for String {
+    fn why(&self) -> String {
+        self.clone()
+    }
+}
+
+/// SQLite errors a user can act on (lock, read-only, cannot open) say what to do.
+impl Why for rusqlite::Error {
+    fn why(&self) -> String {
+        use rusqlite::ErrorCode as C;
+        match self.sqlite_error_code() {
+            Some(C::DatabaseBusy | C::DatabaseLocked) => format!(
+                "locked by another process ({self}): wait for it to finish, give it longer \
+                 with `mim sweep --lock-timeout`, or use another --db"
+            ),
+            Some(C::ReadOnly) => {
+                format!("read-only ({self}): make it writable or use another --db")
+            }
+            Some(C::CannotOpen) => format!(
+                "cannot be opened or created ({self}): is its folder read-only or not writable?"
+            ),
+            _ => self.to_string(),
+        }
+    }
+}
+
+fn db_err(path: &Path, e: impl Why) -> String {
+    let msg = e.why().split_whitespace().collect::<Vec<_>>().join(" ");
     format!("database {}: {msg}", path.display())
 }
 
@@ -231,6 +264,11 @@ impl Db {
         let input = |e: String| SweepError::Input(e);
         if path.is_dir() {
             return Err(input(db_err(path, "is a directory")));
+        }
+        let existing = path.ancestors().skip(1).find(|a| a.exists());
+        if let Some(file) = existing.filter(|a| !a.as_os_str().is_empty() && !a.is_dir()) {
+            let msg = format!("{} is a file, not a folder", file.display());
+            return Err(input(db_err(path, msg)));
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
@@ -328,7 +366,7 @@ impl Db {
         }
     }
 
-    fn runtime(&self, e: impl std::fmt::Display) -> SweepError {
+    fn runtime(&self, e: impl Why) -> SweepError {
         SweepError::Runtime(db_err(&self.path, e))
     }
 

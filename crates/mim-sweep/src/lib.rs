@@ -14,7 +14,7 @@ pub mod export;
 pub mod runner;
 pub mod spec;
 
-pub use db::{Db, PointRecord, SweepListing, SCHEMA_VERSION};
+pub use db::{Db, PointRecord, SweepListing, BUSY_TIMEOUT, SCHEMA_VERSION};
 pub use runner::{default_jobs, run_points, run_sweep, SweepOptions, SweepOutcome};
 pub use spec::{config_key, Axis, Point, Shard, SweepSpec};
 

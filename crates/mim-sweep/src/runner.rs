@@ -1,7 +1,7 @@
 //! Running a sweep: every point not yet stored runs as a child `mim train` process, `jobs` at a
 //! time; each finished point is stored in one transaction as it lands.
 
-use crate::db::{Db, PointRecord};
+use crate::db::{Db, PointRecord, BUSY_TIMEOUT};
 use crate::spec::{Point, Shard, SweepSpec};
 use crate::SweepError;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How a sweep runs.
 #[derive(Clone, Debug)]
@@ -30,6 +30,8 @@ pub struct SweepOptions {
     pub shard: Option<Shard>,
     /// No progress output.
     pub quiet: bool,
+    /// How long a write waits for another process holding the database lock.
+    pub lock_timeout: Duration,
 }
 
 impl SweepOptions {
@@ -44,6 +46,7 @@ impl SweepOptions {
             out: root.join("points"),
             shard: None,
             quiet: false,
+            lock_timeout: BUSY_TIMEOUT,
         }
     }
 }
@@ -106,7 +109,7 @@ pub fn run_points(
         Some(s) => s.select(points),
         None => points.to_vec(),
     };
-    let mut db = Db::open(&opts.db)?;
+    let mut db = Db::open_with_timeout(&opts.db, opts.lock_timeout)?;
     let done = db.done_keys()?;
     let pending: Vec<Point> = selected
         .iter()
