@@ -241,7 +241,7 @@ fn execute(
         };
         let mut y = Vec::with_capacity(n1);
         let _ = streams.for_chunks::<()>(Split::Stage1, n1, |_, ds| {
-            y.extend(ds.y);
+            y.extend_from_slice(&ds.y);
             Ok(())
         });
         (None, y)

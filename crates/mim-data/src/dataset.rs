@@ -118,18 +118,43 @@ impl Target {
     /// # Panics
     /// If `start + len` or `len·d` overflows `usize` (or memory runs out).
     pub fn sample_rows(&self, split: Split, seed: u64, start: usize, len: usize) -> Dataset {
+        let mut out = Dataset {
+            n: 0,
+            d: self.d,
+            x: Vec::new(),
+            y: Vec::new(),
+        };
+        self.sample_rows_into(split, seed, start, len, &mut out);
+        out
+    }
+
+    /// [`Target::sample_rows`] written into `out`, reusing its buffers (streaming passes
+    /// regenerate chunk after chunk of the same size: no allocation, no page faults).
+    ///
+    /// # Panics
+    /// As [`Target::sample_rows`].
+    pub fn sample_rows_into(
+        &self,
+        split: Split,
+        seed: u64,
+        start: usize,
+        len: usize,
+        out: &mut Dataset,
+    ) {
         let d = self.d;
         let end = start
             .checked_add(len)
             .expect("sample_rows: start + len overflows usize");
-        let mut x = vec![
-            0.0;
+        // Every kept row is overwritten below; resizing only sets the length.
+        out.x.resize(
             len.checked_mul(d)
-                .expect("sample_rows: len·d overflows usize")
-        ];
-        let mut y = vec![0.0; len];
+                .expect("sample_rows: len·d overflows usize"),
+            0.0,
+        );
+        out.y.resize(len, 0.0);
+        (out.n, out.d) = (len, d);
         let mut jobs = Vec::with_capacity(len.div_ceil(BLOCK_ROWS) + 1);
-        let (mut x_rest, mut y_rest) = (&mut x[..], &mut y[..]);
+        let (mut x_rest, mut y_rest) = (&mut out.x[..], &mut out.y[..]);
         let mut row = start;
         while row < end {
             let block = row / BLOCK_ROWS;
@@ -152,7 +177,6 @@ impl Target {
         let tag = split.stream_tag();
         jobs.into_par_iter()
             .for_each(|job| self.fill_block(seed, tag, job));
-        Dataset { n: len, d, x, y }
     }
 
     /// Generate block-local rows `0..hi` of block `job.block`, keeping rows `lo..hi`.

@@ -13,12 +13,13 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use mim_data::{Dataset, Split, Target};
 use mim_model::Activation;
-use mim_train::fused::{fused_gradient, FusedProblem, Real};
+use mim_train::fused::{FusedProblem, GradientSums, Real};
 use mim_train::stage2::{fit_readout_from_sums, GramSums};
 use mim_train::{
     label_shift, CenterBy, Loss, Mode, Observer, Stage1Params, Stage1State, Stage2Config,
     Stage2Report, TrainError,
 };
+use rayon::prelude::*;
 
 /// Rows per chunk: `requested` rounded up to whole generator blocks, or (0) about 256 MiB of
 /// f64 inputs.
@@ -74,25 +75,40 @@ pub struct Streams<'a> {
 }
 
 impl Streams<'_> {
-    /// Calls `f(start, chunk)` for consecutive chunks of the first `n` rows of `split`.
+    /// Calls `f(start, chunk)` for consecutive chunks of the first `n` rows of `split`, all
+    /// generated into one reused buffer.
     pub fn for_chunks<E>(
         &self,
         split: Split,
         n: usize,
-        mut f: impl FnMut(usize, Dataset) -> Result<(), E>,
+        mut f: impl FnMut(usize, &Dataset) -> Result<(), E>,
     ) -> Result<(), E> {
+        let mut ds = Dataset {
+            n: 0,
+            d: self.target.d,
+            x: Vec::new(),
+            y: Vec::new(),
+        };
         let mut start = 0;
         while start < n {
             let len = self.chunk.min(n - start);
-            f(start, self.target.sample_rows(split, self.seed, start, len))?;
+            self.target
+                .sample_rows_into(split, self.seed, start, len, &mut ds);
+            f(start, &ds)?;
             start += len;
         }
         Ok(())
     }
 }
 
-fn cast<T: Real>(v: &[f64]) -> Vec<T> {
-    v.iter().map(|&x| T::of(x)).collect()
+/// `v` in the kernel's precision, element by element, into `out` (reused across chunks; in
+/// parallel: at d = 16 384 a step casts n1·d values, too many for one core).
+fn cast_into<'a, T: Real>(v: &[f64], out: &'a mut Vec<T>) -> &'a [T] {
+    out.resize(v.len(), T::of(0.0));
+    out.par_iter_mut()
+        .zip(v.par_iter())
+        .for_each(|(o, &x)| *o = T::of(x));
+    out
 }
 
 /// Stage-1 label preprocessing from one streamed pass: the shift c of the labels
@@ -168,24 +184,24 @@ pub fn stream_stage1<T: Real + Element>(
         grad_norm: f64::NAN,
     })?;
     for step in 1..=total {
-        let mut g = vec![0.0f64; m * d];
-        let mut loss = 0.0;
+        let mut sums = GradientSums::<T>::new(m, d);
+        let (mut x_buf, mut y_buf) = (Vec::new(), Vec::new());
         streams.for_chunks(Split::Stage1, n1, |_, ds| {
+            // y − c − β̂·x, the β̂ term only when the linear part is removed.
             let y: Vec<f64> = (0..ds.n)
+                .into_par_iter()
                 .map(|i| {
-                    ds.y[i]
-                        - ybar
-                        - ds.row(i)
-                            .iter()
-                            .zip(&beta_lin)
-                            .map(|(x, b)| x * b)
-                            .sum::<f64>()
+                    let lin = if remove_linear {
+                        ds.row(i).iter().zip(&beta_lin).map(|(x, b)| x * b).sum()
+                    } else {
+                        0.0
+                    };
+                    ds.y[i] - ybar - lin
                 })
                 .collect();
-            let (x_t, y_t) = (cast::<T>(&ds.x), cast::<T>(&y));
             let p = FusedProblem {
-                x: &x_t,
-                y: &y_t,
+                x: cast_into(&ds.x, &mut x_buf),
+                y: cast_into(&y, &mut y_buf),
                 n: ds.n,
                 d,
                 b,
@@ -194,14 +210,11 @@ pub fn stream_stage1<T: Real + Element>(
                 activation,
                 loss: params.loss,
             };
-            let (gc, lc) = fused_gradient(&p, &w);
-            let weight = ds.n as f64 / n1 as f64;
-            g.iter_mut()
-                .zip(&gc)
-                .for_each(|(acc, v)| *acc += weight * v.to());
-            loss += weight * lc;
+            sums.add(&p, &w);
             Ok::<(), TrainError>(())
         })?;
+        let (g_t, loss) = sums.mean();
+        let g: Vec<f64> = g_t.par_iter().map(|v| v.to()).collect();
         let grad_norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
         for (quantity, value) in [("loss", loss), ("‖∇W‖", grad_norm)] {
             if !value.is_finite() {
@@ -276,15 +289,15 @@ fn features<T: Real>(
         T::of(1.0),
         Par::rayon(0),
     );
-    z.chunks_exact(m)
-        .flat_map(|row| {
-            row.iter().zip(b).map(|(&zv, &bj)| {
-                if activation == Activation::Logcosh {
-                    T::logcosh_pair(zv + bj).0.to()
-                } else {
-                    activation.scalar((zv + bj).to())
-                }
-            })
+    z.par_iter()
+        .enumerate()
+        .map(|(k, &zv)| {
+            let u = zv + b[k % m];
+            if activation == Activation::Logcosh {
+                T::logcosh_pair(u).0.to()
+            } else {
+                activation.scalar(u.to())
+            }
         })
         .collect()
 }
@@ -302,8 +315,9 @@ pub fn stream_stage2<T: Real>(
     let m = b.len();
     let n_tr = n2 * 4 / 5;
     let (mut train, mut val) = (GramSums::new(m), GramSums::new(m));
+    let mut x_buf = Vec::new();
     streams.for_chunks::<TrainError>(Split::Stage2, n2, |start, ds| {
-        let phi = features(&cast::<T>(&ds.x), ds.n, d, w, b, activation);
+        let phi = features(cast_into(&ds.x, &mut x_buf), ds.n, d, w, b, activation);
         let cut = n_tr.saturating_sub(start).min(ds.n);
         train.add(&phi[..cut * m], &ds.y[..cut]);
         val.add(&phi[cut * m..], &ds.y[cut..]);
@@ -330,8 +344,9 @@ pub fn stream_test_mse<T: Real>(
 ) -> f64 {
     let d = streams.target.d;
     let (mut sse, mut sy, mut syy) = (0.0, 0.0, 0.0);
+    let mut x_buf = Vec::new();
     let _ = streams.for_chunks::<()>(Split::Test, n_test, |_, ds| {
-        let phi = features(&cast::<T>(&ds.x), ds.n, d, w, b, activation);
+        let phi = features(cast_into(&ds.x, &mut x_buf), ds.n, d, w, b, activation);
         for (i, row) in phi.chunks_exact(b.len()).enumerate() {
             let f = c + row.iter().zip(a).map(|(p, q)| p * q).sum::<f64>();
             sse += (f - ds.y[i]).powi(2);

@@ -6,7 +6,8 @@
 //! in a single pass over the tile while it is in cache (σ and σ' share one exponential), then
 //! G += S_bᵀ X_b. The n×m matrix never exists in memory. Blocks are split into one contiguous
 //! range per thread, each with its own G accumulator, summed in a fixed order: results are
-//! bit-for-bit repeatable for a given thread count.
+//! bit-for-bit repeatable for a given thread count. For streamed data the accumulators live
+//! across chunks ([`GradientSums`]), so a chunk costs only its GEMMs and row pass.
 
 use crate::loss::Loss;
 use burn::tensor::{DType, Tensor, TensorData};
@@ -330,32 +331,80 @@ mod avx2 {
 
 /// ∇_W L̂ (m×d, row-major) and L̂ for first-layer weights `w` (m×d).
 pub fn fused_gradient<T: Real>(p: &FusedProblem<'_, T>, w: &[T]) -> (Vec<T>, f64) {
-    let (n, d) = (p.n, p.d);
-    let m = w.len() / d;
-    let block = block_rows(d);
-    let blocks = n.div_ceil(block);
-    let parts = rayon::current_num_threads().clamp(1, blocks.max(1));
-    let per = blocks.div_ceil(parts);
-    let partials: Vec<(Vec<T>, f64)> = (0..parts)
-        .into_par_iter()
-        .map(|k| {
-            let rows = (k * per * block).min(n)..((k + 1) * per * block).min(n);
-            let mut g = vec![T::of(0.0); m * d];
-            let l = range_gradient(p, w, m, rows, &mut g);
-            (g, l)
-        })
-        .collect();
-    let mut it = partials.into_iter();
-    let (mut g, mut loss) = it.next().unwrap_or_else(|| (vec![T::of(0.0); m * d], 0.0));
-    for (gk, lk) in it {
-        for (a, b) in g.iter_mut().zip(gk) {
-            *a += b;
+    let mut sums = GradientSums::new(w.len() / p.d.max(1), p.d);
+    sums.add(p, w);
+    sums.mean()
+}
+
+/// Sums of the per-sample gradients Σ_i ∇_W ℓ_i (m×d) and losses Σ_i ℓ_i over any number of
+/// row chunks (the streamed full batch), in one accumulator per thread that lives across
+/// chunks: a chunk costs its two GEMMs and row pass only, no allocation or reduction.
+/// [`GradientSums::mean`] adds the accumulators in a fixed order and divides by n, so for a
+/// given thread count and chunking the result is bit-for-bit repeatable.
+pub struct GradientSums<T> {
+    m: usize,
+    d: usize,
+    parts: Vec<Vec<T>>,
+    loss: Vec<f64>,
+    used: usize,
+    n: usize,
+}
+
+impl<T: Real> GradientSums<T> {
+    /// Empty sums for an m×d first layer.
+    pub fn new(m: usize, d: usize) -> Self {
+        Self {
+            m,
+            d,
+            parts: Vec::new(),
+            loss: Vec::new(),
+            used: 0,
+            n: 0,
         }
-        loss += lk;
     }
-    let inv_n = T::of(1.0 / n as f64);
-    g.iter_mut().for_each(|v| *v *= inv_n);
-    (g, loss / n as f64)
+
+    /// Adds the rows of `p` at weights `w` (m×d): blocks of rows split into one contiguous
+    /// range per thread, each accumulated into that thread's sums.
+    pub fn add(&mut self, p: &FusedProblem<'_, T>, w: &[T]) {
+        let (n, d, m) = (p.n, p.d, self.m);
+        let block = block_rows(d);
+        let blocks = n.div_ceil(block);
+        let parts = rayon::current_num_threads().clamp(1, blocks.max(1));
+        while self.parts.len() < parts {
+            self.parts.push(vec![T::of(0.0); m * d]);
+            self.loss.push(0.0);
+        }
+        let per = blocks.div_ceil(parts);
+        self.parts[..parts]
+            .par_iter_mut()
+            .zip(self.loss[..parts].par_iter_mut())
+            .enumerate()
+            .for_each(|(k, (g, loss))| {
+                let rows = (k * per * block).min(n)..((k + 1) * per * block).min(n);
+                *loss += range_gradient(p, w, m, rows, g);
+            });
+        self.used = self.used.max(parts);
+        self.n += n;
+    }
+
+    /// (1/n) Σ_i ∇_W ℓ_i and (1/n) Σ_i ℓ_i over all rows added (zeros when none were).
+    pub fn mean(self) -> (Vec<T>, f64) {
+        let n = self.n.max(1) as f64;
+        let mut it = self.parts.into_iter().take(self.used.max(1));
+        let mut g = it
+            .next()
+            .unwrap_or_else(|| vec![T::of(0.0); self.m * self.d]);
+        // Element by element, so the parallel sums are the same as serial ones.
+        for gk in it {
+            g.par_iter_mut()
+                .zip(gk.par_iter())
+                .for_each(|(a, &b)| *a += b);
+        }
+        let inv_n = T::of(1.0 / n);
+        g.par_iter_mut().for_each(|v| *v *= inv_n);
+        let loss = self.loss.iter().take(self.used).sum::<f64>();
+        (g, loss / n)
+    }
 }
 
 /// Host copies of X, y, b, a, c for [`fused_gradient`], in the tensors' precision.
