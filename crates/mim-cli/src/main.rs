@@ -104,8 +104,8 @@ fn print_summary(s: &Summary, out: &std::path::Path) {
     );
 }
 
-/// Help and version (and help for a missing subcommand) are printed by clap; a usage error (unknown option, a value
-/// that does not parse) is one line on stderr, exit 2.
+/// Help and version (and help for a missing subcommand) are printed by clap; a usage error
+/// (unknown option, a value that does not parse) is one line on stderr, exit 2.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if !e.use_stderr() || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {

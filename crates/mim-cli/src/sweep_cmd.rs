@@ -34,7 +34,7 @@ pub struct SweepArgs {
     lock_timeout: Option<f64>,
 }
 
-/// `--lock-timeout` as a duration: finite and ≥ 0 seconds.
+/// `--lock-timeout` as a duration: a finite number of seconds in [0, 10⁶].
 fn lock_timeout(seconds: Option<f64>) -> Result<std::time::Duration, SweepError> {
     match seconds {
         None => Ok(mim_sweep::BUSY_TIMEOUT),

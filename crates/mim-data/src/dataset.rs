@@ -68,7 +68,7 @@ pub(crate) fn block_rng(seed: u64, tag: u64, stream: u64) -> ChaCha8Rng {
 }
 
 /// `n` samples: inputs `x` (`n×d`, row-major) and labels `y` (length `n`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Dataset {
     /// Number of rows.
     pub n: usize,
@@ -118,12 +118,7 @@ impl Target {
     /// # Panics
     /// If `start + len` or `len·d` overflows `usize` (or memory runs out).
     pub fn sample_rows(&self, split: Split, seed: u64, start: usize, len: usize) -> Dataset {
-        let mut out = Dataset {
-            n: 0,
-            d: self.d,
-            x: Vec::new(),
-            y: Vec::new(),
-        };
+        let mut out = Dataset::default();
         self.sample_rows_into(split, seed, start, len, &mut out);
         out
     }

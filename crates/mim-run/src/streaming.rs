@@ -83,12 +83,7 @@ impl Streams<'_> {
         n: usize,
         mut f: impl FnMut(usize, &Dataset) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut ds = Dataset {
-            n: 0,
-            d: self.target.d,
-            x: Vec::new(),
-            y: Vec::new(),
-        };
+        let mut ds = Dataset::default();
         let mut start = 0;
         while start < n {
             let len = self.chunk.min(n - start);

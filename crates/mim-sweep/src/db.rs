@@ -266,7 +266,7 @@ impl Db {
             return Err(input(db_err(path, "is a directory")));
         }
         let existing = path.ancestors().skip(1).find(|a| a.exists());
-        if let Some(file) = existing.filter(|a| !a.as_os_str().is_empty() && !a.is_dir()) {
+        if let Some(file) = existing.filter(|a| !a.is_dir()) {
             let msg = format!("{} is a file, not a folder", file.display());
             return Err(input(db_err(path, msg)));
         }

@@ -346,7 +346,6 @@ pub struct GradientSums<T> {
     d: usize,
     parts: Vec<Vec<T>>,
     loss: Vec<f64>,
-    used: usize,
     n: usize,
 }
 
@@ -358,7 +357,6 @@ impl<T: Real> GradientSums<T> {
             d,
             parts: Vec::new(),
             loss: Vec::new(),
-            used: 0,
             n: 0,
         }
     }
@@ -383,14 +381,13 @@ impl<T: Real> GradientSums<T> {
                 let rows = (k * per * block).min(n)..((k + 1) * per * block).min(n);
                 *loss += range_gradient(p, w, m, rows, g);
             });
-        self.used = self.used.max(parts);
         self.n += n;
     }
 
     /// (1/n) Σ_i ∇_W ℓ_i and (1/n) Σ_i ℓ_i over all rows added (zeros when none were).
     pub fn mean(self) -> (Vec<T>, f64) {
         let n = self.n.max(1) as f64;
-        let mut it = self.parts.into_iter().take(self.used.max(1));
+        let mut it = self.parts.into_iter();
         let mut g = it
             .next()
             .unwrap_or_else(|| vec![T::of(0.0); self.m * self.d]);
@@ -402,7 +399,7 @@ impl<T: Real> GradientSums<T> {
         }
         let inv_n = T::of(1.0 / n);
         g.par_iter_mut().for_each(|v| *v *= inv_n);
-        let loss = self.loss.iter().take(self.used).sum::<f64>();
+        let loss = self.loss.iter().sum::<f64>();
         (g, loss / n)
     }
 }
