@@ -1,7 +1,8 @@
 """One stage-1 step in numpy (f32), the same math as `mim bench`'s stage1_step:
 Z = X Wᵀ (b = 0), f = logcosh(Z) a, R = clamp(f − y, ±1) (Huber δ = 1),
 G = [tanh(Z) ⊙ R ⊙ a]ᵀ X / n, W ← W − η(G + βW) with η = β = 1, rows rescaled to 1e-3.
-Prints JSON: {"peer": "numpy", "d":…, "n":…, "m":…, "median_ms":…}."""
+Also times a 2048³ f32 matmul (numpy's BLAS, e.g. OpenBLAS) as a second SGEMM reference.
+Prints JSON: {"peer": "numpy", "d":…, "n":…, "m":…, "median_ms":…, "sgemm_gflops":…}."""
 import json, sys, time
 import numpy as np
 
@@ -26,7 +27,16 @@ def main(d, n, m, reps):
         t = time.perf_counter()
         step(X, y, W, a)
         runs.append((time.perf_counter() - t) * 1e3)
-    print(json.dumps({"peer": "numpy", "d": d, "n": n, "m": m, "median_ms": float(np.median(runs))}))
+    k = 2048
+    A = rng.standard_normal((k, k), dtype=np.float32)
+    A @ A
+    sg = []
+    for _ in range(max(reps, 3)):
+        t = time.perf_counter()
+        A @ A
+        sg.append(time.perf_counter() - t)
+    print(json.dumps({"peer": "numpy", "d": d, "n": n, "m": m, "median_ms": float(np.median(runs)),
+                      "sgemm_gflops": 2 * k**3 / float(np.median(sg)) / 1e9}))
 
 if __name__ == "__main__":
     d, n, m, reps = (int(v) for v in sys.argv[1:5])

@@ -62,7 +62,8 @@ pub struct BenchReport {
     pub backend: String,
     /// Threads of the CPU pool.
     pub threads: usize,
-    /// SGEMM GFLOP/s (f32, 2048³, faer, all threads) in this run.
+    /// SGEMM GFLOP/s (f32, 2048³, faer, all threads): median of the samples taken through
+    /// this run ([`SgemmProbe`]).
     pub sgemm_gflops: f64,
     /// Everything timed.
     pub timings: Vec<Timing>,
@@ -84,7 +85,8 @@ fn time_reps(reps: usize, mut f: impl FnMut()) -> Vec<f64> {
         .collect()
 }
 
-fn timing(name: String, mut runs: Vec<f64>, flops: Option<f64>, sgemm: f64) -> Timing {
+/// A timing; its `ratio_to_sgemm` is filled in at the end of the run, from all SGEMM samples.
+fn timing(name: String, mut runs: Vec<f64>, flops: Option<f64>) -> Timing {
     let median_ms = median(&mut runs);
     let gflops = flops.map(|f| f / (median_ms * 1e-3) / 1e9);
     Timing {
@@ -92,26 +94,58 @@ fn timing(name: String, mut runs: Vec<f64>, flops: Option<f64>, sgemm: f64) -> T
         median_ms,
         runs_ms: runs,
         gflops,
-        ratio_to_sgemm: gflops.map(|g| g / sgemm),
+        ratio_to_sgemm: None,
     }
 }
 
-/// SGEMM rate of this machine in this run: f32 k×k×k through faer with all threads.
-pub fn sgemm_gflops(k: usize, reps: usize) -> f64 {
-    let a = Mat::<f32>::from_fn(k, k, |i, j| ((i * 7 + j * 3) % 11) as f32 * 0.1);
-    let b = a.clone();
-    let mut c = Mat::<f32>::zeros(k, k);
-    let mut runs = time_reps(reps, || {
+/// The machine's SGEMM rate in this run: f32 k×k×k through faer with all threads, sampled
+/// between the timed items (one sample before each stage-1 repetition), so that it sees the
+/// same machine state as they do; on a shared VM the rate drifts by ±20 % within a minute, and
+/// a rate measured once at the start made the ratio swing with it.
+pub struct SgemmProbe {
+    a: Mat<f32>,
+    c: Mat<f32>,
+    runs_ms: Vec<f64>,
+}
+
+impl SgemmProbe {
+    /// k×k operands, and `warm` untimed-then-timed warm-up samples.
+    pub fn new(k: usize, warm: usize) -> Self {
+        let mut probe = Self {
+            a: Mat::<f32>::from_fn(k, k, |i, j| ((i * 7 + j * 3) % 11) as f32 * 0.1),
+            c: Mat::<f32>::zeros(k, k),
+            runs_ms: Vec::new(),
+        };
+        probe.run();
+        for _ in 0..warm {
+            probe.sample();
+        }
+        probe
+    }
+
+    fn run(&mut self) {
         matmul(
-            c.as_mut(),
+            self.c.as_mut(),
             Accum::Replace,
-            a.as_ref(),
-            b.as_ref(),
+            self.a.as_ref(),
+            self.a.as_ref(),
             1.0,
             Par::rayon(0),
         );
-    });
-    2.0 * (k as f64).powi(3) / (median(&mut runs) * 1e-3) / 1e9
+    }
+
+    /// Times one SGEMM.
+    pub fn sample(&mut self) {
+        let t = Instant::now();
+        self.run();
+        self.runs_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+
+    /// GFLOP/s of the median sample.
+    pub fn gflops(&self) -> f64 {
+        let k = self.a.nrows() as f64;
+        2.0 * k.powi(3) / (median(&mut self.runs_ms.clone()) * 1e-3) / 1e9
+    }
 }
 
 /// Runs the benchmark.
@@ -124,7 +158,7 @@ pub fn run_bench(
     set_threads(threads);
     let device = open_device(backend)?;
     let p = Precision::F32;
-    let sgemm = sgemm_gflops(2048, reps.max(3));
+    let mut sgemm = SgemmProbe::new(2048, 3);
     let mut timings = Vec::new();
     let paths: &[Gradient] = if backend == Backend::Wgpu {
         &[Gradient::Autodiff, Gradient::ClosedForm]
@@ -163,6 +197,7 @@ pub fn run_bench(
             let _ = run(1);
             let mut runs = Vec::new();
             for _ in 0..reps {
+                sgemm.sample();
                 let (t1, _) = run(1);
                 let (tk, out) = run(k + 1);
                 out.map_err(|e| e.to_string())?;
@@ -172,7 +207,7 @@ pub fn run_bench(
                 "stage1_step[{}] d={d} n={n} m={m}",
                 format!("{gradient:?}").to_lowercase()
             );
-            timings.push(timing(name, runs, Some(flops), sgemm));
+            timings.push(timing(name, runs, Some(flops)));
         }
         // Stage 2: features n×m, Gram, Cholesky solve (fixed λ), on the same data.
         let cfg = Stage2Config {
@@ -186,7 +221,6 @@ pub fn run_bench(
             format!("stage2_ridge d={d} n={n} m={m}"),
             runs,
             None,
-            sgemm,
         ));
         let runs = time_reps(reps, || {
             let t: Tensor<2> = x.clone().matmul(model.w.val().transpose());
@@ -196,25 +230,23 @@ pub fn run_bench(
             format!("backend_gemm n×d·d×m d={d} n={n} m={m}"),
             runs,
             Some(2.0 * (n * d * m) as f64),
-            sgemm,
         ));
         let link = Link::parse("h4(z1)+h4(z2)").map_err(|e| e.to_string())?;
         let target = Target::new(d, 2, link, 0.0, true, 5).map_err(|e| e.to_string())?;
         let runs = time_reps(reps, || {
             let _ = target.sample(Split::Stage1, n, 6);
         });
-        timings.push(timing(
-            format!("data_generation d={d} n={n}"),
-            runs,
-            None,
-            sgemm,
-        ));
+        timings.push(timing(format!("data_generation d={d} n={n}"), runs, None));
+    }
+    let sgemm_gflops = sgemm.gflops();
+    for t in &mut timings {
+        t.ratio_to_sgemm = t.gflops.map(|g| g / sgemm_gflops);
     }
     Ok(BenchReport {
         version: env!("CARGO_PKG_VERSION").into(),
         backend: backend.name().into(),
         threads: rayon::current_num_threads(),
-        sgemm_gflops: sgemm,
+        sgemm_gflops,
         timings,
     })
 }
