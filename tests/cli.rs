@@ -363,9 +363,36 @@ fn joint_baseline_runs() {
 fn bench_smoke_test() {
     let json = empty_dir("bench").join("bench.json");
     let json_s = json.to_string_lossy();
-    mim_ok(&["bench", "--sizes", "tiny", "--reps", "1", "--json", &json_s]);
+    mim_ok(&[
+        "bench",
+        "--sizes",
+        "tiny",
+        "--reps",
+        "1",
+        "--peak-gflops",
+        "1000",
+        "--json",
+        &json_s,
+    ]);
     let report = read_json(&json);
     assert!(num(&report, "sgemm_gflops") > 0.0);
+    assert_eq!(num(&report, "peak_gflops"), 1000.0);
+    for t in report["timings"].as_array().unwrap() {
+        match (t["gflops"].as_f64(), t["ratio_to_peak"].as_f64()) {
+            (Some(g), Some(r)) => assert!((r - g / 1000.0).abs() <= 1e-12 * r.abs(), "{t}"),
+            (None, None) => {}
+            _ => panic!("ratio_to_peak without gflops or the reverse: {t}"),
+        }
+    }
+    for bad in ["0", "-1", "nan", "inf"] {
+        let out = mim(&["bench", "--sizes", "tiny", &format!("--peak-gflops={bad}")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(
+            err.contains("--peak-gflops") && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
     let names: Vec<&str> = report["timings"]
         .as_array()
         .unwrap()

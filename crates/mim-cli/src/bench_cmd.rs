@@ -10,7 +10,8 @@ use std::process::ExitCode;
 /// Options of `mim bench`.
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Size preset: tiny (CI smoke test), small (d = 100), paper (d = 100 and 1000).
+    /// Size preset: tiny (CI smoke test), small (d = 100), paper (d = 100 and 1000),
+    /// gpu (d = 4096, n = 65 536, m = 1024).
     #[arg(long, default_value = "small")]
     sizes: String,
     /// Timed repetitions per item (median reported).
@@ -22,6 +23,10 @@ pub struct BenchArgs {
     /// CPU threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// The device's FP32 peak in GFLOP/s (e.g. from the GPU's data sheet): adds each item's
+    /// fraction of it (the ÷peak column).
+    #[arg(long)]
+    peak_gflops: Option<f64>,
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -31,18 +36,32 @@ pub struct BenchArgs {
 pub fn run(args: BenchArgs) -> ExitCode {
     let parsed = preset(&args.sizes).and_then(|s| args.backend.parse::<Backend>().map(|b| (s, b)));
     let (sizes, backend) = match parsed {
-        Ok(v) if args.reps > 0 => v,
-        Ok(_) => {
+        Ok(_) if args.reps == 0 => {
             eprintln!("error: --reps 0: need at least one repetition");
             return ExitCode::from(2);
         }
+        Ok(_)
+            if args
+                .peak_gflops
+                .is_some_and(|p| !(p.is_finite() && p > 0.0)) =>
+        {
+            eprintln!(
+                "error: --peak-gflops {}: expected a positive number of GFLOP/s",
+                args.peak_gflops.unwrap_or_default()
+            );
+            return ExitCode::from(2);
+        }
+        Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
     let report = match run_bench(backend, &sizes, args.reps, args.threads) {
-        Ok(r) => r,
+        Ok(r) => match args.peak_gflops {
+            Some(peak) => r.with_peak(peak),
+            None => r,
+        },
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(1);
@@ -52,17 +71,24 @@ pub fn run(args: BenchArgs) -> ExitCode {
         "mim {} bench: backend {}, {} threads, SGEMM (f32 2048³, faer) {:.1} GFLOP/s",
         report.version, report.backend, report.threads, report.sgemm_gflops
     );
+    if let Some(peak) = report.peak_gflops {
+        println!("stated FP32 peak of the device: {peak:.1} GFLOP/s");
+    }
+    let two = |v: Option<f64>| v.map(|r| format!("{r:.2}")).unwrap_or_default();
     println!(
-        "{:<52} {:>10} {:>10} {:>8}",
-        "item", "median ms", "GFLOP/s", "÷SGEMM"
+        "{:<52} {:>10} {:>10} {:>8} {:>8}",
+        "item", "median ms", "GFLOP/s", "÷SGEMM", "÷peak"
     );
     for t in &report.timings {
         let g = t.gflops.map(|g| format!("{g:.1}")).unwrap_or_default();
-        let r = t
-            .ratio_to_sgemm
-            .map(|r| format!("{r:.2}"))
-            .unwrap_or_default();
-        println!("{:<52} {:>10.2} {:>10} {:>8}", t.name, t.median_ms, g, r);
+        println!(
+            "{:<52} {:>10.2} {:>10} {:>8} {:>8}",
+            t.name,
+            t.median_ms,
+            g,
+            two(t.ratio_to_sgemm),
+            two(t.ratio_to_peak)
+        );
     }
     if let Some(path) = args.json {
         if let Err(e) = write_json_atomic(&path, &report) {

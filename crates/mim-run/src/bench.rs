@@ -27,14 +27,18 @@ pub struct StepSize {
     pub m: usize,
 }
 
-/// The sizes of a preset: `tiny` (CI smoke test), `small` (d = 100) or `paper` (d = 100 and 1000).
+/// The sizes of a preset: `tiny` (CI smoke test), `small` (d = 100), `paper` (d = 100 and 1000)
+/// or `gpu` (d = 4096, n = 65 536, m = 1024: the size the GPU goal is stated at).
 pub fn preset(name: &str) -> Result<Vec<StepSize>, String> {
     let s = |d, n, m| StepSize { d, n, m };
     match name {
         "tiny" => Ok(vec![s(20, 2000, 64)]),
         "small" => Ok(vec![s(100, 10_000, 1000)]),
         "paper" => Ok(vec![s(100, 10_000, 1000), s(1000, 20_000, 1000)]),
-        _ => Err(format!("--sizes {name}: expected tiny, small or paper")),
+        "gpu" => Ok(vec![s(4096, 65_536, 1024)]),
+        _ => Err(format!(
+            "--sizes {name}: expected tiny, small, paper or gpu"
+        )),
     }
 }
 
@@ -51,6 +55,8 @@ pub struct Timing {
     pub gflops: Option<f64>,
     /// gflops / the SGEMM GFLOP/s of this run.
     pub ratio_to_sgemm: Option<f64>,
+    /// gflops / the stated peak ([`BenchReport::with_peak`]), when one was given.
+    pub ratio_to_peak: Option<f64>,
 }
 
 /// The whole report.
@@ -65,6 +71,8 @@ pub struct BenchReport {
     /// SGEMM GFLOP/s (f32, 2048³, faer, all threads): median of the samples taken through
     /// this run ([`SgemmProbe`]).
     pub sgemm_gflops: f64,
+    /// The device's FP32 peak GFLOP/s as stated by the user (e.g. from a GPU's data sheet).
+    pub peak_gflops: Option<f64>,
     /// Everything timed.
     pub timings: Vec<Timing>,
 }
@@ -95,6 +103,7 @@ fn timing(name: String, mut runs: Vec<f64>, flops: Option<f64>) -> Timing {
         runs_ms: runs,
         gflops,
         ratio_to_sgemm: None,
+        ratio_to_peak: None,
     }
 }
 
@@ -145,6 +154,17 @@ impl SgemmProbe {
     pub fn gflops(&self) -> f64 {
         let k = self.a.nrows() as f64;
         2.0 * k.powi(3) / (median(&mut self.runs_ms.clone()) * 1e-3) / 1e9
+    }
+}
+
+impl BenchReport {
+    /// Records a stated FP32 peak (GFLOP/s) and each timing's fraction of it.
+    pub fn with_peak(mut self, peak_gflops: f64) -> Self {
+        self.peak_gflops = Some(peak_gflops);
+        for t in &mut self.timings {
+            t.ratio_to_peak = t.gflops.map(|g| g / peak_gflops);
+        }
+        self
     }
 }
 
@@ -247,6 +267,7 @@ pub fn run_bench(
         backend: backend.name().into(),
         threads: rayon::current_num_threads(),
         sgemm_gflops,
+        peak_gflops: None,
         timings,
     })
 }
