@@ -267,13 +267,16 @@ mod tests {
     }
 
     /// Checks that `other` gives the autodiff gradient and loss for every loss and activation,
-    /// in f64 (to 1e-12) and f32 (to 1e-5 relative), on n rows.
+    /// in f64 (to 1e-12) and f32 (to 1e-5 relative), on n rows, for d < m and d > m (the fused
+    /// kernel scales X_b in the first case and Z_b in the second).
     fn assert_matches_autodiff(
         n: usize,
         other: impl Fn(&TwoLayer, &Tensor<2>, &Tensor<1>, Loss) -> (Tensor<2>, f64),
     ) {
-        let (d, m) = (7, 10);
-        for p in [Precision::F64, Precision::F32] {
+        for (d, m, p) in [(7, 10), (12, 6)]
+            .into_iter()
+            .flat_map(|(d, m)| [(d, m, Precision::F64), (d, m, Precision::F32)])
+        {
             let dev = Device::flex().autodiff();
             let x = from_host_2d(&gaussian(n * d, 5, 1.0), n, d, &dev, p);
             let y = from_host_1d(&gaussian(n, 6, 1.5), &dev, p);
@@ -299,7 +302,7 @@ mod tests {
                     assert!(scale > 1e-3, "degenerate test: gradient ≈ 0");
                     assert!(
                         diff <= tol,
-                        "{act} {loss:?} {p:?}: |Δ| = {diff}, max|G| = {scale}"
+                        "{act} {loss:?} {p:?} d={d} m={m}: |Δ| = {diff}, max|G| = {scale}"
                     );
                     assert!(
                         (la - lo).abs() <= 1e-5 * la.abs().max(1.0),
