@@ -34,23 +34,16 @@ pub struct BenchArgs {
 
 /// Runs `mim bench`.
 pub fn run(args: BenchArgs) -> ExitCode {
+    if args.reps == 0 {
+        eprintln!("error: --reps 0: need at least one repetition");
+        return ExitCode::from(2);
+    }
+    if let Some(p) = args.peak_gflops.filter(|p| !(p.is_finite() && *p > 0.0)) {
+        eprintln!("error: --peak-gflops {p}: expected a positive number of GFLOP/s");
+        return ExitCode::from(2);
+    }
     let parsed = preset(&args.sizes).and_then(|s| args.backend.parse::<Backend>().map(|b| (s, b)));
     let (sizes, backend) = match parsed {
-        Ok(_) if args.reps == 0 => {
-            eprintln!("error: --reps 0: need at least one repetition");
-            return ExitCode::from(2);
-        }
-        Ok(_)
-            if args
-                .peak_gflops
-                .is_some_and(|p| !(p.is_finite() && p > 0.0)) =>
-        {
-            eprintln!(
-                "error: --peak-gflops {}: expected a positive number of GFLOP/s",
-                args.peak_gflops.unwrap_or_default()
-            );
-            return ExitCode::from(2);
-        }
         Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");

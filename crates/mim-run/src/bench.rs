@@ -118,7 +118,7 @@ pub struct SgemmProbe {
 }
 
 impl SgemmProbe {
-    /// k×k operands, and `warm` untimed-then-timed warm-up samples.
+    /// k×k operands; one untimed run, then `warm` timed samples (so the median always exists).
     pub fn new(k: usize, warm: usize) -> Self {
         let mut probe = Self {
             a: Mat::<f32>::from_fn(k, k, |i, j| ((i * 7 + j * 3) % 11) as f32 * 0.1),

@@ -178,9 +178,10 @@ pub fn stream_stage1<T: Real + Element>(
         loss: f64::NAN,
         grad_norm: f64::NAN,
     })?;
+    // Chunk buffers in the kernel's precision, reused by every chunk of every step.
+    let (mut x_buf, mut y_buf) = (Vec::new(), Vec::new());
     for step in 1..=total {
         let mut sums = GradientSums::<T>::new(m, d);
-        let (mut x_buf, mut y_buf) = (Vec::new(), Vec::new());
         streams.for_chunks(Split::Stage1, n1, |_, ds| {
             // y − c − β̂·x, the β̂ term only when the linear part is removed.
             let y: Vec<f64> = (0..ds.n)

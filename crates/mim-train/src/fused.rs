@@ -168,23 +168,13 @@ fn col_pass<T: Real>(zcol: &mut [T], bj: T, aj: T, f: &mut [T], pair: impl Fn(T)
     }
 }
 
-/// Scratch buffers of one thread, reused for every block it processes.
-struct Tile<T> {
-    /// Z_b, then S_b: block × m, column-major.
-    z: Vec<T>,
-    /// f_i, then ℓ'(f_i − y_i): block.
-    f: Vec<T>,
-    /// diag(ℓ') X_b when d < m: block × d, row-major.
-    xs: Vec<T>,
-}
-
 /// Work of one thread: rows `rows`, accumulating into `g` (m×d); returns Σ ℓ(f_i − y_i).
 /// `col` is the column pass (σ chosen once, outside the loops).
 ///
 /// Per block: Z_b = X_b Wᵀ into a column-major tile (so the backward GEMM reads Sᵀ with unit
-/// stride: measured 0.95 of SGEMM on 2 cores at d = m = 1000 against 0.84 for a row-major tile),
-/// the column pass, ℓ' per row, then G += S_bᵀ X_b with the ℓ' row scaling applied to whichever
-/// of Z_b (block × m) and X_b (block × d) is smaller.
+/// stride: on 2 cores at d = m = 1000 the two GEMMs alone ran at 0.95 of SGEMM, against 0.84
+/// with a row-major tile), the column pass, ℓ' per row, then G += S_bᵀ X_b with the ℓ' row
+/// scaling applied to whichever of Z_b (block × m) and X_b (block × d) is smaller.
 fn range_body<T: Real>(
     p: &FusedProblem<'_, T>,
     w: &[T],
@@ -197,18 +187,18 @@ fn range_body<T: Real>(
     let wt = MatRef::from_row_major_slice(w, m, d).transpose();
     let block = block_rows(d);
     let scale_x = d < m;
-    let mut tile = Tile {
-        z: vec![T::of(0.0); block * m],
-        f: vec![T::of(0.0); block],
-        xs: vec![T::of(0.0); if scale_x { block * d } else { 0 }],
-    };
+    // Scratch reused for every block: Z_b then S_b (block × m, column-major); f_i then
+    // ℓ'(f_i − y_i); diag(ℓ') X_b (block × d, row-major) when d < m.
+    let mut z = vec![T::of(0.0); block * m];
+    let mut f = vec![T::of(0.0); block];
+    let mut xs = vec![T::of(0.0); if scale_x { block * d } else { 0 }];
     let mut loss_sum = 0.0;
     let mut start = rows.start;
     while start < rows.end {
         let bsz = (rows.end - start).min(block);
         let xrows = &p.x[start * d..(start + bsz) * d];
         let xb = MatRef::from_row_major_slice(xrows, bsz, d);
-        let zb = &mut tile.z[..bsz * m];
+        let zb = &mut z[..bsz * m];
         matmul(
             MatMut::from_column_major_slice_mut(zb, bsz, m),
             Accum::Replace,
@@ -217,7 +207,7 @@ fn range_body<T: Real>(
             T::of(1.0),
             Par::Seq,
         );
-        let f = &mut tile.f[..bsz];
+        let f = &mut f[..bsz];
         f.fill(p.c);
         for ((zcol, &bj), &aj) in zb.chunks_exact_mut(bsz).zip(p.b).zip(p.a) {
             col(zcol, bj, aj, f);
@@ -227,8 +217,8 @@ fn range_body<T: Real>(
             loss_sum += p.loss.scalar_value(resid);
             *fi = T::of(p.loss.scalar_derivative(resid, 0.0));
         }
-        let (lhs, rhs) = if scale_x {
-            let xs = &mut tile.xs[..bsz * d];
+        let rhs = if scale_x {
+            let xs = &mut xs[..bsz * d];
             for ((xs_row, x_row), &dl) in xs
                 .chunks_exact_mut(d)
                 .zip(xrows.chunks_exact(d))
@@ -236,22 +226,20 @@ fn range_body<T: Real>(
             {
                 xs_row.iter_mut().zip(x_row).for_each(|(o, &v)| *o = v * dl);
             }
-            (
-                MatRef::from_column_major_slice(zb, bsz, m),
-                MatRef::from_row_major_slice(&*xs, bsz, d),
-            )
+            MatRef::from_row_major_slice(&*xs, bsz, d)
         } else {
             for zcol in zb.chunks_exact_mut(bsz) {
                 zcol.iter_mut()
                     .zip(f.iter())
                     .for_each(|(zv, &dl)| *zv *= dl);
             }
-            (MatRef::from_column_major_slice(zb, bsz, m), xb)
+            xb
         };
+        let sb = MatRef::from_column_major_slice(zb, bsz, m);
         matmul(
             MatMut::from_row_major_slice_mut(g, m, d),
             Accum::Add,
-            lhs.transpose(),
+            sb.transpose(),
             rhs,
             T::of(1.0),
             Par::Seq,
