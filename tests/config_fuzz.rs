@@ -45,6 +45,11 @@ const KNOWN: &[&str] = &[
     "data.n1",
     "data.alpha1",
     "data.n2",
+    "data.n3",
+    "data.alpha3",
+    "model.widths",
+    "model.activations",
+    "model.bias",
     "data.alpha2",
     "data.n_test",
     "data.normalize",
@@ -82,6 +87,7 @@ const KNOWN: &[&str] = &[
 ];
 
 const SECTIONS: &[&str] = &[
+    "schedule",
     "data",
     "model",
     "stage1",

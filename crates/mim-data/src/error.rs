@@ -6,8 +6,8 @@
 use thiserror::Error;
 
 /// The functions and variables the link grammar knows, quoted by [`LinkError::UnknownFunction`].
-pub const KNOWN_FUNCTIONS: &str =
-    "hK(zI) with K = 0..=8, zI, zI^K with K = 0..=16, abs(zI), sign(zI), tanh(zI), relu(zI)";
+pub const KNOWN_FUNCTIONS: &str = "hK(zI) with K = 0..=8, abs(zI), sign(zI), tanh(zI), relu(zI), \
+     each also of any sub-expression as in tanh(z1 + z2); variables zI; powers x^K with K = 0..=16";
 
 /// A link formula that could not be parsed, or that does not fit a target's rank.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -99,7 +99,7 @@ pub enum LinkError {
     },
     /// Input left over after a complete term, e.g. `z1 z2` or `z1)`.
     #[error(
-        "unexpected trailing {found} at position {pos} (expected `+`, `-`, `*` or end of formula)"
+        "unexpected trailing {found} at position {pos} (expected `+`, `-`, `*`, `/` or end of formula)"
     )]
     TrailingGarbage {
         /// Description of the leftover token.
@@ -107,7 +107,7 @@ pub enum LinkError {
         /// 1-based character position.
         pos: usize,
     },
-    /// An operator with nothing (or another operator) after it, e.g. `z1 +` or `z1 * + z2`.
+    /// An operator with nothing (or another operator) after it, e.g. `z1 +` or `z1 + * z2`.
     #[error("dangling operator `{op}` at position {pos}: expected a factor or number after it")]
     DanglingOperator {
         /// The operator.
@@ -124,6 +124,40 @@ pub enum LinkError {
         expected: &'static str,
         /// 1-based character position.
         pos: usize,
+    },
+    /// Division by something that is not a number, e.g. `z1/z2` (only division by a nonzero
+    /// numeric constant such as `/4` or `/(2 + 2)` is supported).
+    #[error("division by a non-constant `{divisor}` at position {pos}: only division by a nonzero number is supported (e.g. `(h2(z1) + h2(z2))/4`)")]
+    DivisionByNonConstant {
+        /// The divisor as written.
+        divisor: String,
+        /// 1-based character position of the `/`.
+        pos: usize,
+    },
+    /// Division by a constant equal to zero, e.g. `z1/0`.
+    #[error("division by zero (`{divisor}`) at position {pos}")]
+    DivisionByZero {
+        /// The divisor as written.
+        divisor: String,
+        /// 1-based character position of the `/`.
+        pos: usize,
+    },
+    /// Parentheses and function calls nested deeper than [`crate::link::MAX_DEPTH`].
+    #[error("parentheses / function calls nest deeper than {max} levels at position {pos}")]
+    TooDeep {
+        /// The maximum depth.
+        max: usize,
+        /// 1-based character position of the `(` that is too deep.
+        pos: usize,
+    },
+    /// The moments of a nested link cannot be computed deterministically (see
+    /// [`crate::Link::try_moments`]).
+    #[error("the moments (mean, variance) of the nested link `{link}` are not available: {reason}; set data.normalize = false to use this link without normalisation")]
+    MomentsUnavailable {
+        /// The link, in canonical form.
+        link: String,
+        /// Why, e.g. which sub-expression couples too many coordinates.
+        reason: String,
     },
     /// The link uses `zI` with `I > r` (see [`crate::Link::check_indices`]).
     #[error("link uses z{index} but the target has only r = {r} directions (z1..z{r})")]

@@ -3,7 +3,8 @@
 //! Pure host-side `f64` math, no tensors:
 //! - [`hermite()`]: probabilists' Hermite polynomials `He_k`.
 //! - [`Link`]: the link formula `g: R^r → R` (parser, evaluation, canonical printing).
-//! - [`Link::moments`]: exact / quadrature `E[g]`, `E[g²]` under `z ~ N(0, I_r)`.
+//! - [`Link::moments`]: exact / quadrature `E[g]`, `E[g²]` under `z ~ N(0, I_r)` (flat and
+//!   nested links; [`Link::try_moments`] explains when a nested link's moments are unavailable).
 //! - [`Target`]: a random `U` with orthonormal rows, the link, noise level and scale.
 //! - [`Dataset`]: counter-based, chunking-invariant seeded samples for each [`Split`].
 //!
@@ -13,14 +14,16 @@
 
 pub mod dataset;
 pub mod error;
+mod expr;
 pub mod hermite;
 pub mod link;
 pub mod moments;
+mod nested;
 pub mod target;
 
 pub use dataset::{Dataset, Split, BLOCK_ROWS};
 pub use error::{DataError, LinkError};
 pub use hermite::{gaussian_moment, hermite, hermite_coefficients};
-pub use link::{Factor, Link, Term, MAX_EXPONENT, MAX_HERMITE_DEGREE};
+pub use link::{Factor, Link, Term, MAX_DEPTH, MAX_EXPONENT, MAX_HERMITE_DEGREE};
 pub use moments::{gauss_legendre, gaussian_expectation, LinkMoments};
 pub use target::Target;

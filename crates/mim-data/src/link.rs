@@ -3,26 +3,66 @@
 //! # Grammar
 //!
 //! ```text
-//! link    := [sign] term { sign term }          sign := '+' | '-'
-//! term    := item { '*' item }
-//! item    := number | factor
-//! factor  := 'z'I [ '^' K ]                     I ≥ 1, K integer in 0..=16
-//!          | 'h'K '(' 'z'I ')'                  K in 0..=8 (probabilists' Hermite He_K)
-//!          | ('abs' | 'sign' | 'tanh' | 'relu') '(' 'z'I ')'
+//! expr    := term { ('+' | '-') term }
+//! term    := unary { ('*' | '/') unary }
+//! unary   := [ '+' | '-' ] power
+//! power   := atom [ '^' K ]                     K integer in 0..=16
+//! atom    := number | 'z'I | '(' expr ')' | func '(' expr ')'        I ≥ 1
+//! func    := 'h'K (K in 0..=8, probabilists' Hermite He_K) | 'abs' | 'sign' | 'tanh' | 'relu'
 //! number  := digits ['.' [digits]] [('e'|'E') ['+'|'-'] digits]  |  '.' digits [exponent]
 //! ```
 //!
-//! Whitespace between tokens is ignored. Numbers in a term multiply into its coefficient, so
-//! `0.5*h4(z2)`, `h4(z2)*0.5` and `0.5*h4(z2)` all denote `0.5·He_4(z_2)`; a term made of numbers
-//! only is a constant. Several factors may use the same index (`h3(z1)*h3(z1)`).
-//! Indices are 1-based: `z1` is the first coordinate of `z = Ux`.
+//! Whitespace between tokens is ignored. `^` binds tighter than a sign (`-z1^2` is `−(z1²)`),
+//! and `a^b^c` is rejected (write `(a^b)^c`). Division is only by a nonzero numeric constant
+//! (`(h2(z1) + h2(z2))/4`; `z1/z2` is [`LinkError::DivisionByNonConstant`]). Parentheses and
+//! function calls nest at most [`MAX_DEPTH`] deep. Indices are 1-based: `z1` is the first
+//! coordinate of `z = Ux`. Semantics: `sign(0) = 0`, `relu(t) = max(t, 0)`, `x^0 = 1`.
 //!
-//! Factor semantics: `sign(0) = 0`, `relu(t) = max(t, 0)`, `zI^0 = 1`.
+//! # Flat and nested links
+//!
+//! A formula that, after the simplifications below, is a sum of terms `c · Π_j F_j(z_{I_j})` of
+//! univariate factors `hK(zI)`, `zI^K`, `abs/sign/tanh/relu(zI)` of plain coordinates is **flat**
+//! and stored exactly as before nested formulas existed: [`Link::terms`] returns its terms and
+//! every fast / exact path applies. Numbers in a product multiply into its coefficient, left to
+//! right, so `0.5*h4(z2)` and `h4(z2)*0.5` both denote `0.5·He_4(z_2)`; a term made of numbers
+//! only is a constant; several factors may use the same index (`h3(z1)*h3(z1)`). The
+//! simplifications, all exact or single roundings of the coefficients:
+//!
+//! - parentheses around a single term vanish: `2*(h2(z1))` is `2*h2(z1)`, `-(z1*z2)` is
+//!   `-z1*z2`;
+//! - a number multiplying or dividing a sum is distributed over its terms:
+//!   `(h2(z1) + h2(z2))/4` is the flat `0.25*h2(z1) + 0.25*h2(z2)`, `2*(z1 + z2)` is
+//!   `2*z1 + 2*z2`; division by a constant divides each coefficient (`z1/3` has coefficient
+//!   `1/3` rounded once);
+//! - a function of a plain variable is the flat factor (`tanh((z1))` is `tanh(z1)`), `(zI^a)^b`
+//!   is `zI^{a·b}` when `a·b ≤ 16`, and a power of a product of flat factors is the product
+//!   repeated while it has at most 64 factors (`h2(z1)^2` is `h2(z1)*h2(z1)`, `(2*z1)^2` is
+//!   `4*z1*z1`); `x^1` is `x`, a number's power is folded (`2^3` is `8`);
+//! - like terms are never merged and nothing else is expanded (`(z1 + z2)^2` stays a power,
+//!   `h2(z1)^0` stays `(h2(z1))^0`).
+//!
+//! Everything else is **nested**: a function applied to a sub-expression (`tanh(z1 + z2)`,
+//! `h3(0.5*z1 + 0.5*z2)`, `abs(h2(z1))`), a power of a sum (`(z1 + z2)^2`) or a product with a
+//! sum (`z3*(z1 + z2)`). A nested link keeps an expression tree in the same normal form (see
+//! `Display` below); [`Link::is_nested`] tells which representation a link has, and
+//! [`Link::terms`] is empty for it.
+//!
+//! # Canonical form
+//!
+//! [`Display`](fmt::Display) prints terms joined by ` + ` / ` - `, the coefficient first and
+//! omitted when it is `±1` (shortest decimal that parses back exactly), factors joined by `*`. A
+//! nested factor prints as `f(…)`, `(…)` (a sum inside a product) or `(…)^K` (`f(…)^K` for a
+//! lone function call), its argument printed the same way. A term containing a parenthesised
+//! sum always has coefficient 1, any other coefficient being multiplied into that sum's first
+//! group. Examples: `tanh(3*(h2(z1)+h2(z2))/4)` prints as `tanh(0.75*h2(z1) + 0.75*h2(z2))`,
+//! `(z1+z2)^2` as `(z1 + z2)^2`, `2*z3*(z1 - 1)` as `z3*(2*z1 - 2)`. The printed form parses back
+//! to an equal `Link`, and flat formulas print exactly as they always have.
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::error::LinkError;
+use crate::expr::{fmt_terms, Expr, Func};
 use crate::hermite::hermite;
 
 /// Largest Hermite degree `K` accepted in `hK(zI)`.
@@ -154,40 +194,96 @@ impl Term {
     }
 }
 
-/// A parsed link `g(z) = Σ_t c_t Π_j F_{t,j}(z_{I_{t,j}})` (see the module docs for the grammar).
+/// Deepest nesting of parentheses and function calls accepted by the parser.
+pub const MAX_DEPTH: usize = 32;
+
+/// A parsed link `g(z)` (see the module docs for the grammar and the flat / nested forms).
 ///
 /// Build one with [`Link::parse`] or [`str::parse`]; [`Display`](fmt::Display) prints a canonical
 /// form that parses back to an equal `Link`. Equality is structural (terms and factors in the
-/// order written), not algebraic.
-#[derive(Clone, Debug, PartialEq)]
+/// order written, after the simplifications of the module docs), not algebraic.
+#[derive(Clone, PartialEq)]
 pub struct Link {
-    terms: Vec<Term>,
+    repr: Repr,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Repr {
+    /// `Σ_t c_t Π_j F_{t,j}(z_{I_{t,j}})`.
+    Flat(Vec<Term>),
+    /// An expression tree with at least one non-flat factor.
+    Nested(Expr),
+}
+
+impl fmt::Debug for Link {
+    /// `Link { terms: [...] }` for a flat link (as it always printed), `Link { expr: ... }` for a
+    /// nested one.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Flat(terms) => f.debug_struct("Link").field("terms", terms).finish(),
+            Repr::Nested(expr) => f.debug_struct("Link").field("expr", expr).finish(),
+        }
+    }
 }
 
 impl Link {
-    /// Parse a link formula, e.g. `h2(z1) + 0.5*h4(z2)`. Never panics; see [`LinkError`] for
-    /// the failure cases (each message quotes the offending piece and its 1-based position).
+    /// Parse a link formula, e.g. `h2(z1) + 0.5*h4(z2)` or `tanh(3*(h2(z1) + h2(z2))/4)`. Never
+    /// panics; see [`LinkError`] for the failure cases (each message quotes the offending piece
+    /// and its 1-based position).
     pub fn parse(s: &str) -> Result<Link, LinkError> {
-        let tokens = lex(s)?;
-        Parser {
+        let chars: Vec<char> = s.chars().collect();
+        let tokens = lex(&chars)?;
+        let mut parser = Parser {
             toks: &tokens,
+            chars: &chars,
             i: 0,
-        }
-        .link()
+        };
+        let expr = parser.link()?;
+        Ok(Link::from_expr(expr))
     }
 
-    /// The terms, in the order written.
+    /// The flat representation when every factor is flat, else the tree.
+    fn from_expr(expr: Expr) -> Link {
+        let repr = match expr.to_flat() {
+            Some(terms) => Repr::Flat(terms),
+            None => Repr::Nested(expr),
+        };
+        Link { repr }
+    }
+
+    /// The terms of a flat link, in the order written; **empty for a nested link** (see
+    /// [`Link::is_nested`]).
     pub fn terms(&self) -> &[Term] {
-        &self.terms
+        match &self.repr {
+            Repr::Flat(terms) => terms,
+            Repr::Nested(_) => &[],
+        }
+    }
+
+    /// True when the link is nested (a function of a sub-expression, a power of a sum, …; see
+    /// the module docs), false when it is flat and [`Link::terms`] describes it.
+    pub fn is_nested(&self) -> bool {
+        matches!(self.repr, Repr::Nested(_))
+    }
+
+    /// The expression tree of a nested link.
+    pub(crate) fn nested_expr(&self) -> Option<&Expr> {
+        match &self.repr {
+            Repr::Flat(_) => None,
+            Repr::Nested(expr) => Some(expr),
+        }
     }
 
     /// Largest index `I` appearing as `zI` (0 for a constant link).
     pub fn max_index(&self) -> usize {
-        self.terms
-            .iter()
-            .flat_map(|t| t.factors.iter().map(Factor::index))
-            .max()
-            .unwrap_or(0)
+        match &self.repr {
+            Repr::Flat(terms) => terms
+                .iter()
+                .flat_map(|t| t.factors.iter().map(Factor::index))
+                .max()
+                .unwrap_or(0),
+            Repr::Nested(expr) => expr.max_index(),
+        }
     }
 
     /// Error unless every index is at most `r`, i.e. `max_index() ≤ r`; the error names the
@@ -200,19 +296,28 @@ impl Link {
         Ok(())
     }
 
-    /// True when every factor is a polynomial (`hK` or `zI^K`), so `g` is a polynomial.
+    /// True when `g` is a polynomial: every flat factor is `hK` or `zI^K` and, for a nested
+    /// link, every function applied to a sub-expression is some `hK` (sums, products and powers
+    /// of polynomials are polynomials). `abs`, `sign`, `tanh`, `relu` anywhere make it false.
     pub fn is_polynomial(&self) -> bool {
-        self.terms
-            .iter()
-            .all(|t| t.factors.iter().all(|f| f.polynomial_degree().is_some()))
+        match &self.repr {
+            Repr::Flat(terms) => terms
+                .iter()
+                .all(|t| t.factors.iter().all(|f| f.polynomial_degree().is_some())),
+            Repr::Nested(expr) => expr.is_polynomial(),
+        }
     }
 
-    /// `g(z) = Σ_t c_t Π_j F_{t,j}(z_{I_{t,j}})` with `z[0] = z1`.
+    /// `g(z)` with `z[0] = z1`: `Σ_t c_t Π_j F_{t,j}(z_{I_{t,j}})` for a flat link, a
+    /// recursive evaluation of the tree for a nested one.
     ///
     /// # Panics
     /// If `z.len() < self.max_index()` (a caller bug; [`crate::Target`] guarantees the length).
     pub fn eval(&self, z: &[f64]) -> f64 {
-        self.terms.iter().map(|t| t.eval(z)).sum()
+        match &self.repr {
+            Repr::Flat(terms) => terms.iter().map(|t| t.eval(z)).sum(),
+            Repr::Nested(expr) => expr.eval(z),
+        }
     }
 }
 
@@ -226,7 +331,7 @@ impl FromStr for Link {
 
 /// Shortest decimal that parses back to exactly `x` (`x ≥ 0`, finite): plain notation for
 /// moderate magnitudes, exponent notation otherwise.
-fn fmt_number(x: f64) -> String {
+pub(crate) fn fmt_number(x: f64) -> String {
     if x == 0.0 || (1e-4..1e15).contains(&x) {
         format!("{x}")
     } else {
@@ -235,34 +340,17 @@ fn fmt_number(x: f64) -> String {
 }
 
 impl fmt::Display for Link {
-    /// Canonical form: terms joined by ` + ` / ` - `, coefficient first and omitted when it is
-    /// `±1`, e.g. `-z1 + 2*z2^3`, `h2(z1) + 0.5*h4(z2)`.
+    /// Canonical form (see the module docs): terms joined by ` + ` / ` - `, coefficient first
+    /// and omitted when it is `±1`, e.g. `-z1 + 2*z2^3`, `h2(z1) + 0.5*h4(z2)`,
+    /// `tanh(0.75*h2(z1) + 0.75*h2(z2))`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (n, term) in self.terms.iter().enumerate() {
-            let c = term.coefficient;
-            let negative = c < 0.0;
-            match (n, negative) {
-                (0, true) => f.write_str("-")?,
-                (0, false) => {}
-                (_, true) => f.write_str(" - ")?,
-                (_, false) => f.write_str(" + ")?,
-            }
-            let a = c.abs();
-            if term.factors.is_empty() {
-                f.write_str(&fmt_number(a))?;
-                continue;
-            }
-            if a != 1.0 {
-                write!(f, "{}*", fmt_number(a))?;
-            }
-            for (k, factor) in term.factors.iter().enumerate() {
-                if k > 0 {
-                    f.write_str("*")?;
-                }
-                write!(f, "{factor}")?;
-            }
+        match &self.repr {
+            Repr::Flat(terms) => fmt_terms(
+                f,
+                terms.iter().map(|t| (t.coefficient, t.factors.as_slice())),
+            ),
+            Repr::Nested(expr) => write!(f, "{expr}"),
         }
-        Ok(())
     }
 }
 
@@ -291,6 +379,7 @@ enum Tok {
     Plus,
     Minus,
     Star,
+    Slash,
     Caret,
     LParen,
     RParen,
@@ -302,6 +391,8 @@ struct Token {
     tok: Tok,
     /// 1-based character position of the token's first character.
     pos: usize,
+    /// 1-based character position just after the token's last character.
+    end: usize,
 }
 
 impl Token {
@@ -321,6 +412,7 @@ fn op_char(tok: &Tok) -> Option<char> {
         Tok::Plus => '+',
         Tok::Minus => '-',
         Tok::Star => '*',
+        Tok::Slash => '/',
         Tok::Caret => '^',
         Tok::LParen => '(',
         Tok::RParen => ')',
@@ -328,8 +420,7 @@ fn op_char(tok: &Tok) -> Option<char> {
     })
 }
 
-fn lex(s: &str) -> Result<Vec<Token>, LinkError> {
-    let chars: Vec<char> = s.chars().collect();
+fn lex(chars: &[char]) -> Result<Vec<Token>, LinkError> {
     let n = chars.len();
     let mut out = Vec::new();
     let mut i = 0;
@@ -340,13 +431,18 @@ fn lex(s: &str) -> Result<Vec<Token>, LinkError> {
             '+' => Some(Tok::Plus),
             '-' => Some(Tok::Minus),
             '*' => Some(Tok::Star),
+            '/' => Some(Tok::Slash),
             '^' => Some(Tok::Caret),
             '(' => Some(Tok::LParen),
             ')' => Some(Tok::RParen),
             _ => None,
         };
         if let Some(tok) = simple {
-            out.push(Token { tok, pos });
+            out.push(Token {
+                tok,
+                pos,
+                end: pos + 1,
+            });
             i += 1;
         } else if c.is_whitespace() {
             i += 1;
@@ -368,6 +464,7 @@ fn lex(s: &str) -> Result<Vec<Token>, LinkError> {
             out.push(Token {
                 tok: Tok::Num(text),
                 pos,
+                end: i + 1,
             });
         } else if c.is_ascii_alphabetic() || c == '_' {
             let start = i;
@@ -378,6 +475,7 @@ fn lex(s: &str) -> Result<Vec<Token>, LinkError> {
             out.push(Token {
                 tok: Tok::Ident(text),
                 pos,
+                end: i + 1,
             });
         } else {
             return Err(LinkError::UnexpectedChar { ch: c, pos });
@@ -386,6 +484,7 @@ fn lex(s: &str) -> Result<Vec<Token>, LinkError> {
     out.push(Token {
         tok: Tok::End,
         pos: n + 1,
+        end: n + 1,
     });
     Ok(out)
 }
@@ -441,13 +540,20 @@ fn variable_index(name: &str, pos: usize) -> Option<Result<usize, LinkError>> {
 }
 
 // ----------------------------------------------------------------------------------------------
-// Parser (iterative except for one fixed level per factor: cannot overflow the stack)
+// Parser: recursive descent, iterative along sums and products; recursion only through
+// parentheses and function calls, at most `MAX_DEPTH` deep, so it cannot overflow the stack.
 
-const EXPECT_ITEM: &str = "a factor (zI, zI^K, hK(zI), abs/sign/tanh/relu(zI)) or a number";
+const EXPECT_ITEM: &str =
+    "a number, a variable zI, `(`, or a function hK/abs/sign/tanh/relu followed by `(`";
+
+/// The operator just consumed and its position (for dangling-operator errors).
+type Op = Option<(char, usize)>;
 
 struct Parser<'a> {
     /// Always ends with `Tok::End`.
     toks: &'a [Token],
+    /// The formula, for quoting sub-expressions in errors.
+    chars: &'a [char],
     i: usize,
 }
 
@@ -462,198 +568,225 @@ impl Parser<'_> {
         }
     }
 
-    fn link(&mut self) -> Result<Link, LinkError> {
+    /// End position of the last consumed token.
+    fn last_end(&self) -> usize {
+        match self.i {
+            0 => 1,
+            i => self.toks[i - 1].end,
+        }
+    }
+
+    /// The formula text between 1-based positions `start` (inclusive) and `end` (exclusive).
+    fn text(&self, start: usize, end: usize) -> String {
+        let (a, b) = (start.saturating_sub(1), end.saturating_sub(1));
+        self.chars[a.min(self.chars.len())..b.min(self.chars.len())]
+            .iter()
+            .collect::<String>()
+            .trim()
+            .to_string()
+    }
+
+    fn out_of_range(&self, start: usize) -> LinkError {
+        LinkError::NumberOutOfRange {
+            text: self.text(start, self.last_end()),
+            pos: start,
+        }
+    }
+
+    fn link(&mut self) -> Result<Expr, LinkError> {
         if matches!(self.peek().tok, Tok::End) {
             return Err(LinkError::Empty);
         }
-        let mut terms = Vec::new();
-        let mut sign = 1.0;
-        let mut op = None;
-        let first = self.peek().clone();
-        match first.tok {
-            Tok::Plus => {
-                op = Some(('+', first.pos));
-                self.advance();
-            }
-            Tok::Minus => {
-                sign = -1.0;
-                op = Some(('-', first.pos));
-                self.advance();
-            }
-            _ => {}
-        }
-        loop {
-            terms.push(self.term(sign, op)?);
-            let t = self.peek().clone();
-            match t.tok {
-                Tok::Plus => sign = 1.0,
-                Tok::Minus => sign = -1.0,
-                Tok::End => return Ok(Link { terms }),
-                Tok::Caret => {
-                    return Err(LinkError::Unexpected {
-                        found: "`^`".to_string(),
-                        expected: "`^` only directly after a variable zI",
-                        pos: t.pos,
-                    })
-                }
-                _ => {
-                    return Err(LinkError::TrailingGarbage {
-                        found: t.describe(),
-                        pos: t.pos,
-                    })
-                }
-            }
-            op = op_char(&t.tok).map(|c| (c, t.pos));
-            self.advance();
+        let expr = self.expr(0)?;
+        let t = self.peek().clone();
+        match t.tok {
+            Tok::End => Ok(expr),
+            Tok::Caret => Err(LinkError::Unexpected {
+                found: "`^`".to_string(),
+                expected: "an operator or the end after a power (write `(x^a)^b` for x^a^b)",
+                pos: t.pos,
+            }),
+            _ => Err(LinkError::TrailingGarbage {
+                found: t.describe(),
+                pos: t.pos,
+            }),
         }
     }
 
-    /// A product of items; `op` is the operator just consumed (for dangling-operator errors).
-    fn term(&mut self, sign: f64, mut op: Option<(char, usize)>) -> Result<Term, LinkError> {
-        let mut coefficient = sign;
-        let mut factors = Vec::new();
+    /// `term { ('+' | '-') term }`.
+    fn expr(&mut self, depth: usize) -> Result<Expr, LinkError> {
+        let mut acc = self.term(depth, None)?;
         loop {
             let t = self.peek().clone();
-            match &t.tok {
-                Tok::Num(text) => {
-                    coefficient *= parse_number(text, t.pos)?;
-                    if !coefficient.is_finite() {
-                        return Err(LinkError::NumberOutOfRange {
-                            text: text.clone(),
-                            pos: t.pos,
-                        });
-                    }
-                    self.advance();
-                }
-                Tok::Ident(name) => factors.push(self.factor(name, t.pos)?),
-                Tok::End | Tok::Plus | Tok::Minus | Tok::Star | Tok::Caret if op.is_some() => {
-                    let (op, pos) = op.unwrap_or(('?', t.pos));
-                    return Err(LinkError::DanglingOperator { op, pos });
-                }
-                _ => {
-                    return Err(LinkError::Unexpected {
-                        found: t.describe(),
-                        expected: EXPECT_ITEM,
-                        pos: t.pos,
-                    })
-                }
-            }
-            let next = self.peek().clone();
-            if next.tok != Tok::Star {
-                return Ok(Term {
-                    coefficient,
-                    factors,
-                });
-            }
-            op = Some(('*', next.pos));
-            self.advance();
-        }
-    }
-
-    /// A factor starting at identifier `name` (the current token).
-    fn factor(&mut self, name: &str, pos: usize) -> Result<Factor, LinkError> {
-        if let Some(index) = variable_index(name, pos) {
-            let index = index?;
-            self.advance();
-            let caret = self.peek().clone();
-            if caret.tok != Tok::Caret {
-                return Ok(Factor::Power { index, exponent: 1 });
-            }
-            self.advance();
-            let k = self.peek().clone();
-            let exponent = match &k.tok {
-                Tok::Num(text) if text.chars().all(|c| c.is_ascii_digit()) => {
-                    match text.parse::<u32>() {
-                        Ok(e) if e <= MAX_EXPONENT => e,
-                        _ => {
-                            return Err(LinkError::ExponentTooLarge {
-                                text: text.clone(),
-                                pos: k.pos,
-                            })
-                        }
-                    }
-                }
-                Tok::End => {
-                    return Err(LinkError::DanglingOperator {
-                        op: '^',
-                        pos: caret.pos,
-                    })
-                }
-                Tok::Num(text) | Tok::Ident(text) => {
-                    return Err(LinkError::BadExponent {
-                        text: text.clone(),
-                        pos: k.pos,
-                    })
-                }
-                other => {
-                    return Err(LinkError::BadExponent {
-                        text: op_char(other).unwrap_or('?').to_string(),
-                        pos: k.pos,
-                    })
-                }
+            let minus = match t.tok {
+                Tok::Plus => false,
+                Tok::Minus => true,
+                _ => return Ok(acc),
             };
             self.advance();
-            return Ok(Factor::Power { index, exponent });
+            let op = op_char(&t.tok).map(|c| (c, t.pos));
+            let b = self.term(depth, op)?;
+            acc = if minus { acc.sub(b) } else { acc.add(b) };
         }
-        if let Some(digits) = name.strip_prefix('h') {
-            if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
-                let degree = match digits.parse::<usize>() {
-                    Ok(k) if k <= MAX_HERMITE_DEGREE => k,
-                    _ => {
-                        return Err(LinkError::HermiteDegree {
-                            text: name.to_string(),
-                            pos,
+    }
+
+    /// `unary { ('*' | '/') unary }`; `op` is the operator just consumed.
+    fn term(&mut self, depth: usize, op: Op) -> Result<Expr, LinkError> {
+        let mut acc = self.unary(depth, op)?;
+        loop {
+            let t = self.peek().clone();
+            let divide = match t.tok {
+                Tok::Star => false,
+                Tok::Slash => true,
+                _ => return Ok(acc),
+            };
+            self.advance();
+            let start = self.peek().pos;
+            let op = op_char(&t.tok).map(|c| (c, t.pos));
+            let b = self.unary(depth, op)?;
+            acc = if divide {
+                match b.as_constant() {
+                    None => {
+                        return Err(LinkError::DivisionByNonConstant {
+                            divisor: self.text(start, self.last_end()),
+                            pos: t.pos,
                         })
                     }
-                };
-                self.advance();
-                let index = self.call_argument()?;
-                return Ok(Factor::Hermite { degree, index });
-            }
+                    Some(0.0) => {
+                        return Err(LinkError::DivisionByZero {
+                            divisor: self.text(start, self.last_end()),
+                            pos: t.pos,
+                        })
+                    }
+                    Some(d) if !d.is_finite() => return Err(self.out_of_range(start)),
+                    Some(d) => acc.div(d).map_err(|_| self.out_of_range(start))?,
+                }
+            } else {
+                acc.mul(b).map_err(|_| self.out_of_range(start))?
+            };
         }
-        let make: fn(usize) -> Factor = match name {
-            "abs" => |index| Factor::Abs { index },
-            "sign" => |index| Factor::Sign { index },
-            "tanh" => |index| Factor::Tanh { index },
-            "relu" => |index| Factor::Relu { index },
-            _ => {
-                return Err(LinkError::UnknownFunction {
-                    name: name.to_string(),
-                    pos,
+    }
+
+    /// `['+' | '-'] power`.
+    fn unary(&mut self, depth: usize, op: Op) -> Result<Expr, LinkError> {
+        let t = self.peek().clone();
+        match t.tok {
+            Tok::Plus => {
+                self.advance();
+                self.power(depth, Some(('+', t.pos)))
+            }
+            Tok::Minus => {
+                self.advance();
+                Ok(self.power(depth, Some(('-', t.pos)))?.neg())
+            }
+            _ => self.power(depth, op),
+        }
+    }
+
+    /// `atom ['^' K]`.
+    fn power(&mut self, depth: usize, op: Op) -> Result<Expr, LinkError> {
+        let start = self.peek().pos;
+        let base = self.atom(depth, op)?;
+        let caret = self.peek().clone();
+        if caret.tok != Tok::Caret {
+            return Ok(base);
+        }
+        self.advance();
+        let k = self.peek().clone();
+        let exponent = match &k.tok {
+            Tok::Num(text) if text.chars().all(|c| c.is_ascii_digit()) => {
+                match text.parse::<u32>() {
+                    Ok(e) if e <= MAX_EXPONENT => e,
+                    _ => {
+                        return Err(LinkError::ExponentTooLarge {
+                            text: text.clone(),
+                            pos: k.pos,
+                        })
+                    }
+                }
+            }
+            Tok::End => {
+                return Err(LinkError::DanglingOperator {
+                    op: '^',
+                    pos: caret.pos,
+                })
+            }
+            Tok::Num(text) | Tok::Ident(text) => {
+                return Err(LinkError::BadExponent {
+                    text: text.clone(),
+                    pos: k.pos,
+                })
+            }
+            other => {
+                return Err(LinkError::BadExponent {
+                    text: op_char(other).unwrap_or('?').to_string(),
+                    pos: k.pos,
                 })
             }
         };
         self.advance();
-        Ok(make(self.call_argument()?))
+        base.pow(exponent).map_err(|_| self.out_of_range(start))
     }
 
-    /// `'(' zI ')'` after a function name; returns `I`.
-    fn call_argument(&mut self) -> Result<usize, LinkError> {
-        let open = self.peek().clone();
-        if open.tok != Tok::LParen {
-            return Err(LinkError::MissingParen {
-                expected: '(',
-                found: open.describe(),
-                pos: open.pos,
+    /// `number | zI | '(' expr ')' | func '(' expr ')'`.
+    fn atom(&mut self, depth: usize, op: Op) -> Result<Expr, LinkError> {
+        let t = self.peek().clone();
+        match &t.tok {
+            Tok::Num(text) => {
+                let v = parse_number(text, t.pos)?;
+                self.advance();
+                Ok(Expr::constant(v))
+            }
+            Tok::Ident(name) => {
+                if let Some(index) = variable_index(name, t.pos) {
+                    let index = index?;
+                    self.advance();
+                    return Ok(Expr::variable(index));
+                }
+                let func = function(name, t.pos)?;
+                self.advance();
+                let open = self.peek().clone();
+                if open.tok != Tok::LParen {
+                    return Err(LinkError::MissingParen {
+                        expected: '(',
+                        found: open.describe(),
+                        pos: open.pos,
+                    });
+                }
+                Ok(self.parenthesised(depth)?.apply(func))
+            }
+            Tok::LParen => self.parenthesised(depth),
+            Tok::End
+            | Tok::Plus
+            | Tok::Minus
+            | Tok::Star
+            | Tok::Slash
+            | Tok::Caret
+            | Tok::RParen
+                if op.is_some() =>
+            {
+                let (op, pos) = op.unwrap_or(('?', t.pos));
+                Err(LinkError::DanglingOperator { op, pos })
+            }
+            _ => Err(LinkError::Unexpected {
+                found: t.describe(),
+                expected: EXPECT_ITEM,
+                pos: t.pos,
+            }),
+        }
+    }
+
+    /// `'(' expr ')'`, the current token being `(`.
+    fn parenthesised(&mut self, depth: usize) -> Result<Expr, LinkError> {
+        let open = self.peek().pos;
+        if depth >= MAX_DEPTH {
+            return Err(LinkError::TooDeep {
+                max: MAX_DEPTH,
+                pos: open,
             });
         }
         self.advance();
-        let arg = self.peek().clone();
-        let index = match &arg.tok {
-            Tok::Ident(name) => variable_index(name, arg.pos),
-            _ => None,
-        };
-        let index = match index {
-            Some(index) => index?,
-            None => {
-                return Err(LinkError::Unexpected {
-                    found: arg.describe(),
-                    expected: "a variable zI as the function argument",
-                    pos: arg.pos,
-                })
-            }
-        };
-        self.advance();
+        let inner = self.expr(depth + 1)?;
         let close = self.peek().clone();
         if close.tok != Tok::RParen {
             return Err(LinkError::MissingParen {
@@ -663,6 +796,33 @@ impl Parser<'_> {
             });
         }
         self.advance();
-        Ok(index)
+        Ok(inner)
     }
+}
+
+/// The function named `name` (`hK`, `abs`, `sign`, `tanh`, `relu`).
+fn function(name: &str, pos: usize) -> Result<Func, LinkError> {
+    if let Some(digits) = name.strip_prefix('h') {
+        if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
+            return match digits.parse::<usize>() {
+                Ok(k) if k <= MAX_HERMITE_DEGREE => Ok(Func::Hermite(k)),
+                _ => Err(LinkError::HermiteDegree {
+                    text: name.to_string(),
+                    pos,
+                }),
+            };
+        }
+    }
+    Ok(match name {
+        "abs" => Func::Abs,
+        "sign" => Func::Sign,
+        "tanh" => Func::Tanh,
+        "relu" => Func::Relu,
+        _ => {
+            return Err(LinkError::UnknownFunction {
+                name: name.to_string(),
+                pos,
+            })
+        }
+    })
 }

@@ -1,5 +1,7 @@
 //! Exact / quadrature moments of a link under `z ~ N(0, I_r)` — never Monte Carlo.
 //!
+//! # Flat links
+//!
 //! Write the link as `g(z) = Σ_t c_t Π_i F_{t,i}(z_i)`, where `F_{t,i}` is the product of the
 //! factors of term `t` that read coordinate `i` (`F_{t,i} = 1` when there are none). Because the
 //! coordinates of `z` are independent,
@@ -14,12 +16,51 @@
 //! monomials, `E[z^{2k}] = (2k−1)!!`, odd moments 0) and otherwise computed by deterministic
 //! composite Gauss–Legendre quadrature on `[−L, 0]` and `[0, L]` (split at the kink of
 //! `abs`/`sign`/`relu`), accurate to about `1e−13` relative for the functions of the grammar.
+//!
+//! # Nested links
+//!
+//! A nested link (see [`crate::link`]) is still a sum of top-level terms `g = Σ_t c_t T_t`, and
+//! `E[g]`, `E[g²]` and the variance use the same covariance formulas with `E[T_t]`,
+//! `E[T_t T_s]`. Each of these is the expectation of a product of factors, some univariate
+//! (flat) and some nested (a function of a sub-expression). The factors are split into
+//! independent clusters — a nested factor ties together every coordinate it reads — whose
+//! expectations multiply, and each cluster is integrated deterministically:
+//!
+//! 1. only flat factors (one coordinate): [`gaussian_expectation`], exact for polynomials;
+//! 2. one coordinate: composite Gauss–Legendre quadrature against the Gaussian weight
+//!    (20 nodes per panel of width 0.25 on `[−L, L]`, `L = 12 + 2√p`, `p` a bound on the
+//!    polynomial growth of the integrand);
+//! 3. several coordinates, every nested factor a function of one **separable sum**
+//!    `S = Σ_i h_i(z_i)` over distinct coordinates (each term of `S` reads one coordinate, as in
+//!    `tanh(0.75*h2(z1) + … + 0.75*h2(z8))`, `abs(z1 + z2)`, `relu(z1 - 0.5)`,
+//!    `(z1 + z2)^2`), the flat factors of the cluster acting as weights `u_i(z_i)`: the
+//!    distribution of `S` is computed on a grid `x_k = k·h`. Each `h_i(z_i)` is discretised by
+//!    composite Gauss–Legendre atoms (value `h_i(t_j)`, weight `w_j φ(t_j) u_i(t_j)`), each atom
+//!    is spread onto the 6 nearest grid points with Lagrange weights (preserving the moments of
+//!    degree ≤ 5, so smooth integrands converge like `h⁶`), the coordinates' grids are convolved
+//!    and `E[F(S) Π_i u_i] = Σ_k m_k F(x_k)`. The spacing starts at `h = σ_S/32` and is halved
+//!    until two resolutions agree to `1e−10` of `E|F(S) Π u_i|` (or a work budget is reached):
+//!    about `1e−10` relative for smooth `F` such as `tanh`; kinks and jumps (`abs`, `relu`,
+//!    `sign` of `S`) converge more slowly (about `1e−6`);
+//! 4. otherwise, at most 3 coordinates: tensor-product composite Gauss–Legendre quadrature
+//!    (2 coordinates: 16 nodes per panel of width 0.5 on `[−L, L]`, `L = 10 + 2√p`; 3
+//!    coordinates: 12 nodes per panel of width 1, `L ≤ 16`), about `1e−10` for smooth
+//!    integrands and `1e−5`-ish across kinks that are not on a panel boundary;
+//! 5. otherwise (more than 3 coordinates coupled and not a function of one separable sum, e.g.
+//!    `tanh(z1*z2 + z3*z4)`) the moments are unavailable: [`Link::try_moments`] returns
+//!    [`LinkError::MomentsUnavailable`] naming the sub-expression, and [`Link::moments`] returns
+//!    NaN moments.
+//!
+//! Cluster expectations and sum distributions are cached within one call, so `E[F(S)]` and
+//! `E[F(S)²]` share one grid.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use crate::error::LinkError;
 use crate::hermite::{gaussian_moment, hermite_coefficients};
 use crate::link::{Factor, Link};
+use crate::nested::nested_moments;
 
 /// Mean, second moment and variance of `g(z)` for `z ~ N(0, I_r)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -37,14 +78,46 @@ pub struct LinkMoments {
 impl Link {
     /// `E[g(z)]`, `E[g(z)²]` and `Var g(z)` for `z ~ N(0, I_r)`.
     ///
-    /// Exact for polynomial links, quadrature otherwise; never Monte Carlo. With
-    /// `g = Σ_t c_t Π_i F_{t,i}(z_i)`:
+    /// Exact for polynomial flat links, quadrature otherwise; never Monte Carlo. For a flat
+    /// link `g = Σ_t c_t Π_i F_{t,i}(z_i)`:
     /// `E[g] = Σ_t c_t Π_i E[F_{t,i}]` and
     /// `E[g²] = Σ_{t,s} c_t c_s Π_i E[F_{t,i} F_{s,i}]` (independence of the coordinates);
     /// each univariate expectation comes from [`gaussian_expectation`]. Cost is
     /// `O(T² · r)` univariate expectations for `T` terms. Results are `±∞`/NaN only when the
     /// moments overflow `f64` (e.g. absurdly high powers).
+    ///
+    /// A nested link is integrated as described in the [module docs](self); when its moments
+    /// are not available all three fields are NaN — use [`Link::try_moments`] for the reason.
     pub fn moments(&self) -> LinkMoments {
+        match self.try_moments() {
+            Ok(m) => m,
+            Err(_) => LinkMoments {
+                mean: f64::NAN,
+                second_moment: f64::NAN,
+                variance: f64::NAN,
+            },
+        }
+    }
+
+    /// Like [`Link::moments`], but a nested link whose moments cannot be computed
+    /// deterministically (more than 3 coupled coordinates that are not a function of one
+    /// separable sum `Σ_i h_i(z_i)`, see the [module docs](self)) is
+    /// [`LinkError::MomentsUnavailable`], whose message names the sub-expression and suggests
+    /// `data.normalize = false`. Always `Ok` for flat links (same numbers as
+    /// [`Link::moments`], overflow included).
+    pub fn try_moments(&self) -> Result<LinkMoments, LinkError> {
+        match self.nested_expr() {
+            None => Ok(self.flat_moments()),
+            Some(expr) => nested_moments(expr).map(|n| n.moments).map_err(|reason| {
+                LinkError::MomentsUnavailable {
+                    link: self.to_string(),
+                    reason,
+                }
+            }),
+        }
+    }
+
+    fn flat_moments(&self) -> LinkMoments {
         let terms = grouped_terms(self);
         let means: Vec<f64> = terms.iter().map(|(_, g)| term_mean(g)).collect();
         let mean: f64 = terms.iter().zip(&means).map(|((c, _), m)| c * m).sum();
@@ -73,7 +146,15 @@ impl Link {
     /// Scale against which a variance counts as zero: `(Σ_t |c_t| √E[P_t²])²` over the
     /// non-constant terms `c_t P_t` (an upper bound on `Var g`). `g` is treated as constant
     /// when `Var g ≤ 1e−12 ×` this.
+    ///
+    /// For a nested link the same formula is used over its top-level terms `c_t T_t` that read
+    /// at least one coordinate, with `E[T_t²]` computed as in [`Link::moments`] (so a nested
+    /// link without variables, e.g. `tanh(2)`, has reference 0 and variance 0 and counts as
+    /// constant). NaN when the nested moments are unavailable.
     pub fn variance_reference(&self) -> f64 {
+        if let Some(expr) = self.nested_expr() {
+            return nested_moments(expr).map_or(f64::NAN, |n| n.reference);
+        }
         let s: f64 = grouped_terms(self)
             .iter()
             .filter(|(_, g)| !g.is_empty())

@@ -42,7 +42,9 @@ impl Target {
     ///
     /// Errors: `d = 0`, `r = 0`, `r > d`, `r·d` too large to allocate, a link index above `r`,
     /// `noise` negative or non-finite, and with `normalize` a constant link
-    /// (`Var g ≤ 1e−12 · (Σ_t |c_t| √E[P_t²])²`) or a non-finite variance.
+    /// (`Var g ≤ 1e−12 ·` [`Link::variance_reference`]), a non-finite variance, or a nested link
+    /// whose moments are unavailable ([`DataError::Link`] with
+    /// [`LinkError::MomentsUnavailable`](crate::LinkError::MomentsUnavailable)).
     pub fn new(
         d: usize,
         r: usize,
@@ -65,7 +67,8 @@ impl Target {
             return Err(DataError::Noise(noise));
         }
         let scale = if normalize {
-            let variance = link.moments().variance;
+            // `try_moments`: a nested link without computable moments is an explanatory error.
+            let variance = link.try_moments()?.variance;
             if !variance.is_finite() {
                 return Err(DataError::NonFiniteVariance {
                     link: link.to_string(),

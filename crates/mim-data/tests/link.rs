@@ -231,13 +231,24 @@ fn errors_name_piece_and_position() {
         LinkError::UnexpectedChar { ch: 'é', pos: 2 }
     ));
     assert!(matches!(err("*z1"), LinkError::Unexpected { pos: 1, .. }));
+    // `abs(h2(z1))` and `h2(z1)^2` were errors before nested formulas; now they parse
+    // (see tests/nested.rs), and their malformed neighbours are errors.
+    assert!(Link::parse("abs(h2(z1))").unwrap().is_nested());
+    assert_eq!(
+        Link::parse("h2(z1)^2").unwrap(),
+        Link::parse("h2(z1)*h2(z1)").unwrap()
+    );
     assert!(matches!(
-        err("abs(h2(z1))"),
-        LinkError::Unexpected { pos: 5, .. }
+        err("abs(h2(z1)"),
+        LinkError::MissingParen {
+            expected: ')',
+            pos: 11,
+            ..
+        }
     ));
     assert!(matches!(
-        err("h2(z1)^2"),
-        LinkError::Unexpected { pos: 7, .. }
+        err("h2(z1)^2^2"),
+        LinkError::Unexpected { pos: 9, .. }
     ));
 }
 

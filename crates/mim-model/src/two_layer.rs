@@ -34,6 +34,43 @@ pub enum ModelError {
     /// Init scale not positive and finite.
     #[error("model.init_scale = {0}: must be positive and finite")]
     InitScale(f64),
+    /// An [`Mlp`](crate::Mlp) without hidden layers.
+    #[error("model.widths = []: an MLP needs at least one hidden layer")]
+    NoHiddenLayer,
+    /// A hidden width of an [`Mlp`](crate::Mlp) that is zero.
+    #[error("model.widths[{index}] = 0: every hidden width must be at least 1")]
+    ZeroWidth {
+        /// 0-based position in `model.widths`.
+        index: usize,
+    },
+    /// An odd first or last hidden width of an [`Mlp`](crate::Mlp) under the symmetric init.
+    #[error("model.widths[{index}] = {width}: the first and the last hidden layer must have even widths (symmetric init pairs their units)")]
+    OddPairedWidth {
+        /// 0-based position in `model.widths`.
+        index: usize,
+        /// The width given.
+        width: usize,
+    },
+    /// A per-layer list of an [`Mlp`](crate::Mlp) whose length is neither 1 nor the depth.
+    #[error("model.{field} has {len} entries but model.widths has {depth} hidden layers: give one per hidden layer or a single one for all")]
+    PerLayerLength {
+        /// The field (`activations`, `bias`).
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The number of hidden layers L.
+        depth: usize,
+    },
+    /// A hidden-layer number outside 1..=L.
+    #[error("{what} = {layer}: this network has hidden layers 1..={depth}")]
+    Layer {
+        /// What named the layer (`standardize`, `layer`).
+        what: &'static str,
+        /// The layer asked for (1-based).
+        layer: usize,
+        /// The number of hidden layers L.
+        depth: usize,
+    },
 }
 
 /// Hyper-parameters of [`TwoLayer`].

@@ -34,11 +34,33 @@ impl<'a> JointBatches<'a> {
         device: &Device,
         precision: Precision,
     ) -> Self {
-        Self {
+        Self::of(
             target,
             d1,
-            kind: cfg.batches,
-            batch_size: cfg.batch_size,
+            cfg.batches,
+            cfg.batch_size,
+            seed,
+            device,
+            precision,
+        )
+    }
+
+    /// Minibatches of `batch_size` rows: reshuffled epochs over `data` (reused), or rows of an
+    /// independent stream of `target` (fresh), from `seed`.
+    pub fn of(
+        target: &'a Target,
+        data: &'a Dataset,
+        kind: Batches,
+        batch_size: usize,
+        seed: u64,
+        device: &Device,
+        precision: Precision,
+    ) -> Self {
+        Self {
+            target,
+            d1: data,
+            kind,
+            batch_size,
             seed,
             order: Vec::new(),
             device: device.clone(),
@@ -49,7 +71,7 @@ impl<'a> JointBatches<'a> {
     fn upload(&self, x: &[f64], y: &[f64]) -> (Tensor<2>, Tensor<1>) {
         let b = y.len();
         (
-            from_host_2d(x, b, self.d1.d, &self.device, self.precision),
+            from_host_2d(x, b, self.target.d, &self.device, self.precision),
             from_host_1d(y, &self.device, self.precision),
         )
     }

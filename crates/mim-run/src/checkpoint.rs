@@ -103,7 +103,7 @@ fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> RunError {
 
 /// Saves `model` as a Burnpack file at `path` atomically: written to a temporary file, synced
 /// to disk, then renamed.
-pub fn save_model_atomic(model: &TwoLayer, path: &Path) -> Result<(), RunError> {
+pub fn save_model_atomic<M: ModuleSnapshot>(model: &M, path: &Path) -> Result<(), RunError> {
     let tmp = tmp_path(path).with_extension("tmp.bpk");
     let mut store = BurnpackStore::from_file(&tmp).overwrite(true);
     model

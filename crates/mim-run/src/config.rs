@@ -4,11 +4,15 @@
 //! every field and names it in the error.
 
 use crate::backend::Backend;
+use crate::model_config::ModelConfig;
 use mim_data::Link;
-use mim_model::{Precision, TwoLayerConfig};
+use mim_model::Precision;
 use mim_spectral::{ResolvedSpectral, SpectralConfig};
-use mim_train::{Gradient, JointConfig, Mode, Stage1Config, Stage1Params, Stage2Config};
+use mim_train::{
+    Gradient, JointConfig, Mode, Stage1Config, Stage1Params, Stage2Config, StageConfig,
+};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// `[data]`: the target and the three datasets.
@@ -35,6 +39,18 @@ pub struct DataConfig {
     /// n2 = alpha2·d (default 16 when neither is given).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alpha2: Option<f64>,
+    /// Size of D3, the third independent draw (only for a `[[schedule]]` stage with
+    /// `data = "D3"`; or give `alpha3`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n3: Option<usize>,
+    /// n3 = alpha3·d (default 16 when neither is given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpha3: Option<f64>,
+    /// Named intermediate features of the target, as formulas in z (the link grammar), e.g.
+    /// `q = "(h2(z1)+h2(z2))/2"`: each hidden layer's activations are scored by the held-out
+    /// R² of a ridge regression of each feature on them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub features: BTreeMap<String, String>,
     /// Test-set size.
     pub n_test: usize,
     /// Scale the noiseless labels to unit variance by a constant computed from the link.
@@ -70,6 +86,9 @@ impl Default for DataConfig {
             alpha1: None,
             n2: None,
             alpha2: None,
+            n3: None,
+            alpha3: None,
+            features: BTreeMap::new(),
             n_test: 10_000,
             normalize: true,
             streaming: Streaming::Auto,
@@ -208,8 +227,8 @@ pub struct RunConfig {
     pub threads: usize,
     /// Data.
     pub data: DataConfig,
-    /// Network.
-    pub model: TwoLayerConfig,
+    /// Network: the two-layer network, or a deeper one (`model.widths`).
+    pub model: ModelConfig,
     /// Stage 1.
     pub stage1: Stage1Config,
     /// Stage 2.
@@ -227,6 +246,10 @@ pub struct RunConfig {
     /// `mim spectral`; omitted from `config.toml` when default.
     #[serde(skip_serializing_if = "SpectralConfig::is_default")]
     pub spectral: SpectralConfig,
+    /// An explicit layer-wise schedule (`[[schedule]]`, in order). When given it is what
+    /// runs; `method`, `[stage1]`, `[stage2]` and `[joint]` are then not used.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<StageConfig>,
 }
 
 impl Default for RunConfig {
@@ -238,7 +261,7 @@ impl Default for RunConfig {
             dtype: Precision::F32,
             threads: 0,
             data: DataConfig::default(),
-            model: TwoLayerConfig::default(),
+            model: ModelConfig::default(),
             stage1: Stage1Config::default(),
             stage2: Stage2Config::default(),
             one_step: OneStepConfig::default(),
@@ -246,6 +269,7 @@ impl Default for RunConfig {
             metrics: MetricsConfig::default(),
             checkpoint: CheckpointConfig::default(),
             spectral: SpectralConfig::default(),
+            schedule: Vec::new(),
         }
     }
 }
@@ -261,6 +285,8 @@ pub struct ValidConfig {
     pub n1: usize,
     /// n2.
     pub n2: usize,
+    /// n3 (the size of D3; used only by a `[[schedule]]` stage with `data = "D3"`).
+    pub n3: usize,
     /// Stage 1 as it will run (T1, η1, β1, mode after the method's rules).
     pub stage1: Stage1Params,
     /// Remove the linear part of the stage-1 labels.
@@ -306,7 +332,12 @@ fn check_link_variance(
     normalize: bool,
     noise: f64,
 ) -> Result<Option<String>, ConfigError> {
-    let variance = link.moments().variance;
+    let variance = match link.try_moments() {
+        Ok(m) => m.variance,
+        // Without normalisation nothing needs the moments of a nested formula.
+        Err(_) if !normalize => return Ok(None),
+        Err(err) => return Err(ConfigError(format!("data.link = {shown}: {err}"))),
+    };
     if !variance.is_finite() {
         return Err(ConfigError(format!(
             "data.link = {shown}: Var g overflows f64 (exponents too large); use smaller powers"
@@ -397,10 +428,34 @@ fn override_fields(table: &mut toml::Table, assignment: &str) -> Result<(), Conf
         }
     }
     let mut cur = table;
-    for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
+    let mut i = 0;
+    while i + 1 < parts.len() {
         let entry = cur
-            .entry(part.to_string())
+            .entry(parts[i].to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        // An array of tables (`[[schedule]]`) is entered by a 0-based index: schedule.1.steps.
+        let list = matches!(entry, toml::Value::Array(_)) && i + 2 < parts.len();
+        let entry = if list {
+            let toml::Value::Array(items) = entry else {
+                unreachable!("checked above")
+            };
+            let len = items.len();
+            let k: usize = parts[i + 1].parse().map_err(|_| {
+                ConfigError(format!(
+                    "--set {assignment}: `{}` is a list; give an index 0..{len} after it",
+                    parts[..=i].join(".")
+                ))
+            })?;
+            i += 1;
+            items.get_mut(k).ok_or_else(|| {
+                ConfigError(format!(
+                    "--set {assignment}: `{}` has {len} entries (indices 0..{len})",
+                    parts[..i].join(".")
+                ))
+            })?
+        } else {
+            entry
+        };
         cur = match entry {
             toml::Value::Table(t) => t,
             _ => {
@@ -410,6 +465,7 @@ fn override_fields(table: &mut toml::Table, assignment: &str) -> Result<(), Conf
                 )))
             }
         };
+        i += 1;
     }
     cur.insert(
         parts[parts.len() - 1].to_string(),
@@ -453,11 +509,19 @@ impl RunConfig {
     /// Checks every field and resolves sizes and "auto" values. The error is one line naming
     /// the field (newlines in echoed values are escaped).
     pub fn validate(&self) -> Result<ValidConfig, ConfigError> {
-        self.validate_fields()
+        self.validate_fields(true)
             .map_err(|err| ConfigError(one_line(&err.0)))
     }
 
-    fn validate_fields(&self) -> Result<ValidConfig, ConfigError> {
+    /// [`RunConfig::validate`] for a network of the caller's own
+    /// ([`crate::run::train_network`]): the `[[schedule]]` is not checked against `[model]`
+    /// (the caller's network is checked when training starts).
+    pub fn validate_custom(&self) -> Result<ValidConfig, ConfigError> {
+        self.validate_fields(false)
+            .map_err(|err| ConfigError(one_line(&err.0)))
+    }
+
+    fn validate_fields(&self, builtin_model: bool) -> Result<ValidConfig, ConfigError> {
         let e = |s: String| ConfigError(s);
         let data = &self.data;
         if data.d == 0 {
@@ -492,6 +556,7 @@ impl RunConfig {
         let link_warning = check_link_variance(&link, &shown, data.normalize, data.noise)?;
         let n1 = resolve_size("1", data.n1, data.alpha1, data.d).map_err(e)?;
         let n2 = resolve_size("2", data.n2, data.alpha2, data.d).map_err(e)?;
+        let n3 = resolve_size("3", data.n3, data.alpha3, data.d).map_err(e)?;
         if n2 < 3 {
             return Err(e(format!(
                 "data.n2 = {n2}: stage 2 needs at least 3 samples"
@@ -609,17 +674,111 @@ impl RunConfig {
         if streaming {
             stage1.gradient = Gradient::Fused;
         }
+        for (name, formula) in &data.features {
+            let link = Link::parse(formula)
+                .map_err(|err| e(format!("data.features.{name} = {}: {err}", show(formula))))?;
+            link.check_indices(data.r)
+                .map_err(|err| e(format!("data.features.{name} = {}: {err}", show(formula))))?;
+        }
+        if self.schedule.is_empty() && self.model.mlp.is_some() {
+            return Err(e("model.widths: a deeper network is trained by an explicit [[schedule]] (the methods are two-layer presets)".into()));
+        }
+        if !self.schedule.is_empty() {
+            if streaming {
+                return Err(e("data.streaming: a [[schedule]] runs with its datasets in memory; use data.streaming = \"off\" or smaller sizes".into()));
+            }
+            for (k, stage) in self.schedule.iter().enumerate() {
+                stage.validate(k).map_err(e)?;
+            }
+            if builtin_model {
+                crate::schedule_run::check_schedule(self).map_err(e)?;
+            }
+        }
         Ok(ValidConfig {
             config: self.clone(),
             link,
             n1,
             n2,
+            n3,
             stage1,
             remove_linear,
             streaming,
             spectral: (self.method == Method::SpectralInit).then_some(spectral),
             warnings,
         })
+    }
+}
+
+impl ValidConfig {
+    /// The method as an explicit `[[schedule]]` (`None` for `spectral_init`, whose first layer
+    /// is set from eigenvectors rather than trained): `layerwise`, `one_step` and
+    /// `random_features` are GD on `w` over D1 (`stage1`, with T1, η1, β1 and the label
+    /// preprocessing as resolved) then the biases re-drawn and the ridge readout on D2
+    /// (`stage2`); `joint` is one Adam/SGD stage on every group. Run through the schedule
+    /// engine it gives the same network as the method.
+    pub fn expanded_schedule(&self) -> Option<Vec<StageConfig>> {
+        let cfg = &self.config;
+        let s1 = &cfg.stage1;
+        let label_keys = StageConfig {
+            loss: s1.loss,
+            huber_delta: s1.huber_delta,
+            l1_smoothing: s1.l1_smoothing,
+            ..StageConfig::default()
+        };
+        match cfg.method {
+            Method::SpectralInit => None,
+            Method::Joint => Some(vec![StageConfig {
+                name: "joint".into(),
+                train: ["w", "b", "a", "c"].map(String::from).to_vec(),
+                data: match cfg.joint.batches {
+                    mim_train::Batches::Fresh => "fresh".into(),
+                    mim_train::Batches::Reused => "D1".into(),
+                },
+                steps: cfg.joint.steps,
+                optimizer: match cfg.joint.optimizer {
+                    mim_train::JointOptimizer::Adam => mim_train::StageOptimizer::Adam,
+                    mim_train::JointOptimizer::Sgd => mim_train::StageOptimizer::Sgd,
+                },
+                lr: cfg.joint.lr,
+                batch_size: cfg.joint.batch_size,
+                eval_every: cfg.joint.eval_every,
+                ..label_keys
+            }]),
+            Method::Layerwise | Method::OneStep | Method::RandomFeatures => {
+                let p = &self.stage1;
+                let stage1 = StageConfig {
+                    name: "stage1".into(),
+                    train: vec!["w".into()],
+                    data: "D1".into(),
+                    steps: p.steps,
+                    lr: p.lr,
+                    weight_decay: mim_train::WeightDecay::Value(p.weight_decay),
+                    mode: p.mode,
+                    center_labels: s1.center_labels,
+                    center_by: s1.center_by,
+                    remove_linear: self.remove_linear,
+                    gradient: s1.gradient,
+                    ..label_keys
+                };
+                let reinit = match cfg.stage2.bias {
+                    mim_train::BiasInit::Gaussian => Some(mim_model::Reinit::Gaussian),
+                    mim_train::BiasInit::Uniform => Some(mim_model::Reinit::Uniform),
+                    mim_train::BiasInit::Zero => Some(mim_model::Reinit::Zero),
+                    mim_train::BiasInit::Keep => None,
+                };
+                let stage2 = StageConfig {
+                    name: "stage2".into(),
+                    data: "D2".into(),
+                    solver: Some(cfg.stage2.solver),
+                    ridge_lambda: cfg.stage2.ridge_lambda,
+                    reinit: reinit
+                        .map(|r| BTreeMap::from([("b".to_string(), r)]))
+                        .unwrap_or_default(),
+                    ..StageConfig::default()
+                };
+                Some(vec![stage1, stage2])
+            }
+        }
     }
 }
 

@@ -14,9 +14,11 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod limits;
+pub mod model_config;
 pub mod progress;
 pub mod results;
 pub mod run;
+pub mod schedule_run;
 pub mod seeds;
 pub mod spectral_init;
 pub mod streaming;
@@ -24,4 +26,4 @@ pub mod tracker;
 
 pub use backend::Backend;
 pub use config::{ConfigError, Method, RunConfig, ValidConfig};
-pub use run::{train, RunError, RunOptions, Summary};
+pub use run::{train, train_network, RunError, RunOptions, Summary};

@@ -17,6 +17,7 @@ enum Display {
 pub struct Reporter {
     jsonl: JsonlWriter,
     display: Display,
+    bar_stage: Option<String>,
 }
 
 impl Reporter {
@@ -29,7 +30,11 @@ impl Reporter {
         } else {
             Display::Lines
         };
-        Self { jsonl, display }
+        Self {
+            jsonl,
+            display,
+            bar_stage: None,
+        }
     }
 
     /// A one-line message (warnings, stage changes).
@@ -43,7 +48,6 @@ impl Reporter {
 
     /// Records a stage-1 step.
     pub fn stage1(&mut self, r: &Stage1Record, total: usize) -> io::Result<()> {
-        self.jsonl.write(r)?;
         let text = format!(
             "align {:.3}  cos_min {:.3}{}",
             r.w.alignment_mean,
@@ -52,26 +56,44 @@ impl Reporter {
                 .map(|c| format!("  power_cos {c:.3}"))
                 .unwrap_or_default()
         );
+        self.step(r, &r.stage, r.step, total, &text)
+    }
+
+    /// Records step `step` of `total` of stage `stage` (the line `record`) and shows `text`
+    /// next to the progress. A new stage name starts a new bar.
+    pub fn step<T: Serialize>(
+        &mut self,
+        record: &T,
+        stage: &str,
+        step: usize,
+        total: usize,
+        text: &str,
+    ) -> io::Result<()> {
+        self.jsonl.write(record)?;
         match &mut self.display {
             Display::Bar(bar) => {
+                if self.bar_stage.as_deref() != Some(stage) {
+                    *bar = None;
+                    self.bar_stage = Some(stage.to_string());
+                }
                 let bar = bar.get_or_insert_with(|| {
                     let b = ProgressBar::new(total as u64);
                     b.set_style(
-                        ProgressStyle::with_template(
-                            "stage1 [{bar:30}] {pos}/{len} {msg} ({elapsed})",
-                        )
+                        ProgressStyle::with_template(&format!(
+                            "{stage} [{{bar:30}}] {{pos}}/{{len}} {{msg}} ({{elapsed}})"
+                        ))
                         .expect("valid template")
                         .progress_chars("=> "),
                     );
                     b
                 });
-                bar.set_position(r.step as u64);
-                bar.set_message(text);
-                if r.step == total {
+                bar.set_position(step as u64);
+                bar.set_message(text.to_string());
+                if step == total {
                     bar.finish();
                 }
             }
-            Display::Lines => eprintln!("stage1 step {}/{}  {text}", r.step, total),
+            Display::Lines => eprintln!("{stage} step {step}/{total}  {text}"),
             Display::Quiet => {}
         }
         Ok(())

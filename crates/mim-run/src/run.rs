@@ -9,17 +9,19 @@ use crate::checkpoint::{
 use crate::config::{ConfigError, Method, ValidConfig};
 use crate::progress::Reporter;
 use crate::results::{write_atomic, write_json_atomic, JsonlWriter};
+use crate::schedule_run::{first_layer_metrics, fit_schedule, StageSummary};
 use crate::seeds::{derive_seed, Purpose};
 use crate::spectral_init::spectral_rows;
 use crate::tracker::{w_metrics, Stage1Tracker, WMetrics};
 use burn::tensor::{Device, Tensor};
 use mim_data::{Dataset, Split, Target};
 use mim_metrics::PowerIteration;
-use mim_model::{from_host_1d, from_host_2d, to_host, Precision, TwoLayer};
+use mim_model::{from_host_1d, from_host_2d, to_host, Network, Precision, TwoLayer};
 use mim_spectral::ResolvedSpectral;
 use mim_train::stage2::normalized_mse;
 use mim_train::{label_shift, run_joint, run_stage1_from, run_stage2, stage1_labels, TrainError};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -120,6 +122,12 @@ pub struct Summary {
     pub peak_rss_mib: Option<f64>,
     /// Warnings raised.
     pub warnings: Vec<String>,
+    /// What each stage of a `[[schedule]]` did (absent for the methods).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<StageSummary>,
+    /// Held-out R² of each declared feature (`data.features`) on each hidden layer.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub feature_r2: BTreeMap<String, Vec<f64>>,
 }
 
 /// `summary.json` of a failed run.
@@ -397,7 +405,7 @@ fn spectral_init(
     let spectrum = spectral
         .estimate(&d1.x, &d1.y, d1.d)
         .map_err(|e| TrainError::Numerical {
-            stage: "spectral_init",
+            stage: "spectral_init".into(),
             message: e.to_string(),
         })?;
     let m = cfg.model.width;
@@ -424,14 +432,23 @@ fn spectral_init(
     Ok(model)
 }
 
-fn train_inner(
+/// What every run opens before training: the device, the run folder's `config.toml` and
+/// `metrics.jsonl` (through the reporter) and the target.
+struct RunSetup {
+    t0: Instant,
+    device: Device,
+    reporter: Reporter,
+    target: Target,
+}
+
+fn open_run(
     valid: &ValidConfig,
     opts: &RunOptions,
-    resumed: Option<CheckpointState>,
-) -> Result<Summary, RunError> {
+    resumed: Option<&CheckpointState>,
+) -> Result<RunSetup, RunError> {
     let t0 = Instant::now();
     let cfg = &valid.config;
-    let (d, r, p) = (cfg.data.d, cfg.data.r, cfg.dtype);
+    let (d, r) = (cfg.data.d, cfg.data.r);
     set_threads(cfg.threads);
     let device = open_device(cfg.backend).map_err(RunError::Device)?;
 
@@ -445,7 +462,7 @@ fn train_inner(
     for stale in ["summary.json", "model.bpk"] {
         let _ = fs::remove_file(out.join(stale));
     }
-    let jsonl = match &resumed {
+    let jsonl = match resumed {
         None => {
             // config.toml first: a kill in between leaves old checkpoints that no longer match
             // it, which --resume refuses, never a run of the wrong config.
@@ -470,9 +487,7 @@ fn train_inner(
     for w in &valid.warnings {
         reporter.message(&format!("warning: {w}"));
     }
-    let record_err = |e| io_err("writing", &out.join("metrics.jsonl"), e);
-
-    // Data: U and the three datasets, drawn on the host from the seed.
+    // Data: U and the datasets, drawn on the host from the seed.
     let target = Target::new(
         d,
         r,
@@ -482,8 +497,86 @@ fn train_inner(
         derive_seed(cfg.seed, Purpose::Target),
     )
     .map_err(|e| RunError::Config(ConfigError(e.to_string())))?;
+    Ok(RunSetup {
+        t0,
+        device,
+        reporter,
+        target,
+    })
+}
+
+/// Trains a network of the caller's own (any [`Network`]) by the config's `[[schedule]]`,
+/// writing the run folder as `mim train` does. `build(device, init_seed, precision)` makes the
+/// initial network; its parameter paths are what the schedule's `train` and `reinit` name
+/// (checked before any data are drawn: a bad name is a config error). Validate the config
+/// with [`RunConfig::validate_custom`](crate::RunConfig::validate_custom), which does not check
+/// the schedule against the built-in `[model]`.
+pub fn train_network<M: Network>(
+    valid: &ValidConfig,
+    opts: &RunOptions,
+    build: impl FnOnce(&Device, u64, Precision) -> M,
+) -> Result<Summary, RunError> {
+    let cfg = &valid.config;
+    if cfg.schedule.is_empty() {
+        return Err(RunError::Config(ConfigError(
+            "schedule: train_network needs a [[schedule]] over the network's parameter groups"
+                .into(),
+        )));
+    }
+    let mut setup = open_run(valid, opts, None)?;
+    let model = build(
+        &setup.device,
+        derive_seed(cfg.seed, Purpose::Init),
+        cfg.dtype,
+    );
+    crate::schedule_run::check_with(cfg, &model, &setup.device)
+        .map_err(|e| RunError::Config(ConfigError(e)))?;
+    let fit = crate::schedule_run::fit_network(
+        valid,
+        &setup.target,
+        model,
+        &setup.device,
+        &mut setup.reporter,
+        &opts.out_dir.join("model.bpk"),
+    )?;
+    schedule_summary(
+        valid,
+        &setup.target,
+        fit,
+        &mut setup.reporter,
+        &opts.out_dir,
+        setup.t0,
+    )
+}
+
+fn train_inner(
+    valid: &ValidConfig,
+    opts: &RunOptions,
+    resumed: Option<CheckpointState>,
+) -> Result<Summary, RunError> {
+    let cfg = &valid.config;
+    let (d, r, p) = (cfg.data.d, cfg.data.r, cfg.dtype);
+    let out = &opts.out_dir;
+    let RunSetup {
+        t0,
+        device,
+        mut reporter,
+        target,
+    } = open_run(valid, opts, resumed.as_ref())?;
+    let record_err = |e| io_err("writing", &out.join("metrics.jsonl"), e);
+    if !cfg.schedule.is_empty() {
+        let fit = fit_schedule(
+            valid,
+            &target,
+            &device,
+            &mut reporter,
+            &out.join("model.bpk"),
+        )?;
+        return schedule_summary(valid, &target, fit, &mut reporter, out, t0);
+    }
     let model = cfg
         .model
+        .two_layer()
         .symmetric_init(d, derive_seed(cfg.seed, Purpose::Init), &device, p)
         .map_err(|e| RunError::Config(ConfigError(e.to_string())))?;
     let streaming = valid.streaming;
@@ -511,6 +604,18 @@ fn train_inner(
         )?
     };
     let model = &fit.model;
+    // Per-layer feature R² (when the target declares features; in memory only).
+    let feature_r2 = if cfg.data.features.is_empty() || streaming {
+        BTreeMap::new()
+    } else {
+        let test = target.sample(
+            Split::Test,
+            cfg.data.n_test,
+            derive_seed(cfg.seed, Purpose::Data),
+        );
+        let xt = from_host_2d(&test.x, test.n, d, &device, p);
+        crate::schedule_run::feature_r2(cfg, &target, model, &test, &xt, p)?
+    };
     let readout = to_host(model.a.val())
         .into_iter()
         .chain(to_host(model.c.val()))
@@ -527,7 +632,7 @@ fn train_inner(
     ] {
         if !value.is_finite() {
             return Err(TrainError::Diverged {
-                stage,
+                stage: stage.into(),
                 step: 0,
                 quantity: quantity.into(),
                 value,
@@ -547,7 +652,7 @@ fn train_inner(
     let w = to_host(model.w.val());
     let wm =
         w_metrics(&w, cfg.model.width, &target.u, r, d).map_err(|e| TrainError::Numerical {
-            stage: "metrics",
+            stage: "metrics".into(),
             message: e,
         })?;
     save_model(model, &out.join("model.bpk"))?;
@@ -588,10 +693,83 @@ fn train_inner(
         streaming,
         peak_rss_mib: crate::streaming::peak_rss_mib(),
         warnings: valid.warnings.clone(),
+        schedule: Vec::new(),
+        feature_r2,
     };
     reporter
         .record(&serde_json::json!({"stage": "final", "summary": &summary}))
         .map_err(record_err)?;
+    write_json_atomic(&out.join("summary.json"), &summary)
+        .map_err(|e| io_err("writing", &out.join("summary.json"), e))?;
+    Ok(summary)
+}
+
+/// The summary of a `[[schedule]]` run (written to `summary.json` and `metrics.jsonl`).
+fn schedule_summary(
+    valid: &ValidConfig,
+    target: &Target,
+    fit: crate::schedule_run::ScheduleFit,
+    reporter: &mut Reporter,
+    out: &Path,
+    t0: Instant,
+) -> Result<Summary, RunError> {
+    let cfg = &valid.config;
+    let (d, r) = (cfg.data.d, cfg.data.r);
+    for (quantity, value) in [("train_mse", fit.train_mse), ("test_mse", fit.test_mse)] {
+        if !value.is_finite() {
+            return Err(TrainError::Diverged {
+                stage: "schedule".into(),
+                step: 0,
+                quantity: quantity.into(),
+                value,
+            }
+            .into());
+        }
+    }
+    let wm = first_layer_metrics(&fit, target, r, d)?;
+    let first_gd = cfg.schedule.iter().find(|s| s.solver.is_none());
+    let seconds = |pred: &dyn Fn(&StageSummary) -> bool| -> f64 {
+        fit.stages
+            .iter()
+            .filter(|s| pred(s))
+            .map(|s| s.seconds)
+            .sum()
+    };
+    let summary = Summary {
+        version: env!("CARGO_PKG_VERSION").into(),
+        status: "ok".into(),
+        method: "schedule".into(),
+        seed: cfg.seed,
+        backend: cfg.backend.name().into(),
+        dtype: cfg.dtype.name().into(),
+        d,
+        r,
+        link: target.link.to_string(),
+        label_scale: target.scale,
+        width: cfg.model.width,
+        n1: valid.n1,
+        n2: valid.n2,
+        n_test: cfg.data.n_test,
+        steps: first_gd.map_or(0, |s| s.steps),
+        lr: first_gd.map_or(0.0, |s| s.lr),
+        weight_decay: first_gd.map_or(0.0, |s| s.resolved_weight_decay()),
+        ridge_lambda: fit.ridge_lambda,
+        w: wm,
+        power_iteration_cos: None,
+        test_mse: fit.test_mse,
+        train_mse: fit.train_mse,
+        stage1_seconds: seconds(&|s| s.kind != "ridge"),
+        stage2_seconds: seconds(&|s| s.kind == "ridge"),
+        total_seconds: t0.elapsed().as_secs_f64(),
+        streaming: false,
+        peak_rss_mib: crate::streaming::peak_rss_mib(),
+        warnings: valid.warnings.clone(),
+        schedule: fit.stages,
+        feature_r2: fit.feature_r2,
+    };
+    reporter
+        .record(&serde_json::json!({"stage": "final", "summary": &summary}))
+        .map_err(|e| io_err("writing", &out.join("metrics.jsonl"), e))?;
     write_json_atomic(&out.join("summary.json"), &summary)
         .map_err(|e| io_err("writing", &out.join("summary.json"), e))?;
     Ok(summary)

@@ -215,7 +215,7 @@ pub fn stream_stage1<T: Real + Element>(
         for (quantity, value) in [("loss", loss), ("‖∇W‖", grad_norm)] {
             if !value.is_finite() {
                 return Err(TrainError::Diverged {
-                    stage: "stage1",
+                    stage: "stage1".into(),
                     step,
                     quantity: quantity.into(),
                     value,
@@ -232,7 +232,7 @@ pub fn stream_stage1<T: Real + Element>(
         let w_max = w.iter().fold(0.0f64, |s, v| s.max(v.to().abs()));
         if !w_max.is_finite() || w_max > 1e12 {
             return Err(TrainError::Diverged {
-                stage: "stage1",
+                stage: "stage1".into(),
                 step,
                 quantity: "max|W|".into(),
                 value: w_max,
@@ -321,7 +321,7 @@ pub fn stream_stage2<T: Real>(
     })?;
     if train.count() < 2 || val.count() < 1 {
         return Err(TrainError::Numerical {
-            stage: "stage2",
+            stage: "stage2".into(),
             message: format!("streaming stage 2 needs at least 3 samples, got {n2}"),
         });
     }

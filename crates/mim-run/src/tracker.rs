@@ -131,12 +131,12 @@ impl Observer for Stage1Tracker<'_> {
         let w = to_host(s.w.clone());
         let metrics =
             w_metrics(&w, m, self.u, self.r, self.d).map_err(|e| TrainError::Numerical {
-                stage: "stage1",
+                stage: "stage1".into(),
                 message: format!("metrics at step {}: {e}", s.step),
             })?;
         if let Some((quantity, value)) = first_non_finite(&metrics) {
             return Err(TrainError::Diverged {
-                stage: s.stage,
+                stage: s.stage.into(),
                 step: s.step,
                 quantity: quantity.into(),
                 value,

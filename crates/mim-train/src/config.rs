@@ -131,6 +131,19 @@ pub enum LossName {
     L1,
 }
 
+impl LossName {
+    /// The loss with its parameter: δ for Huber, s for smoothed ℓ1 (the other is unused).
+    pub fn with(self, huber_delta: f64, l1_smoothing: f64) -> Loss {
+        match self {
+            LossName::Square => Loss::Square,
+            LossName::Huber => Loss::Huber { delta: huber_delta },
+            LossName::L1 => Loss::L1 {
+                smoothing: l1_smoothing,
+            },
+        }
+    }
+}
+
 /// How stage 1 controls the scale of W.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -260,15 +273,7 @@ impl Stage1Config {
 
     /// The loss with its parameter.
     pub fn loss(&self) -> Loss {
-        match self.loss {
-            LossName::Square => Loss::Square,
-            LossName::Huber => Loss::Huber {
-                delta: self.huber_delta,
-            },
-            LossName::L1 => Loss::L1 {
-                smoothing: self.l1_smoothing,
-            },
-        }
+        self.loss.with(self.huber_delta, self.l1_smoothing)
     }
 
     /// Checks every field; the message names the field (`stage1.lr = NaN: …`).

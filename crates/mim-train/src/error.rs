@@ -7,7 +7,7 @@ pub enum TrainError {
     #[error("{stage} diverged at step {step}: {quantity} is {value}")]
     Diverged {
         /// `stage1` or `stage2`.
-        stage: &'static str,
+        stage: String,
         /// The step (0 = before the first update).
         step: usize,
         /// What diverged (e.g. `W`, `loss`).
@@ -19,11 +19,36 @@ pub enum TrainError {
     #[error("{stage}: {message}")]
     Numerical {
         /// Where it happened.
-        stage: &'static str,
+        stage: String,
         /// What went wrong.
         message: String,
     },
     /// An observer (file writer, …) failed.
     #[error("observer failed: {0}")]
     Observer(String),
+}
+
+impl TrainError {
+    /// The same error reported under stage name `stage` (for the shared solvers, which do not
+    /// know the name of the schedule stage that called them).
+    pub fn in_stage(self, stage: &str) -> Self {
+        match self {
+            TrainError::Diverged {
+                step,
+                quantity,
+                value,
+                ..
+            } => TrainError::Diverged {
+                stage: stage.into(),
+                step,
+                quantity,
+                value,
+            },
+            TrainError::Numerical { message, .. } => TrainError::Numerical {
+                stage: stage.into(),
+                message,
+            },
+            other => other,
+        }
+    }
 }

@@ -4,8 +4,8 @@
 
 use crate::error::TrainError;
 use crate::loss::Loss;
-use crate::observer::{Observer, Stage1State};
-use burn::optim::{AdamConfig, GradientsParams, SgdConfig};
+use crate::observer::Observer;
+use crate::schedule::{optimizer_stage, OptimizerStage};
 use burn::tensor::Tensor;
 use mim_model::TwoLayer;
 use serde::{Deserialize, Serialize};
@@ -87,72 +87,26 @@ pub trait BatchSource {
 }
 
 /// Trains all parameters with the configured optimizer on `loss`, reporting W to the observer
-/// at step 0, every `eval_every` steps and at the end.
+/// at step 0, every `eval_every` steps and at the end: the schedule engine's
+/// [`optimizer_stage`] on every group (`w`, `b`, `a`, `c`), named `joint`.
 pub fn run_joint(
-    mut model: TwoLayer,
+    model: TwoLayer,
     source: &mut dyn BatchSource,
     cfg: &JointConfig,
     loss: &Loss,
     observer: &mut dyn Observer,
 ) -> Result<TwoLayer, TrainError> {
-    model.w = model.w.set_require_grad(true);
-    model.b = model.b.set_require_grad(true);
-    model.a = model.a.set_require_grad(true);
-    model.c = model.c.set_require_grad(true);
-    let mut optim = match cfg.optimizer {
-        JointOptimizer::Sgd => SgdConfig::new().init(),
-        JointOptimizer::Adam => AdamConfig::new().init(),
+    let stage = OptimizerStage {
+        name: "joint".into(),
+        train: ["w", "b", "a", "c"].map(String::from).to_vec(),
+        optimizer: cfg.optimizer,
+        lr: cfg.lr,
+        steps: cfg.steps,
+        eval_every: cfg.eval_every,
+        loss: *loss,
+        head: 0,
     };
-    let w0 = model.w.val().detach();
-    observer.stage1_step(&Stage1State {
-        stage: "joint",
-        step: 0,
-        total: cfg.steps,
-        w: &w0,
-        loss: f64::NAN,
-        grad_norm: f64::NAN,
-    })?;
-    for step in 1..=cfg.steps {
-        let (x, y) = source.batch(step);
-        let l = loss.mean(model.forward(x), y);
-        let report = step % cfg.eval_every == 0 || step == cfg.steps;
-        let loss_value = if report {
-            mim_model::to_host(l.clone().detach())[0]
-        } else {
-            0.0
-        };
-        if !loss_value.is_finite() {
-            return Err(TrainError::Diverged {
-                stage: "joint",
-                step,
-                quantity: "loss".into(),
-                value: loss_value,
-            });
-        }
-        let grads = GradientsParams::from_grads(l.backward(), &model);
-        model = optim.step(cfg.lr, model, grads);
-        if report {
-            let w = model.w.val().detach();
-            let w_max = mim_model::to_host(w.clone().abs().max())[0];
-            if !w_max.is_finite() {
-                return Err(TrainError::Diverged {
-                    stage: "joint",
-                    step,
-                    quantity: "max|W|".into(),
-                    value: w_max,
-                });
-            }
-            observer.stage1_step(&Stage1State {
-                stage: "joint",
-                step,
-                total: cfg.steps,
-                w: &w,
-                loss: loss_value,
-                grad_norm: f64::NAN,
-            })?;
-        }
-    }
-    Ok(model)
+    optimizer_stage(model, source, &stage, observer)
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! - [`stage2`]: biases re-drawn, W and b frozen, readout (a, c) fitted by exact ridge
 //!   regression (λ fixed or chosen on a held-out 20 % of D2) or by GD.
 //! - [`joint`]: the joint-training baseline (both layers by SGD/Adam).
+//! - [`schedule`]: the schedule engine: one GD loop, one optimizer loop and one convex readout
+//!   fit over named parameter groups of any [`mim_model::Network`]; the stages above are presets.
 //! - [`loss`]: the stage-1 losses ℓ(t, y) and their label transform T(y) = −ℓ'(0, y).
 #![warn(missing_docs)]
 
@@ -15,8 +17,10 @@ pub mod fused;
 pub mod joint;
 pub mod loss;
 pub mod observer;
+pub mod schedule;
 pub mod stage1;
 pub mod stage2;
+pub mod stage_config;
 
 pub use config::{
     Auto, BiasInit, CenterBy, Gradient, LossName, Mode, Stage1Config, Stage2Config, Stage2Solver,
@@ -26,5 +30,7 @@ pub use error::TrainError;
 pub use joint::{run_joint, BatchSource, Batches, JointConfig, JointOptimizer};
 pub use loss::Loss;
 pub use observer::{NoObserver, Observer, Stage1State};
+pub use schedule::{gd_stage, optimizer_stage, ridge_stage, GdStage, OptimizerStage};
 pub use stage1::{label_shift, run_stage1, run_stage1_from, stage1_labels, Stage1Params};
-pub use stage2::{run_stage2, Stage2Report};
+pub use stage2::{fit_readout, run_stage2, Stage2Report};
+pub use stage_config::{StageConfig, StageOptimizer};

@@ -4,10 +4,10 @@
 use crate::error::TrainError;
 use burn::tensor::Tensor;
 
-/// The state of the first layer after step `step` of a schedule (step 0 = the initialisation).
+/// The state of the first layer after step `step` of a stage (step 0 = before its first step).
 pub struct Stage1State<'a> {
-    /// Which schedule: `"stage1"` (layer-wise) or `"joint"`.
-    pub stage: &'static str,
+    /// The stage's name: `"stage1"` (layer-wise), `"joint"`, or a `[[schedule]]` stage's name.
+    pub stage: &'a str,
     /// Steps done so far.
     pub step: usize,
     /// T1.

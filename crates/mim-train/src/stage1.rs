@@ -6,9 +6,9 @@
 
 use crate::config::{CenterBy, Gradient, Mode};
 use crate::error::TrainError;
-use crate::fused::HostStage1;
 use crate::loss::Loss;
-use crate::observer::{Observer, Stage1State};
+use crate::observer::Observer;
+use crate::schedule::{gd_stage, GdStage};
 use burn::tensor::Tensor;
 use mim_model::TwoLayer;
 
@@ -31,11 +31,7 @@ pub struct Stage1Params {
     pub init_scale: f64,
 }
 
-/// Rows of W rescaled to norm `norm`: w_j ← norm · w_j/‖w_j‖.
-pub fn normalize_rows(w: Tensor<2>, norm: f64) -> Tensor<2> {
-    let norms = w.clone().square().sum_dim(1).sqrt().clamp_min(1e-300);
-    (w / norms).mul_scalar(norm)
-}
+pub use crate::schedule::normalize_rows;
 
 /// The closed-form gradient (paper §3) and L̂, X: n×d, y: n → (m×d, 1):
 /// G = (1/n) [ℓ'(f(X), y) 1ᵀ ⊙ σ'(X Wᵀ + 1bᵀ) ⊙ 1 aᵀ]ᵀ X. Computed on detached tensors, so
@@ -82,8 +78,23 @@ pub fn autodiff_gradient(
     (g, l.detach())
 }
 
-fn scalar(t: Tensor<1>) -> f64 {
-    mim_model::to_host(t)[0]
+impl Stage1Params {
+    /// The paper's stage 1 as a schedule stage: GD on `w` alone, named `stage1`.
+    pub fn gd_stage(&self) -> GdStage {
+        GdStage {
+            name: "stage1".into(),
+            train: vec!["w".into()],
+            steps: self.steps,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            loss: self.loss,
+            mode: self.mode,
+            row_norm: self.init_scale,
+            final_row_norm: (self.mode == Mode::Normalized).then_some(1.0),
+            gradient: self.gradient,
+            head: 0,
+        }
+    }
 }
 
 /// Runs stage 1 on (x, y) = D1 (labels already centred if asked), reporting each step.
@@ -100,96 +111,17 @@ pub fn run_stage1(
 
 /// [`run_stage1`] resumed after `start_step` steps: `model.w` holds W(start_step) (e.g. from a
 /// checkpoint), steps `start_step + 1 ..= T` run and are reported (step 0 is reported only when
-/// `start_step = 0`). Each step depends only on W, so the result is the uninterrupted one.
+/// `start_step = 0`). The schedule engine's [`gd_stage`] on `w`, with the fused or closed-form
+/// gradient where `params.gradient` asks for it.
 pub fn run_stage1_from(
-    mut model: TwoLayer,
+    model: TwoLayer,
     x: &Tensor<2>,
     y: &Tensor<1>,
     params: &Stage1Params,
     observer: &mut dyn Observer,
     start_step: usize,
 ) -> Result<TwoLayer, TrainError> {
-    model.a = model.a.set_require_grad(false);
-    model.b = model.b.set_require_grad(false);
-    model.c = model.c.set_require_grad(false);
-    model.w = model.w.map(|w| w.detach().require_grad());
-    if start_step == 0 {
-        let w0 = model.w.val().detach();
-        observer.stage1_step(&Stage1State {
-            stage: "stage1",
-            step: 0,
-            total: params.steps,
-            w: &w0,
-            loss: f64::NAN,
-            grad_norm: f64::NAN,
-        })?;
-    }
-
-    // The fused path works on host copies of D1 and of the frozen a, b, c, made once.
-    let host =
-        (params.gradient == Gradient::Fused).then(|| HostStage1::new(x, y, &model, params.loss));
-    for step in start_step + 1..=params.steps {
-        let (g, loss) = match (params.gradient, host.as_ref()) {
-            (Gradient::Fused, Some(host)) => host.gradient(&model.w.val().detach()),
-            (Gradient::ClosedForm, _) => {
-                let (g, l) = closed_form_gradient(&model, x, y, &params.loss);
-                (g, scalar(l))
-            }
-            _ => {
-                let (g, l) = autodiff_gradient(&model, x, y, &params.loss);
-                (g, scalar(l))
-            }
-        };
-        let grad_norm = scalar(g.clone().square().sum()).sqrt();
-        for (quantity, value) in [("loss", loss), ("‖∇W‖", grad_norm)] {
-            if !value.is_finite() {
-                return Err(TrainError::Diverged {
-                    stage: "stage1",
-                    step,
-                    quantity: quantity.into(),
-                    value,
-                });
-            }
-        }
-        let (eta, beta, eps0, mode) = (
-            params.lr,
-            params.weight_decay,
-            params.init_scale,
-            params.mode,
-        );
-        model.w = model.w.map(|w| {
-            let w = w.detach();
-            let mut next = w.clone() - (g + w.mul_scalar(beta)).mul_scalar(eta);
-            if mode == Mode::Normalized {
-                next = normalize_rows(next, eps0);
-            }
-            next.detach().require_grad()
-        });
-        let w = model.w.val().detach();
-        let w_max = scalar(w.clone().abs().max());
-        if !w_max.is_finite() || w_max > 1e12 {
-            return Err(TrainError::Diverged {
-                stage: "stage1",
-                step,
-                quantity: "max|W|".into(),
-                value: w_max,
-            });
-        }
-        observer.stage1_step(&Stage1State {
-            stage: "stage1",
-            step,
-            total: params.steps,
-            w: &w,
-            loss,
-            grad_norm,
-        })?;
-    }
-    if params.mode == Mode::Normalized {
-        model.w = model
-            .w
-            .map(|w| normalize_rows(w.detach(), 1.0).detach().require_grad());
-    }
-    Ok(model)
+    gd_stage(model, x, y, &params.gd_stage(), observer, start_step)
 }
 
 /// The shift c subtracted from the stage-1 labels: 0 when `center` is `None`, mean(y) for
@@ -435,12 +367,12 @@ mod tests {
         let err = run_stage1(model, &x, &y, &params, &mut NoObserver).unwrap_err();
         assert!(
             matches!(
-                err,
+                &err,
                 TrainError::Diverged {
-                    stage: "stage1",
+                    stage,
                     step: 1,
                     ..
-                }
+                } if stage == "stage1"
             ),
             "{err}"
         );

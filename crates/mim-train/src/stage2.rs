@@ -259,7 +259,7 @@ fn best_lambda(grid: &[(f64, f64)]) -> Result<f64, TrainError> {
         })
         .map(|(l, _)| l)
         .ok_or_else(|| TrainError::Diverged {
-            stage: "stage2",
+            stage: "stage2".into(),
             step: 0,
             quantity: "held-out MSE".into(),
             value: f64::NAN,
@@ -271,7 +271,7 @@ fn checked_readout(ne: &Normal, beta: &[f64]) -> Result<(Vec<f64>, f64), TrainEr
     let (a, c) = ne.readout(beta);
     if let Some(bad) = a.iter().chain([c].iter()).find(|v| !v.is_finite()) {
         return Err(TrainError::Diverged {
-            stage: "stage2",
+            stage: "stage2".into(),
             step: 0,
             quantity: "readout a".into(),
             value: *bad,
@@ -323,7 +323,7 @@ fn eigen(ne: &Normal) -> Result<(Vec<f64>, Mat<f64>), TrainError> {
     let evd = mat(ne.m, &ne.c)
         .self_adjoint_eigen(Side::Lower)
         .map_err(|e| TrainError::Numerical {
-            stage: "stage2",
+            stage: "stage2".into(),
             message: format!("eigendecomposition of the feature Gram matrix failed ({e:?})"),
         })?;
     let s = evd.S().column_vector();
@@ -342,7 +342,7 @@ fn choose_lambda(
     let n_val = n - n_tr;
     if n_tr < 2 || n_val < 1 {
         return Err(TrainError::Numerical {
-            stage: "stage2",
+            stage: "stage2".into(),
             message: format!("ridge_lambda = \"auto\" needs at least 3 stage-2 samples, got {n}"),
         });
     }
@@ -403,7 +403,7 @@ fn gd_solve(ne: &Normal, lambda: f64, lr: f64, steps: usize) -> Result<Vec<f64>,
         let norm = beta.norm_l2();
         if !norm.is_finite() {
             return Err(TrainError::Diverged {
-                stage: "stage2",
+                stage: "stage2".into(),
                 step,
                 quantity: "‖a‖".into(),
                 value: norm,
@@ -433,7 +433,44 @@ pub fn normalized_mse(f: &[f64], y: &[f64]) -> f64 {
     mse / var.max(1e-300)
 }
 
-/// Runs stage 2 on (x, y) = D2 and returns the model with new b, a, c.
+/// The convex readout fit on features Φ (n×m) and labels y (n): λ as `cfg` says (fixed, or
+/// `"auto"` on a held-out 20 %), then ridge (or GD) on all rows. Returns (a, c, report) with
+/// `train_mse` left at NaN (the caller measures it through the network). Errors are reported
+/// under the stage name `stage`.
+pub fn fit_readout(
+    phi: &Tensor<2>,
+    y: &Tensor<1>,
+    cfg: &Stage2Config,
+    precision: Precision,
+    stage: &str,
+) -> Result<(Vec<f64>, f64, Stage2Report), TrainError> {
+    let fit = || -> Result<(Vec<f64>, f64, Stage2Report), TrainError> {
+        let (lambda, lambda_grid) = match (cfg.solver, cfg.ridge_lambda) {
+            (Stage2Solver::Gd, _) => (cfg.weight_decay, Vec::new()),
+            (Stage2Solver::Ridge, Auto::Value(l)) => (l, Vec::new()),
+            (Stage2Solver::Ridge, Auto::Auto) => choose_lambda(phi, y, precision)?,
+        };
+        let ne = normal_equations(phi, y);
+        let beta = match cfg.solver {
+            Stage2Solver::Ridge => ridge_solve(&ne, lambda)?,
+            Stage2Solver::Gd => gd_solve(&ne, lambda, cfg.lr, cfg.steps)?,
+        };
+        let (a, c) = checked_readout(&ne, &beta)?;
+        Ok((
+            a,
+            c,
+            Stage2Report {
+                lambda,
+                lambda_grid,
+                train_mse: f64::NAN,
+            },
+        ))
+    };
+    fit().map_err(|e| e.in_stage(stage))
+}
+
+/// Runs stage 2 on (x, y) = D2 and returns the model with new b, a, c: the biases re-drawn
+/// (`cfg.bias`, from `seed`), then the [`crate::schedule::ridge_stage`] on the features.
 pub fn run_stage2(
     mut model: TwoLayer,
     x: &Tensor<2>,
@@ -445,34 +482,8 @@ pub fn run_stage2(
     let device = x.device();
     let m = model.width();
     let b = draw_biases(cfg.bias, m, seed, to_host(model.b.val()));
-    model.w = model.w.map(|w| w.detach().set_require_grad(false));
-    model.b = Param::from_tensor(from_host_1d(&b, &device, precision)).set_require_grad(false);
-    let phi = model.features(x.clone()).detach();
-    let y = y.clone().detach();
-
-    let (lambda, lambda_grid) = match (cfg.solver, cfg.ridge_lambda) {
-        (Stage2Solver::Gd, _) => (cfg.weight_decay, Vec::new()),
-        (Stage2Solver::Ridge, Auto::Value(l)) => (l, Vec::new()),
-        (Stage2Solver::Ridge, Auto::Auto) => choose_lambda(&phi, &y, precision)?,
-    };
-    let ne = normal_equations(&phi, &y);
-    let beta = match cfg.solver {
-        Stage2Solver::Ridge => ridge_solve(&ne, lambda)?,
-        Stage2Solver::Gd => gd_solve(&ne, lambda, cfg.lr, cfg.steps)?,
-    };
-    let (a, c) = checked_readout(&ne, &beta)?;
-    model.a = Param::from_tensor(from_host_1d(&a, &device, precision)).set_require_grad(false);
-    model.c = Param::from_tensor(from_host_1d(&[c], &device, precision)).set_require_grad(false);
-    let f = to_host(model.forward(x.clone()).detach());
-    let train_mse = normalized_mse(&f, &to_host(y));
-    Ok((
-        model,
-        Stage2Report {
-            lambda,
-            lambda_grid,
-            train_mse,
-        },
-    ))
+    model.b = Param::from_tensor(from_host_1d(&b, &device, precision));
+    crate::schedule::ridge_stage(model, x, y, cfg, precision, "stage2")
 }
 
 #[cfg(test)]

@@ -1,0 +1,787 @@
+//! `[[schedule]]` runs: config → data (D1, D2, D3 or fresh samples) → any [`Network`] →
+//! stages, in order, through the engine of `mim_train::schedule` → metrics → run folder.
+//!
+//! Each stage: re-initialisations first (`reinit`, drawn from the seed), then the optional
+//! per-unit standardisation of a hidden layer on the stage's data, then the stage itself —
+//! full-batch GD ([`gd_stage`]), Burn's SGD/Adam ([`optimizer_stage`]) or the convex readout
+//! fit ([`ridge_stage`]) — with every group outside `train` frozen through Burn.
+
+use crate::backend::Backend;
+use crate::batches::JointBatches;
+use crate::config::{ConfigError, RunConfig, ValidConfig};
+use crate::progress::Reporter;
+use crate::run::RunError;
+use crate::seeds::{derive_seed, Purpose};
+use crate::tracker::{w_metrics, Stage1Tracker, WMetrics};
+use burn::tensor::{Device, Tensor};
+use mim_data::{Dataset, Link, Split, Target};
+use mim_model::{
+    from_host_1d, from_host_2d, param_infos, resolve_paths, set_values, to_host, Network, Precision,
+};
+use mim_train::stage2::normalized_mse;
+use mim_train::{
+    gd_stage, label_shift, optimizer_stage, ridge_stage, stage1_labels, Auto, Batches, GdStage,
+    Gradient, JointOptimizer, Observer, OptimizerStage, Stage1State, Stage2Config, Stage2Solver,
+    StageConfig, StageOptimizer, TrainError,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// What one stage of a schedule did (`summary.json`'s `schedule` list).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageSummary {
+    /// The stage's name.
+    pub name: String,
+    /// `gd`, `sgd`, `adam` or `ridge`.
+    pub kind: String,
+    /// The parameters it trained (resolved paths).
+    pub train: Vec<String>,
+    /// Its dataset.
+    pub data: String,
+    /// Steps run (0 for ridge).
+    pub steps: usize,
+    /// Loss on its data after its last step (GD/SGD/Adam; the last reported minibatch for SGD/Adam).
+    pub loss: Option<f64>,
+    /// λ of a ridge stage.
+    pub ridge_lambda: Option<f64>,
+    /// Normalised MSE of the network on a ridge stage's data after the fit.
+    pub train_mse: Option<f64>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// What a schedule run produced.
+pub struct ScheduleFit {
+    /// First-layer weights (m1×d, row-major) and m1.
+    pub first_layer: (Vec<f64>, usize),
+    /// Per-stage summaries.
+    pub stages: Vec<StageSummary>,
+    /// Normalised test MSE.
+    pub test_mse: f64,
+    /// Normalised MSE on the last ridge stage's data (on the last stage's data otherwise).
+    pub train_mse: f64,
+    /// λ of the last ridge stage.
+    pub ridge_lambda: Option<f64>,
+    /// Feature name → held-out R² of a ridge of that feature on each hidden layer's activations.
+    pub feature_r2: BTreeMap<String, Vec<f64>>,
+}
+
+/// The seed of the `ordinal`-th re-initialisation of a schedule (0-based, in stage order and
+/// then path order): the first is the stage-2 bias stream of the two-layer algorithm, so
+/// the paper's schedule re-draws exactly the biases `method = "layerwise"` draws.
+pub fn reinit_seed(seed: u64, ordinal: usize) -> u64 {
+    let base = derive_seed(seed, Purpose::Bias);
+    if ordinal == 0 {
+        base
+    } else {
+        derive_seed(
+            base ^ (ordinal as u64).wrapping_mul(0xA076_1D64_78BD_642F),
+            Purpose::Bias,
+        )
+    }
+}
+
+/// Checks a schedule against the network it will train, before any data exist: every group
+/// named in `train` and `reinit` exists, a ridge stage has a readout to fit, `standardize`
+/// names a hidden layer, and the two-layer gradient specialisations are asked for only where
+/// they apply. Errors name `schedule.K.<key>`.
+pub fn check_schedule(cfg: &RunConfig) -> Result<(), String> {
+    let device = Device::flex();
+    let d = cfg.data.d;
+    match &cfg.model.mlp {
+        None => {
+            let model = cfg
+                .model
+                .two_layer()
+                .symmetric_init(d, 0, &device, Precision::F32)
+                .map_err(|e| e.to_string())?;
+            check_with(cfg, &model, &device)
+        }
+        Some(mlp) => {
+            let model = mlp
+                .symmetric_init(d, 0, &device, Precision::F32)
+                .map_err(|e| e.to_string())?;
+            check_with(cfg, &model, &device)
+        }
+    }
+}
+
+/// [`check_schedule`] against a given network (a user's own, through
+/// [`crate::run::train_network`]).
+pub fn check_with<M: Network>(cfg: &RunConfig, model: &M, device: &Device) -> Result<(), String> {
+    let depth = model
+        .hidden(Tensor::zeros(
+            [1, cfg.data.d],
+            (device, Precision::F32.dtype()),
+        ))
+        .len();
+    for (k, st) in cfg.schedule.iter().enumerate() {
+        for group in st.reinit.keys() {
+            resolve_paths(
+                model,
+                std::slice::from_ref(group),
+                &format!("schedule.{k}.reinit"),
+            )?;
+        }
+        if st.standardize > depth {
+            return Err(format!(
+                "schedule.{k}.standardize = {}: the network has {depth} hidden layer(s)",
+                st.standardize
+            ));
+        }
+        if st.standardize > 0 {
+            // The network's own check (e.g. a network without standardisation refuses).
+            model
+                .clone()
+                .standardize(
+                    st.standardize,
+                    Tensor::zeros([2, cfg.data.d], (device, Precision::F32.dtype())),
+                )
+                .map_err(|e| format!("schedule.{k}.{e}"))?;
+        }
+        if st.solver.is_some() {
+            let readout = model.readout().ok_or_else(|| {
+                format!("schedule.{k}.solver = \"ridge\": this network has no final linear readout to fit")
+            })?;
+            if readout.bias.is_none() {
+                return Err(format!(
+                    "schedule.{k}.solver = \"ridge\": the readout needs an offset parameter"
+                ));
+            }
+            if !st.train.is_empty() {
+                let mut want = vec![readout.weight.clone()];
+                want.extend(readout.bias.clone());
+                want.sort();
+                let got = resolve_paths(model, &st.train, &format!("schedule.{k}.train"))?;
+                if got != want {
+                    return Err(format!(
+                        "schedule.{k}.train = {:?}: a ridge stage fits the readout ({}) and nothing else",
+                        st.train,
+                        want.join(", ")
+                    ));
+                }
+            }
+            continue;
+        }
+        if st.head > depth {
+            return Err(format!(
+                "schedule.{k}.head = {}: the network has {depth} hidden layer(s)",
+                st.head
+            ));
+        }
+        if st.head > 0 {
+            let widths: Vec<usize> = model
+                .hidden(Tensor::zeros(
+                    [1, cfg.data.d],
+                    (device, Precision::F32.dtype()),
+                ))
+                .iter()
+                .map(|h| h.dims()[1])
+                .collect();
+            if widths[st.head - 1] % 2 == 1 {
+                return Err(format!(
+                    "schedule.{k}.head = {}: hidden layer {} has an odd width {} (the paired readout needs an even one)",
+                    st.head, st.head, widths[st.head - 1]
+                ));
+            }
+        }
+        let paths = resolve_paths(model, &st.train, &format!("schedule.{k}.train"))?;
+        let fast = st.head == 0 && mim_train::schedule::has_two_layer_fast_path(model, &paths);
+        match st.gradient {
+            Gradient::Fused | Gradient::ClosedForm if !fast => {
+                return Err(format!(
+                    "schedule.{k}.gradient = \"{}\": only for the two-layer network with train = [\"w\"]; use \"autodiff\" or \"auto\"",
+                    if st.gradient == Gradient::Fused { "fused" } else { "closed_form" }
+                ))
+            }
+            Gradient::Fused if cfg.backend == Backend::Wgpu => {
+                return Err(format!("schedule.{k}.gradient = \"fused\" runs on host storage: use a CPU backend, or \"auto\""))
+            }
+            _ => {}
+        }
+        if st.optimizer != StageOptimizer::Gd && st.gradient != Gradient::Auto {
+            return Err(format!(
+                "schedule.{k}.gradient: SGD/Adam stages use Burn autodiff; leave gradient = \"auto\""
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A dataset on the host and on the device.
+struct Data {
+    host: Dataset,
+    x: Tensor<2>,
+    y: Tensor<1>,
+}
+
+fn upload(ds: Dataset, device: &Device, p: Precision) -> Data {
+    Data {
+        x: from_host_2d(&ds.x, ds.n, ds.d, device, p),
+        y: from_host_1d(&ds.y, device, p),
+        host: ds,
+    }
+}
+
+/// The split and size of a named dataset.
+fn split_of(valid: &ValidConfig, name: &str) -> (Split, usize) {
+    match name {
+        "D1" => (Split::Stage1, valid.n1),
+        "D2" => (Split::Stage2, valid.n2),
+        _ => (Split::Custom(3), valid.n3),
+    }
+}
+
+/// Records only the loss of each step (stages that leave the first layer frozen, whose W
+/// metrics would not change).
+struct LossTracker<'a> {
+    reporter: &'a mut Reporter,
+    start: Instant,
+    last_loss: Option<f64>,
+}
+
+impl Observer for LossTracker<'_> {
+    fn stage1_step(&mut self, s: &Stage1State<'_>) -> Result<(), TrainError> {
+        let loss = s.loss.is_finite().then_some(s.loss);
+        if s.step > 0 {
+            self.last_loss = loss;
+        }
+        self.reporter
+            .step(
+                &serde_json::json!({
+                    "stage": s.stage, "step": s.step, "loss": loss,
+                    "grad_norm": s.grad_norm.is_finite().then_some(s.grad_norm),
+                    "seconds": self.start.elapsed().as_secs_f64(),
+                }),
+                s.stage,
+                s.step,
+                s.total,
+                &loss.map(|l| format!("loss {l:.4}")).unwrap_or_default(),
+            )
+            .map_err(|e| TrainError::Observer(format!("writing metrics.jsonl: {e}")))
+    }
+}
+
+/// Runs the schedule of `valid` on the network its `[model]` describes, writing `model.bpk`
+/// to `model_path`.
+pub fn fit_schedule(
+    valid: &ValidConfig,
+    target: &Target,
+    device: &Device,
+    reporter: &mut Reporter,
+    model_path: &std::path::Path,
+) -> Result<ScheduleFit, RunError> {
+    let cfg = &valid.config;
+    let init_seed = derive_seed(cfg.seed, Purpose::Init);
+    let bad = |e: mim_model::ModelError| RunError::Config(ConfigError(e.to_string()));
+    match &cfg.model.mlp {
+        None => {
+            let model = cfg
+                .model
+                .two_layer()
+                .symmetric_init(cfg.data.d, init_seed, device, cfg.dtype)
+                .map_err(bad)?;
+            fit_network(valid, target, model, device, reporter, model_path)
+        }
+        Some(mlp) => {
+            let model = mlp
+                .symmetric_init(cfg.data.d, init_seed, device, cfg.dtype)
+                .map_err(bad)?;
+            fit_network(valid, target, model, device, reporter, model_path)
+        }
+    }
+}
+
+fn stage_err(name: &str) -> impl Fn(String) -> RunError + '_ {
+    move |message| {
+        RunError::Train(TrainError::Numerical {
+            stage: name.into(),
+            message,
+        })
+    }
+}
+
+/// Runs the schedule of `valid` on `model`, writing `model.bpk` to `model_path`.
+pub fn fit_network<M: Network>(
+    valid: &ValidConfig,
+    target: &Target,
+    mut model: M,
+    device: &Device,
+    reporter: &mut Reporter,
+    model_path: &std::path::Path,
+) -> Result<ScheduleFit, RunError> {
+    let cfg = &valid.config;
+    let (d, r, p) = (cfg.data.d, cfg.data.r, cfg.dtype);
+    let data_seed = derive_seed(cfg.seed, Purpose::Data);
+    let mut data: BTreeMap<String, Data> = BTreeMap::new();
+    let mut stages = Vec::new();
+    let mut reinits = 0usize;
+    let (mut ridge_lambda, mut train_mse) = (None, f64::NAN);
+    for (k, st) in cfg.schedule.iter().enumerate() {
+        let name = st.display_name(k);
+        let t0 = Instant::now();
+        let err = stage_err(&name);
+        // 1. Re-initialisations, in path order, each from its own stream.
+        for (group, how) in &st.reinit {
+            let paths =
+                resolve_paths(&model, std::slice::from_ref(group), "reinit").map_err(&err)?;
+            let infos = param_infos(&model);
+            let mut values = BTreeMap::new();
+            for path in paths {
+                let len = infos
+                    .iter()
+                    .find(|i| i.path == path)
+                    .map_or(0, |i| i.shape.iter().product());
+                values.insert(path, how.draw(len, reinit_seed(cfg.seed, reinits)));
+                reinits += 1;
+            }
+            model = set_values(model, &values, p);
+        }
+        // 2. The stage's data.
+        if st.data != "fresh" && !data.contains_key(&st.data) {
+            let (split, n) = split_of(valid, &st.data);
+            data.insert(
+                st.data.clone(),
+                upload(target.sample(split, n, data_seed), device, p),
+            );
+        }
+        let ds = data.get(&st.data);
+        // 3. Standardisation of a hidden layer on the stage's data.
+        if st.standardize > 0 {
+            let x = ds.map(|ds| ds.x.clone()).ok_or_else(|| {
+                err("standardize needs a dataset (D1, D2, D3), not fresh samples".into())
+            })?;
+            model = model.standardize(st.standardize, x).map_err(&err)?;
+        }
+        let loss = st.loss();
+        let summary = if let Some(solver) = st.solver {
+            let ds = ds.expect("ridge stages have a dataset (validated)");
+            let s2 = Stage2Config {
+                solver,
+                ridge_lambda: st.ridge_lambda,
+                ..Stage2Config::default()
+            };
+            let (fitted, report) = ridge_stage(model, &ds.x, &ds.y, &s2, p, &name)?;
+            model = fitted;
+            ridge_lambda = Some(report.lambda);
+            train_mse = report.train_mse;
+            reporter
+                .record(&serde_json::json!({
+                    "stage": &name, "ridge_lambda": report.lambda,
+                    "train_mse": report.train_mse, "seconds": t0.elapsed().as_secs_f64(),
+                }))
+                .map_err(|e| RunError::Io(format!("writing metrics.jsonl: {e}")))?;
+            let readout = model.readout().expect("checked");
+            StageSummary {
+                name: name.clone(),
+                kind: "ridge".into(),
+                train: [Some(readout.weight), readout.bias]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                data: st.data.clone(),
+                steps: 0,
+                loss: None,
+                ridge_lambda: Some(report.lambda),
+                train_mse: Some(report.train_mse),
+                seconds: t0.elapsed().as_secs_f64(),
+            }
+        } else {
+            let paths = resolve_paths(&model, &st.train, "train").map_err(&err)?;
+            let first = paths.contains(&model.first_layer_path());
+            let (trained, last_loss) = if first {
+                let mut tracker = Stage1Tracker::new(&target.u, r, d, reporter);
+                let trained = run_stage(
+                    valid,
+                    target,
+                    st,
+                    k,
+                    &name,
+                    paths.clone(),
+                    model,
+                    ds,
+                    loss,
+                    device,
+                    &mut tracker,
+                )?;
+                (trained, tracker.last.as_ref().and_then(|rec| rec.loss))
+            } else {
+                let mut losses = LossTracker {
+                    reporter,
+                    start: Instant::now(),
+                    last_loss: None,
+                };
+                let trained = run_stage(
+                    valid,
+                    target,
+                    st,
+                    k,
+                    &name,
+                    paths.clone(),
+                    model,
+                    ds,
+                    loss,
+                    device,
+                    &mut losses,
+                )?;
+                (trained, losses.last_loss)
+            };
+            model = trained;
+            StageSummary {
+                name: name.clone(),
+                kind: match st.optimizer {
+                    StageOptimizer::Gd => "gd",
+                    StageOptimizer::Sgd => "sgd",
+                    StageOptimizer::Adam => "adam",
+                }
+                .into(),
+                train: paths,
+                data: st.data.clone(),
+                steps: st.steps,
+                loss: last_loss,
+                ridge_lambda: None,
+                train_mse: None,
+                seconds: t0.elapsed().as_secs_f64(),
+            }
+        };
+        stages.push(summary);
+    }
+    // Test error and per-layer feature R² on the test set.
+    let test = target.sample(Split::Test, cfg.data.n_test, data_seed);
+    let xt = from_host_2d(&test.x, test.n, d, device, p);
+    let f = to_host(model.forward(xt.clone()).detach());
+    let test_mse = normalized_mse(&f, &test.y);
+    if !train_mse.is_finite() {
+        // No ridge stage: the error on the last stage's data (D1 for fresh samples).
+        let last = cfg.schedule.last().map_or("D1", |s| s.data.as_str());
+        let name = if last == "fresh" { "D1" } else { last };
+        if !data.contains_key(name) {
+            let (split, n) = split_of(valid, name);
+            data.insert(
+                name.into(),
+                upload(target.sample(split, n, data_seed), device, p),
+            );
+        }
+        let ds = &data[name];
+        train_mse = normalized_mse(&to_host(model.forward(ds.x.clone()).detach()), &ds.host.y);
+    }
+    let feature_r2 = feature_r2(cfg, target, &model, &test, &xt, p)?;
+    crate::checkpoint::save_model_atomic(&model, model_path)?;
+    let m1 = model.first_layer().dims()[0];
+    Ok(ScheduleFit {
+        first_layer: (to_host(model.first_layer()), m1),
+        stages,
+        test_mse,
+        train_mse,
+        ridge_lambda,
+        feature_r2,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_stage<M: Network>(
+    valid: &ValidConfig,
+    target: &Target,
+    st: &StageConfig,
+    index: usize,
+    name: &str,
+    paths: Vec<String>,
+    model: M,
+    ds: Option<&Data>,
+    loss: mim_train::Loss,
+    device: &Device,
+    observer: &mut dyn Observer,
+) -> Result<M, RunError> {
+    let cfg = &valid.config;
+    let p = cfg.dtype;
+    let fast = st.head == 0 && mim_train::schedule::has_two_layer_fast_path(&model, &paths);
+    Ok(match st.optimizer {
+        StageOptimizer::Gd => {
+            let ds = ds.expect("GD stages have a dataset (validated)");
+            let shift = label_shift(&ds.host.y, st.center_labels.then_some(st.center_by), &loss);
+            let y = stage1_labels(&ds.host.x, &ds.host.y, cfg.data.d, shift, st.remove_linear);
+            let y = from_host_1d(&y, device, p);
+            let gradient = match (st.gradient, fast, cfg.backend) {
+                (Gradient::Auto, true, Backend::Wgpu) => Gradient::ClosedForm,
+                (Gradient::Auto, true, _) => Gradient::Fused,
+                (Gradient::Auto, false, _) => Gradient::Autodiff,
+                (g, _, _) => g,
+            };
+            let stage = GdStage {
+                name: name.into(),
+                train: paths,
+                steps: st.steps,
+                lr: st.lr,
+                weight_decay: st.resolved_weight_decay(),
+                loss,
+                mode: st.mode,
+                row_norm: cfg.model.init_scale,
+                final_row_norm: st
+                    .final_row_norm
+                    .or((st.mode == mim_train::Mode::Normalized).then_some(1.0)),
+                gradient,
+                head: st.head,
+            };
+            gd_stage(model, &ds.x, &y, &stage, observer, 0)?
+        }
+        opt => {
+            let kind = if st.data == "fresh" {
+                Batches::Fresh
+            } else {
+                Batches::Reused
+            };
+            let empty = Dataset::default();
+            let host = ds.map_or(&empty, |ds| &ds.host);
+            // Stage 0 uses the stream of the joint baseline (so the `joint` preset reproduces);
+            // later stages mix in their index.
+            let seed = derive_seed(cfg.seed, Purpose::Data)
+                ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut source = JointBatches::of(target, host, kind, st.batch_size, seed, device, p);
+            let stage = OptimizerStage {
+                name: name.into(),
+                train: paths,
+                optimizer: if opt == StageOptimizer::Sgd {
+                    JointOptimizer::Sgd
+                } else {
+                    JointOptimizer::Adam
+                },
+                lr: st.lr,
+                steps: st.steps,
+                eval_every: if st.eval_every == 0 {
+                    (st.steps / 10).max(1)
+                } else {
+                    st.eval_every
+                },
+                loss,
+                head: st.head,
+            };
+            optimizer_stage(model, &mut source, &stage, observer)?
+        }
+    })
+}
+
+/// Held-out R² of a ridge regression of each declared feature (a formula in z = Ux) on each
+/// hidden layer's activations: fitted on the first half of the test set (λ chosen on a
+/// held-out 20 % of it), scored on the second half.
+pub(crate) fn feature_r2<M: Network>(
+    cfg: &RunConfig,
+    target: &Target,
+    model: &M,
+    test: &Dataset,
+    xt: &Tensor<2>,
+    p: Precision,
+) -> Result<BTreeMap<String, Vec<f64>>, RunError> {
+    let mut out = BTreeMap::new();
+    if cfg.data.features.is_empty() {
+        return Ok(out);
+    }
+    let (n, r) = (test.n, cfg.data.r);
+    let half = n / 2;
+    let hidden: Vec<Tensor<2>> = model
+        .hidden(xt.clone())
+        .into_iter()
+        .map(|h| h.detach())
+        .collect();
+    let mut z = vec![0.0; r];
+    for (name, formula) in &cfg.data.features {
+        let link = Link::parse(formula)
+            .map_err(|e| RunError::Config(ConfigError(format!("data.features.{name}: {e}"))))?;
+        let q: Vec<f64> = (0..n)
+            .map(|i| {
+                target.project(test.row(i), &mut z);
+                link.eval(&z)
+            })
+            .collect();
+        let mut per_layer = Vec::new();
+        for h in &hidden {
+            let m = h.dims()[1];
+            let (fit, score) = (
+                h.clone().narrow(0, 0, half),
+                h.clone().narrow(0, half, n - half),
+            );
+            let qf = from_host_1d(&q[..half], &h.device(), p);
+            let s2 = Stage2Config {
+                solver: Stage2Solver::Ridge,
+                ridge_lambda: Auto::Auto,
+                ..Stage2Config::default()
+            };
+            let (a, c, _) = mim_train::fit_readout(&fit, &qf, &s2, p, "metrics")?;
+            let pred = to_host(
+                score
+                    .matmul(from_host_2d(&a, m, 1, &h.device(), p))
+                    .squeeze_dim::<1>(1),
+            );
+            let pred: Vec<f64> = pred.iter().map(|v| v + c).collect();
+            per_layer.push(1.0 - normalized_mse(&pred, &q[half..]));
+        }
+        out.insert(name.clone(), per_layer);
+    }
+    Ok(out)
+}
+
+/// First-layer metrics of a schedule run.
+pub fn first_layer_metrics(
+    fit: &ScheduleFit,
+    target: &Target,
+    r: usize,
+    d: usize,
+) -> Result<WMetrics, RunError> {
+    let (w, m) = &fit.first_layer;
+    w_metrics(w, *m, &target.u, r, d).map_err(|e| {
+        RunError::Train(TrainError::Numerical {
+            stage: "metrics".into(),
+            message: e,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::open_device;
+    use mim_model::{standard_normals, values_of, Activation, MlpConfig, Readout};
+    use mim_train::{Loss, Mode, NoObserver};
+
+    fn all_values<M: Network>(model: &M) -> BTreeMap<String, Vec<f64>> {
+        param_infos(model)
+            .into_iter()
+            .map(|i| {
+                let v = values_of(model, &i.path).unwrap();
+                (i.path, v)
+            })
+            .collect()
+    }
+
+    fn gd(train: Vec<String>) -> GdStage {
+        GdStage {
+            name: "t".into(),
+            train,
+            steps: 3,
+            lr: 0.1,
+            weight_decay: 0.01,
+            loss: Loss::Square,
+            mode: Mode::Literal,
+            row_norm: 1e-3,
+            final_row_norm: None,
+            gradient: Gradient::Autodiff,
+            head: 0,
+        }
+    }
+
+    /// Over a GD stage, every parameter outside the stage's group is bit-for-bit unchanged and
+    /// every parameter inside it moves, on flex, ndarray and wgpu.
+    #[test]
+    fn frozen_groups_are_unchanged_bit_for_bit_and_trained_ones_move() {
+        let (n, d) = (40, 5);
+        for backend in [Backend::Flex, Backend::Ndarray, Backend::Wgpu] {
+            let device = open_device(backend).unwrap();
+            let p = Precision::F32;
+            let mut model = MlpConfig {
+                widths: vec![8, 6],
+                activations: vec![Activation::Tanh],
+                init_scale: 0.5,
+                ..MlpConfig::default()
+            }
+            .symmetric_init(d, 1, &device, p)
+            .unwrap();
+            // A readout that is not paired, so that every layer gets a gradient.
+            let mut a = BTreeMap::new();
+            a.insert("a".to_string(), standard_normals(6, 4));
+            a.insert("layers.0.bias".to_string(), standard_normals(8, 5));
+            a.insert("layers.1.bias".to_string(), standard_normals(6, 6));
+            model = set_values(model, &a, p);
+            let x = from_host_2d(&standard_normals(n * d, 2), n, d, &device, p);
+            let y = from_host_1d(&standard_normals(n, 3), &device, p);
+            for group in [&["layers.1.weight"][..], &["layers.0"], &["a", "c"]] {
+                let names: Vec<String> = group.iter().map(|s| s.to_string()).collect();
+                let paths = resolve_paths(&model, &names, "t").unwrap();
+                let before = all_values(&model);
+                let trained = gd_stage(
+                    model.clone(),
+                    &x,
+                    &y,
+                    &gd(paths.clone()),
+                    &mut NoObserver,
+                    0,
+                )
+                .unwrap();
+                let after = all_values(&trained);
+                for (path, v) in &before {
+                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    if paths.contains(path) {
+                        assert_ne!(
+                            bits(v),
+                            bits(&after[path]),
+                            "{backend:?} {group:?}: {path} did not move"
+                        );
+                    } else {
+                        assert_eq!(
+                            bits(v),
+                            bits(&after[path]),
+                            "{backend:?} {group:?}: frozen {path} changed"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A network with no final linear readout: a ridge stage refuses it.
+    #[derive(burn::module::Module, Debug)]
+    struct NoReadout {
+        w: burn::module::Param<Tensor<2>>,
+    }
+
+    impl Network for NoReadout {
+        fn forward(&self, x: Tensor<2>) -> Tensor<1> {
+            x.matmul(self.w.val().transpose())
+                .tanh()
+                .sum_dim(1)
+                .squeeze_dim::<1>(1)
+        }
+        fn hidden(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
+            vec![x.matmul(self.w.val().transpose()).tanh()]
+        }
+        fn readout(&self) -> Option<Readout> {
+            None
+        }
+        fn first_layer(&self) -> Tensor<2> {
+            self.w.val()
+        }
+        fn first_layer_path(&self) -> String {
+            "w".into()
+        }
+    }
+
+    #[test]
+    fn ridge_stage_on_a_network_without_readout_is_a_config_error() {
+        let device = Device::flex();
+        let p = Precision::F32;
+        let model = NoReadout {
+            w: burn::module::Param::from_tensor(from_host_2d(
+                &standard_normals(6, 1),
+                2,
+                3,
+                &device,
+                p,
+            )),
+        };
+        let mut cfg = RunConfig::default();
+        cfg.data.d = 3;
+        cfg.data.r = 1;
+        cfg.data.link = "z1".into();
+        cfg.schedule = vec![StageConfig {
+            solver: Some(Stage2Solver::Ridge),
+            ..StageConfig::default()
+        }];
+        let err = check_with(&cfg, &model, &device).unwrap_err();
+        assert!(
+            err.starts_with("schedule.0.solver") && err.contains("no final linear readout"),
+            "{err}"
+        );
+        let x = from_host_2d(&standard_normals(30, 2), 10, 3, &device, p);
+        let y = from_host_1d(&standard_normals(10, 3), &device, p);
+        assert!(ridge_stage(model, &x, &y, &Stage2Config::default(), p, "r").is_err());
+    }
+}

@@ -1,0 +1,441 @@
+//! The layer-wise schedule engine: an ordered list of stages over named parameter groups of any
+//! [`Network`], each trained by its own rule. The paper's algorithm is the two-stage schedule
+//! (GD on `w`, then ridge on `a`, `c`); deeper networks add stages.
+//!
+//! One loop per kind of stage, shared by every network and every preset:
+//! - [`gd_stage`]: full-batch GD with weight decay on the trained group,
+//!   θ ← θ − η(∇_θ L̂ + βθ), optionally followed by the `normalized` row projection of every
+//!   trained matrix (rows to norm ε0 after each step, to norm 1 after the last). The gradient
+//!   comes from Burn autodiff, or — for a [`TwoLayer`] training `w` alone — from the closed form
+//!   or the fused CPU kernel (the engine's specialisations, [`Gradient`]).
+//! - [`optimizer_stage`]: Burn's SGD or Adam on minibatches from a [`BatchSource`].
+//! - [`ridge_stage`]: the convex readout fit on Φ = [`Network::representation`] (exact ridge,
+//!   λ fixed or chosen on a held-out 20 %), written back into the readout parameters.
+//!
+//! Freezing always goes through Burn: [`mim_model::train_only`] sets `require_grad` on exactly
+//! the stage's group with `set_require_grad_group`.
+
+use crate::config::{Gradient, Mode, Stage2Config};
+use crate::error::TrainError;
+use crate::fused::HostStage1;
+use crate::joint::{BatchSource, JointOptimizer};
+use crate::loss::Loss;
+use crate::observer::{Observer, Stage1State};
+use crate::stage2::{fit_readout, Stage2Report};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::{AdamConfig, GradientsParams, SgdConfig};
+use burn::tensor::Tensor;
+use mim_model::{set_values, to_host, train_only, Network, Precision, TwoLayer};
+use std::any::Any;
+use std::collections::BTreeMap;
+
+/// A full-batch GD stage, resolved (numbers, no "auto").
+#[derive(Clone, Debug, PartialEq)]
+pub struct GdStage {
+    /// Stage name, as reported in `metrics.jsonl` and errors (`stage1` for the paper's).
+    pub name: String,
+    /// Parameter paths trained (everything else frozen).
+    pub train: Vec<String>,
+    /// Number of steps.
+    pub steps: usize,
+    /// η.
+    pub lr: f64,
+    /// β (weight decay).
+    pub weight_decay: f64,
+    /// ℓ.
+    pub loss: Loss,
+    /// `literal`, or `normalized`: rows of every trained matrix to norm `row_norm` after each
+    /// step and to norm 1 after the last.
+    pub mode: Mode,
+    /// ε0 of `normalized` mode.
+    pub row_norm: f64,
+    /// The row norm of every trained matrix after the last step: `Some(1)` in `normalized`
+    /// mode (the paper's), `None` (left as is) in `literal` mode unless asked for.
+    pub final_row_norm: Option<f64>,
+    /// Gradient path (`fused` and `closed_form` only for a two-layer network training `w`).
+    pub gradient: Gradient,
+    /// Which prediction the loss sees: 0 = the network's output; l ≥ 1 = the fixed paired
+    /// readout of hidden layer l (see [`predict`]).
+    pub head: usize,
+}
+
+/// The prediction a stage's loss sees. `head = 0`: f(X) = [`Network::forward`]. `head = l ≥ 1`:
+/// the fixed symmetric readout of hidden layer l, f_l(X) = Σ_{j<m/2} h_{l,j}(X) − Σ_{j≥m/2} h_{l,j}(X)
+/// (a = +1 on the first half of the units, −1 on the second, as the paper's symmetric init),
+/// which trains the layers up to l as the paper trains a two-layer network's first layer.
+pub fn predict<M: Network>(model: &M, x: Tensor<2>, head: usize) -> Tensor<1> {
+    if head == 0 {
+        return model.forward(x);
+    }
+    let h = model.hidden(x).swap_remove(head - 1);
+    let [_, m] = h.dims();
+    let half = m / 2;
+    let plus = h.clone().narrow(1, 0, half).sum_dim(1);
+    let minus = h.narrow(1, half, m - half).sum_dim(1);
+    (plus - minus).squeeze_dim::<1>(1)
+}
+
+/// Rows of W rescaled to norm `norm`: w_j ← norm · w_j/‖w_j‖.
+pub fn normalize_rows(w: Tensor<2>, norm: f64) -> Tensor<2> {
+    let norms = w.clone().square().sum_dim(1).sqrt().clamp_min(1e-300);
+    (w / norms).mul_scalar(norm)
+}
+
+fn scalar(t: Tensor<1>) -> f64 {
+    to_host(t)[0]
+}
+
+/// θ ← θ − η(g + βθ) for every parameter with a gradient, then (matrices only) the row
+/// projection to `row_norm`.
+struct GdUpdate<'a> {
+    grads: &'a GradientsParams,
+    lr: f64,
+    weight_decay: f64,
+    row_norm: Option<f64>,
+}
+
+fn rows_to_norm<const D: usize>(t: Tensor<D>, norm: f64) -> Tensor<D> {
+    if D != 2 {
+        return t;
+    }
+    let dims = t.dims();
+    let t2: Tensor<2> = t.reshape([dims[0], dims[1]]);
+    normalize_rows(t2, norm).reshape(dims)
+}
+
+impl ModuleMapper for GdUpdate<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(g) = self.grads.get::<D>(param.id) else {
+            return param;
+        };
+        let (eta, beta, row_norm) = (self.lr, self.weight_decay, self.row_norm);
+        param.map(|w| {
+            let w = w.detach();
+            let mut next = w.clone() - (g + w.mul_scalar(beta)).mul_scalar(eta);
+            if let Some(norm) = row_norm {
+                next = rows_to_norm(next, norm);
+            }
+            next.detach().require_grad()
+        })
+    }
+}
+
+/// Rows of every trained matrix (a parameter in `paths` of rank 2) to norm `norm`.
+struct RowProjection<'a> {
+    path: Vec<String>,
+    paths: &'a [String],
+    norm: f64,
+}
+
+impl ModuleMapper for RowProjection<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if D != 2 || !self.paths.contains(&self.path.join(".")) {
+            return param;
+        }
+        let norm = self.norm;
+        param.map(|w| {
+            let tracked = w.is_require_grad();
+            let next = rows_to_norm(w.detach(), norm).detach();
+            if tracked {
+                next.require_grad()
+            } else {
+                next
+            }
+        })
+    }
+}
+
+/// Σ‖g‖² over the gradients in `grads` and max|θ| over the parameters that have one.
+struct GradStats<'a> {
+    grads: &'a GradientsParams,
+    sq_norm: f64,
+    max_abs: f64,
+    measure_params: bool,
+}
+
+impl ModuleVisitor for GradStats<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            if self.measure_params {
+                self.max_abs = self.max_abs.max(to_host(param.val().abs().max())[0]);
+            } else {
+                self.sq_norm += to_host(g.square().sum())[0];
+            }
+        }
+    }
+}
+
+fn grad_stats<M: Module>(model: &M, grads: &GradientsParams, params: bool) -> f64 {
+    let mut s = GradStats {
+        grads,
+        sq_norm: 0.0,
+        max_abs: 0.0,
+        measure_params: params,
+    };
+    model.visit(&mut s);
+    if params {
+        s.max_abs
+    } else {
+        s.sq_norm
+    }
+}
+
+/// Hands the first layer after `step` of `total` to the observer.
+fn observe<M: Network>(
+    observer: &mut dyn Observer,
+    model: &M,
+    (name, step, total): (&str, usize, usize),
+    loss: f64,
+    grad_norm: f64,
+) -> Result<(), TrainError> {
+    let w = model.first_layer().detach();
+    observer.stage1_step(&Stage1State {
+        stage: name,
+        step,
+        total,
+        w: &w,
+        loss,
+        grad_norm,
+    })
+}
+
+/// Where a GD stage's gradient comes from.
+enum Provider {
+    Autodiff,
+    ClosedForm,
+    Fused(HostStage1),
+}
+
+fn two_layer<M: Network>(model: &M) -> Option<&TwoLayer> {
+    (model as &dyn Any).downcast_ref::<TwoLayer>()
+}
+
+/// Whether the closed-form and fused gradient paths apply: a [`TwoLayer`] training `w` alone.
+pub fn has_two_layer_fast_path<M: Network>(model: &M, train: &[String]) -> bool {
+    two_layer(model).is_some() && train == ["w"]
+}
+
+/// Runs a GD stage on (x, y) (labels already prepared), reporting each step to `observer`
+/// (step 0 only when `start_step = 0`). Resumed after `start_step` steps, the model holds the
+/// parameters after that step; each step depends only on them, so the result is the
+/// uninterrupted one. Returns the model with only the trained group changed.
+pub fn gd_stage<M: Network>(
+    model: M,
+    x: &Tensor<2>,
+    y: &Tensor<1>,
+    p: &GdStage,
+    observer: &mut dyn Observer,
+    start_step: usize,
+) -> Result<M, TrainError> {
+    let fast = p.head == 0 && has_two_layer_fast_path(&model, &p.train);
+    let provider = match p.gradient {
+        Gradient::Autodiff => Provider::Autodiff,
+        Gradient::ClosedForm | Gradient::Fused | Gradient::Auto if !fast => {
+            if p.gradient == Gradient::Auto {
+                Provider::Autodiff
+            } else {
+                return Err(TrainError::Numerical {
+                    stage: p.name.clone(),
+                    message: format!(
+                        "gradient = \"{}\" is a two-layer specialisation (train = [\"w\"] on the two-layer network); use \"autodiff\"",
+                        if p.gradient == Gradient::Fused { "fused" } else { "closed_form" }
+                    ),
+                });
+            }
+        }
+        Gradient::ClosedForm => Provider::ClosedForm,
+        // `auto` is resolved by the caller to fused/closed form per backend; here it means
+        // the fused kernel.
+        Gradient::Fused | Gradient::Auto => {
+            let two = two_layer(&model).expect("fast path checked");
+            Provider::Fused(HostStage1::new(x, y, two, p.loss))
+        }
+    };
+    let mut model = train_only(model, &p.train);
+    if start_step == 0 {
+        observe(observer, &model, (&p.name, 0, p.steps), f64::NAN, f64::NAN)?;
+    }
+    let row_norm = (p.mode == Mode::Normalized).then_some(p.row_norm);
+    for step in start_step + 1..=p.steps {
+        let (grads, loss) = match (&provider, two_layer(&model)) {
+            (Provider::Fused(host), Some(two)) => {
+                let (g, l) = host.gradient(&two.w.val().detach());
+                let mut grads = GradientsParams::new();
+                grads.register(two.w.id, g);
+                (grads, l)
+            }
+            (Provider::ClosedForm, Some(two)) => {
+                let (g, l) = crate::stage1::closed_form_gradient(two, x, y, &p.loss);
+                let mut grads = GradientsParams::new();
+                grads.register(two.w.id, g);
+                (grads, scalar(l))
+            }
+            _ => {
+                let l = p.loss.mean(predict(&model, x.clone(), p.head), y.clone());
+                let grads = GradientsParams::from_grads(l.backward(), &model);
+                (grads, scalar(l.detach()))
+            }
+        };
+        let grad_norm = grad_stats(&model, &grads, false).sqrt();
+        for (quantity, value) in [("loss", loss), ("‖∇θ‖", grad_norm)] {
+            if !value.is_finite() {
+                return Err(TrainError::Diverged {
+                    stage: p.name.clone(),
+                    step,
+                    quantity: if quantity == "‖∇θ‖" && fast {
+                        "‖∇W‖".into()
+                    } else {
+                        quantity.into()
+                    },
+                    value,
+                });
+            }
+        }
+        model = model.map(&mut GdUpdate {
+            grads: &grads,
+            lr: p.lr,
+            weight_decay: p.weight_decay,
+            row_norm,
+        });
+        let max_abs = grad_stats(&model, &grads, true);
+        if !max_abs.is_finite() || max_abs > 1e12 {
+            return Err(TrainError::Diverged {
+                stage: p.name.clone(),
+                step,
+                quantity: if fast {
+                    "max|W|".into()
+                } else {
+                    "max|θ|".into()
+                },
+                value: max_abs,
+            });
+        }
+        observe(observer, &model, (&p.name, step, p.steps), loss, grad_norm)?;
+    }
+    if let Some(norm) = p.final_row_norm {
+        model = model.map(&mut RowProjection {
+            path: Vec::new(),
+            paths: &p.train,
+            norm,
+        });
+    }
+    Ok(model)
+}
+
+/// A Burn-optimizer stage (SGD or Adam on minibatches), resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerStage {
+    /// Stage name (`joint` for the joint-training preset).
+    pub name: String,
+    /// Parameter paths trained.
+    pub train: Vec<String>,
+    /// Optimizer.
+    pub optimizer: JointOptimizer,
+    /// Learning rate.
+    pub lr: f64,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Report to the observer every this many steps (and at the last).
+    pub eval_every: usize,
+    /// ℓ.
+    pub loss: Loss,
+    /// Which prediction the loss sees ([`predict`]).
+    pub head: usize,
+}
+
+/// Trains the group with Burn's optimizer on the batches of `source`, reporting the first
+/// layer at step 0, every `eval_every` steps and at the end.
+pub fn optimizer_stage<M: Network>(
+    model: M,
+    source: &mut dyn BatchSource,
+    p: &OptimizerStage,
+    observer: &mut dyn Observer,
+) -> Result<M, TrainError> {
+    let mut model = train_only(model, &p.train);
+    let mut optim = match p.optimizer {
+        JointOptimizer::Sgd => SgdConfig::new().init(),
+        JointOptimizer::Adam => AdamConfig::new().init(),
+    };
+    observe(observer, &model, (&p.name, 0, p.steps), f64::NAN, f64::NAN)?;
+    for step in 1..=p.steps {
+        let (x, y) = source.batch(step);
+        let l = p.loss.mean(predict(&model, x, p.head), y);
+        let report = step % p.eval_every.max(1) == 0 || step == p.steps;
+        let loss_value = if report {
+            scalar(l.clone().detach())
+        } else {
+            0.0
+        };
+        if !loss_value.is_finite() {
+            return Err(TrainError::Diverged {
+                stage: p.name.clone(),
+                step,
+                quantity: "loss".into(),
+                value: loss_value,
+            });
+        }
+        let grads = GradientsParams::from_grads(l.backward(), &model);
+        model = optim.step(p.lr, model, grads);
+        if report {
+            let w_max = scalar(model.first_layer().detach().abs().max());
+            if !w_max.is_finite() {
+                return Err(TrainError::Diverged {
+                    stage: p.name.clone(),
+                    step,
+                    quantity: "max|W|".into(),
+                    value: w_max,
+                });
+            }
+            observe(
+                observer,
+                &model,
+                (&p.name, step, p.steps),
+                loss_value,
+                f64::NAN,
+            )?;
+        }
+    }
+    Ok(model)
+}
+
+/// Fits the network's final linear readout on (x, y) by the convex problem of `cfg` (ridge
+/// with λ fixed or `"auto"`, or GD on the same objective) over Φ = representation(x), and
+/// writes (a, c) into the readout parameters. Errors if the network has no linear readout.
+pub fn ridge_stage<M: Network>(
+    model: M,
+    x: &Tensor<2>,
+    y: &Tensor<1>,
+    cfg: &Stage2Config,
+    precision: Precision,
+    name: &str,
+) -> Result<(M, Stage2Report), TrainError> {
+    let readout = model.readout().ok_or_else(|| TrainError::Numerical {
+        stage: name.into(),
+        message: "solver = \"ridge\" needs a network with a final linear readout".into(),
+    })?;
+    let model = model.set_require_grad_group(burn::module::ParamGroup::all(), false);
+    let phi = model.representation(x.clone()).detach();
+    let y = y.clone().detach();
+    let (a, c, report) = fit_readout(&phi, &y, cfg, precision, name)?;
+    let mut values = BTreeMap::new();
+    values.insert(readout.weight.clone(), a);
+    if let Some(bias) = &readout.bias {
+        values.insert(bias.clone(), vec![c]);
+    }
+    let model = set_values(model, &values, precision);
+    let f = to_host(model.forward(x.clone()).detach());
+    let train_mse = crate::stage2::normalized_mse(&f, &to_host(y));
+    Ok((
+        model,
+        Stage2Report {
+            train_mse,
+            ..report
+        },
+    ))
+}
