@@ -128,6 +128,8 @@ enum Moment {
     Stage1Done,
     /// This long after config.toml appears.
     After(Duration),
+    /// As soon as a `[[schedule]]` checkpoint of at least this many stages exists.
+    StageDone(u64),
 }
 
 fn spawn(args: &[String]) -> Child {
@@ -153,6 +155,7 @@ fn kill_at(child: &mut Child, dir: &Path, moment: Moment) -> Option<Option<(Stri
                 matches!(&ckpt, Some((p, s)) if p != "stage1" || *s >= k)
             }
             Moment::Stage1Done => matches!(&ckpt, Some((p, _)) if p != "stage1"),
+            Moment::StageDone(k) => matches!(&ckpt, Some((p, s)) if p == "stage" && *s >= k),
             Moment::After(wait) => {
                 if config_seen.is_none() && dir.join("config.toml").exists() {
                     config_seen = Some(Instant::now());
@@ -490,4 +493,84 @@ fn same_seed_same_results_at_fixed_threads() {
             "{key}: 1 thread {x} vs 2 threads {y}"
         );
     }
+}
+
+/// A three-stage `[[schedule]]` run (two-layer network: GD on w, GD on a, ridge) of about a
+/// second, for the stage checkpoints.
+const KILL_SCHEDULE: &str = r#"
+threads = 2
+[data]
+d = 60
+r = 2
+link = "h2(z1)+h2(z2)"
+n1 = 4000
+n2 = 2000
+n3 = 2000
+n_test = 2000
+[model]
+width = 128
+[[schedule]]
+name = "first"
+train = ["w"]
+steps = 12
+weight_decay = "inverse_lr"
+mode = "normalized"
+loss = "huber"
+center_labels = true
+[[schedule]]
+name = "second"
+reinit = { b = "gaussian" }
+train = ["a"]
+data = "D2"
+steps = 40
+lr = 1e-3
+gradient = "autodiff"
+[[schedule]]
+name = "readout"
+data = "D3"
+solver = "ridge"
+"#;
+
+/// `kill -9` during a `[[schedule]]` run, at random moments and right after each stage
+/// checkpoint, then `--resume`: summary.json and metrics.jsonl equal the uninterrupted run's.
+#[test]
+fn schedule_runs_resume_across_stages_bit_for_bit() {
+    let dir0 = empty_dir("kill-schedule-cfg");
+    let cfg = dir0.join("schedule.toml");
+    std::fs::write(&cfg, KILL_SCHEDULE).unwrap();
+    let cfg = cfg.to_string_lossy().into_owned();
+    let reference = scratch("kill-schedule-ref");
+    let t = Instant::now();
+    mim_ok(&train_args(&reference, &[], &["--config", &cfg]));
+    let duration = t.elapsed();
+    let want = summary(&reference);
+    let want_metrics = metrics(&reference);
+    assert_eq!(checkpoint_of(&reference), Some(("stage".into(), 3)));
+    let mut kills = 0;
+    for (i, moment) in [
+        Moment::StageDone(1),
+        Moment::StageDone(2),
+        Moment::After(random_moment(duration, 11)),
+        Moment::After(random_moment(duration, 12)),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let dir = scratch(&format!("kill-schedule-{i}"));
+        let mut child = spawn(&train_args(&dir, &[], &["--config", &cfg]));
+        if let Some(at) = kill_at(&mut child, &dir, *moment) {
+            kills += 1;
+            eprintln!("schedule #{i}: killed at {moment:?}, last checkpoint {at:?}");
+            assert_consistent(&dir, false);
+        }
+        if dir.join("config.toml").exists() {
+            mim_ok(&resume_args(&dir));
+        } else {
+            mim_ok(&train_args(&dir, &[], &["--config", &cfg]));
+        }
+        assert_consistent(&dir, true);
+        assert_eq!(summary(&dir), want, "#{i}: summary");
+        assert_eq!(metrics(&dir), want_metrics, "#{i}: metrics.jsonl");
+    }
+    assert!(kills >= 2, "only {kills} kills landed");
 }

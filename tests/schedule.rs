@@ -382,3 +382,43 @@ fn three_layers_beat_two_on_the_hierarchical_target() {
         "three layers {three} vs two layers {two}"
     );
 }
+
+/// A sweep varies a stage key (`"schedule.1.steps"`) like any other key: one point per value,
+/// each a valid config whose stage 1 has that many steps.
+#[test]
+fn sweeps_vary_stage_keys() {
+    let dir = scratch("sweep-stage-keys");
+    write(&dir, "deep.toml", DEEP);
+    let sweep = write(
+        &dir,
+        "sweep.toml",
+        "base = \"deep.toml\"\n[axes]\n\"schedule.1.steps\" = [2, 5]\n",
+    );
+    let db = dir.join("results.sqlite");
+    let out = dir.join("points");
+    let o = mim(&[
+        "sweep",
+        sweep.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--jobs",
+        "1",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let mut steps: Vec<u64> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let s: Value = serde_json::from_str(
+                &std::fs::read_to_string(e.path().join("summary.json")).unwrap(),
+            )
+            .unwrap();
+            s["schedule"][1]["steps"].as_u64().unwrap()
+        })
+        .collect();
+    steps.sort();
+    assert_eq!(steps, [2, 5]);
+}

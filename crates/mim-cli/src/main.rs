@@ -74,10 +74,27 @@ fn print_summary(s: &Summary, out: &std::path::Path) {
         "target            {} (d = {}, r = {}), n1 = {}, n2 = {}, m = {}",
         s.link, s.d, s.r, s.n1, s.n2, s.width
     );
-    println!(
-        "{:<17} T1 = {}, η1 = {}, β1 = {} ({:.2} s)",
-        s.method, s.steps, s.lr, s.weight_decay, s.stage1_seconds
-    );
+    if s.schedule.is_empty() {
+        println!(
+            "{:<17} T1 = {}, η1 = {}, β1 = {} ({:.2} s)",
+            s.method, s.steps, s.lr, s.weight_decay, s.stage1_seconds
+        );
+    }
+    for st in &s.schedule {
+        let result = match (st.ridge_lambda, st.loss) {
+            (Some(l), _) => format!("λ = {l:.3e}"),
+            (None, Some(loss)) => format!("{} steps, loss {loss:.4}", st.steps),
+            (None, None) => format!("{} steps", st.steps),
+        };
+        println!(
+            "{:<17} {} on {} ({}): {result} ({:.2} s)",
+            st.name,
+            st.kind,
+            st.train.join(", "),
+            st.data,
+            st.seconds
+        );
+    }
     println!(
         "alignment_mean    {:.4}   (median {:.4}, frac > 0.9: {:.3})",
         s.w.alignment_mean, s.w.alignment_median, s.w.frac_aligned_0_9
@@ -90,7 +107,11 @@ fn print_summary(s: &Summary, out: &std::path::Path) {
     if let Some(c) = s.power_iteration_cos {
         println!("power_iter_cos    {c:.4}");
     }
-    if let Some(lambda) = s.ridge_lambda {
+    for (feature, r2) in &s.feature_r2 {
+        let r2: Vec<String> = r2.iter().map(|v| format!("{v:.3}")).collect();
+        println!("R²({feature} | h_l)      [{}]", r2.join(", "));
+    }
+    if let (Some(lambda), true) = (s.ridge_lambda, s.schedule.is_empty()) {
         println!(
             "stage 2           λ = {lambda:.3e} ({:.2} s)",
             s.stage2_seconds

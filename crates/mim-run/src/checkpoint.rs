@@ -13,8 +13,9 @@
 //! from the recorded step; every stage-1 step depends only on W (and the data, regenerated from
 //! the seed), so on a CPU backend at a fixed thread count the result equals the uninterrupted
 //! run bit for bit (timings aside). The power-iteration metric is restored by replaying its
-//! iterates from W(0), which is deterministic. Runs with streamed data and the `joint` method
-//! write no checkpoints; resuming them starts them again.
+//! iterates from W(0), which is deterministic. A `[[schedule]]` run checkpoints after every
+//! stage (phase `stage`; a kill inside a stage reruns that stage). Runs with streamed data and
+//! the `joint` method write no checkpoints; resuming them starts them again.
 
 use crate::results::{tmp_path, write_json_atomic};
 use crate::run::RunError;
@@ -45,6 +46,8 @@ pub enum Phase {
     Stage1Done,
     /// Stage 2 finished (the model is the trained network).
     Stage2Done,
+    /// A `[[schedule]]` run: `step` stages finished (the model is their output).
+    Stage,
 }
 
 impl Phase {
@@ -53,6 +56,7 @@ impl Phase {
             Phase::Stage1 => "stage1",
             Phase::Stage1Done => "stage1_done",
             Phase::Stage2Done => "stage2_done",
+            Phase::Stage => "stage",
         }
     }
 }
@@ -82,8 +86,14 @@ pub struct CheckpointState {
     pub power_iteration_cos: Option<f64>,
     /// λ of the readout (phase `stage2_done`).
     pub ridge_lambda: Option<f64>,
-    /// Normalised MSE on D2 (phase `stage2_done`).
+    /// Normalised MSE on D2 (phase `stage2_done`; the last ridge stage's data for phase `stage`).
     pub train_mse: Option<f64>,
+    /// Phase `stage`: the summaries of the stages done (`summary.json`'s `schedule` entries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<serde_json::Value>,
+    /// Phase `stage`: re-initialisations drawn so far (the next one's stream ordinal).
+    #[serde(default)]
+    pub reinits: usize,
 }
 
 impl CheckpointState {
@@ -117,16 +127,27 @@ pub fn save_model_atomic<M: ModuleSnapshot>(model: &M, path: &Path) -> Result<()
 
 /// Loads a Burnpack model file into `template` (same width, d, dtype and device); every
 /// parameter must be present.
-pub fn load_model(path: &Path, mut template: TwoLayer) -> Result<TwoLayer, RunError> {
-    let mut store = BurnpackStore::from_file(path);
+pub fn load_model(path: &Path, template: TwoLayer) -> Result<TwoLayer, RunError> {
+    load_into(path, template)
+}
+
+/// Loads a Burnpack model file into `template`, any module: the file is read whole first (so
+/// a file replaced or removed later cannot change what was loaded), and every parameter of the
+/// template must be in it and every tensor of the file in the template.
+pub fn load_into<M: ModuleSnapshot>(path: &Path, mut template: M) -> Result<M, RunError> {
+    let bytes = fs::read(path).map_err(|e| io_err("loading checkpoint", path, e))?;
+    let mut store = BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(bytes)));
     let result = template
         .load_from(&mut store)
         .map_err(|e| io_err("loading checkpoint", path, format!("{e}")))?;
-    if !result.errors.is_empty() || !result.missing.is_empty() {
+    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         return Err(io_err(
             "loading checkpoint",
             path,
-            format!("missing {:?}, errors {:?}", result.missing, result.errors),
+            format!(
+                "missing {:?}, unused {:?}, errors {:?}",
+                result.missing, result.unused, result.errors
+            ),
         ));
     }
     Ok(template)
@@ -211,7 +232,11 @@ impl Checkpointer {
     /// Writes a checkpoint: the model file, then `state.json` naming it, then removes the older
     /// model files. `state.model`, `state.config`, `state.format` and `state.total_seconds` are
     /// filled in here.
-    pub fn save(&self, model: &TwoLayer, mut state: CheckpointState) -> Result<(), RunError> {
+    pub fn save<M: ModuleSnapshot>(
+        &self,
+        model: &M,
+        mut state: CheckpointState,
+    ) -> Result<(), RunError> {
         if !self.enabled {
             return Ok(());
         }
@@ -256,6 +281,8 @@ impl Checkpointer {
             power_iteration_cos: None,
             ridge_lambda: None,
             train_mse: None,
+            stages: Vec::new(),
+            reinits: 0,
         }
     }
 }

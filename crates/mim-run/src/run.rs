@@ -181,8 +181,10 @@ pub fn resume(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErro
     }
     // Streamed and joint runs write no checkpoints (a state can only come from a machine where
     // `streaming = "auto"` resolved differently): they start again.
-    let state =
-        read_state(dir)?.filter(|_| !valid.streaming && valid.config.method != Method::Joint);
+    let state = read_state(dir)?.filter(|_| {
+        !valid.streaming
+            && (!valid.config.schedule.is_empty() || valid.config.method != Method::Joint)
+    });
     if let Some(st) = &state {
         if st.config != valid.config.to_toml() {
             return Err(RunError::Config(ConfigError(format!(
@@ -531,6 +533,7 @@ pub fn train_network<M: Network>(
     );
     crate::schedule_run::check_with(cfg, &model, &setup.device)
         .map_err(|e| RunError::Config(ConfigError(e)))?;
+    let checkpointer = Checkpointer::new(&opts.out_dir, 0, true, cfg.to_toml(), setup.t0, 0.0);
     let fit = crate::schedule_run::fit_network(
         valid,
         &setup.target,
@@ -538,14 +541,16 @@ pub fn train_network<M: Network>(
         &setup.device,
         &mut setup.reporter,
         &opts.out_dir.join("model.bpk"),
+        (&checkpointer, None),
     )?;
+    let total = checkpointer.total_seconds();
     schedule_summary(
         valid,
         &setup.target,
         fit,
         &mut setup.reporter,
         &opts.out_dir,
-        setup.t0,
+        total,
     )
 }
 
@@ -565,14 +570,24 @@ fn train_inner(
     } = open_run(valid, opts, resumed.as_ref())?;
     let record_err = |e| io_err("writing", &out.join("metrics.jsonl"), e);
     if !cfg.schedule.is_empty() {
+        let checkpointer = Checkpointer::new(
+            out,
+            0,
+            true,
+            cfg.to_toml(),
+            t0,
+            resumed.as_ref().map_or(0.0, |st| st.total_seconds),
+        );
         let fit = fit_schedule(
             valid,
             &target,
             &device,
             &mut reporter,
             &out.join("model.bpk"),
+            (&checkpointer, resumed.as_ref()),
         )?;
-        return schedule_summary(valid, &target, fit, &mut reporter, out, t0);
+        let total = checkpointer.total_seconds();
+        return schedule_summary(valid, &target, fit, &mut reporter, out, total);
     }
     let model = cfg
         .model
@@ -711,7 +726,7 @@ fn schedule_summary(
     fit: crate::schedule_run::ScheduleFit,
     reporter: &mut Reporter,
     out: &Path,
-    t0: Instant,
+    total_seconds: f64,
 ) -> Result<Summary, RunError> {
     let cfg = &valid.config;
     let (d, r) = (cfg.data.d, cfg.data.r);
@@ -760,7 +775,7 @@ fn schedule_summary(
         train_mse: fit.train_mse,
         stage1_seconds: seconds(&|s| s.kind != "ridge"),
         stage2_seconds: seconds(&|s| s.kind == "ridge"),
-        total_seconds: t0.elapsed().as_secs_f64(),
+        total_seconds,
         streaming: false,
         peak_rss_mib: crate::streaming::peak_rss_mib(),
         warnings: valid.warnings.clone(),

@@ -8,6 +8,7 @@
 
 use crate::backend::Backend;
 use crate::batches::JointBatches;
+use crate::checkpoint::{load_into, CheckpointState, Checkpointer, Phase};
 use crate::config::{ConfigError, RunConfig, ValidConfig};
 use crate::progress::Reporter;
 use crate::run::RunError;
@@ -271,6 +272,7 @@ pub fn fit_schedule(
     device: &Device,
     reporter: &mut Reporter,
     model_path: &std::path::Path,
+    checkpoints: (&Checkpointer, Option<&CheckpointState>),
 ) -> Result<ScheduleFit, RunError> {
     let cfg = &valid.config;
     let init_seed = derive_seed(cfg.seed, Purpose::Init);
@@ -282,13 +284,29 @@ pub fn fit_schedule(
                 .two_layer()
                 .symmetric_init(cfg.data.d, init_seed, device, cfg.dtype)
                 .map_err(bad)?;
-            fit_network(valid, target, model, device, reporter, model_path)
+            fit_network(
+                valid,
+                target,
+                model,
+                device,
+                reporter,
+                model_path,
+                checkpoints,
+            )
         }
         Some(mlp) => {
             let model = mlp
                 .symmetric_init(cfg.data.d, init_seed, device, cfg.dtype)
                 .map_err(bad)?;
-            fit_network(valid, target, model, device, reporter, model_path)
+            fit_network(
+                valid,
+                target,
+                model,
+                device,
+                reporter,
+                model_path,
+                checkpoints,
+            )
         }
     }
 }
@@ -303,6 +321,7 @@ fn stage_err(name: &str) -> impl Fn(String) -> RunError + '_ {
 }
 
 /// Runs the schedule of `valid` on `model`, writing `model.bpk` to `model_path`.
+#[allow(clippy::too_many_arguments)]
 pub fn fit_network<M: Network>(
     valid: &ValidConfig,
     target: &Target,
@@ -310,15 +329,42 @@ pub fn fit_network<M: Network>(
     device: &Device,
     reporter: &mut Reporter,
     model_path: &std::path::Path,
+    checkpoints: (&Checkpointer, Option<&CheckpointState>),
 ) -> Result<ScheduleFit, RunError> {
     let cfg = &valid.config;
     let (d, r, p) = (cfg.data.d, cfg.data.r, cfg.dtype);
     let data_seed = derive_seed(cfg.seed, Purpose::Data);
     let mut data: BTreeMap<String, Data> = BTreeMap::new();
-    let mut stages = Vec::new();
+    let mut stages: Vec<StageSummary> = Vec::new();
     let mut reinits = 0usize;
     let (mut ridge_lambda, mut train_mse) = (None, f64::NAN);
-    for (k, st) in cfg.schedule.iter().enumerate() {
+    let (ckpt, resumed) = checkpoints;
+    let mut start = 0;
+    if let Some(st) = resumed.filter(|st| st.phase == Phase::Stage) {
+        // The structure the finished stages gave the network (standardisations) first, so
+        // that the checkpoint's tensors all have a place; their values then come from it.
+        for done in &cfg.schedule[..st.step.min(cfg.schedule.len())] {
+            if done.standardize > 0 && done.data != "fresh" {
+                let (split, n) = split_of(valid, &done.data);
+                let ds = data
+                    .entry(done.data.clone())
+                    .or_insert_with(|| upload(target.sample(split, n, data_seed), device, p));
+                model = model
+                    .standardize(done.standardize, ds.x.clone())
+                    .map_err(stage_err("resume"))?;
+            }
+        }
+        model = load_into(&ckpt.model_path(st), model)?;
+        stages = st
+            .stages
+            .iter()
+            .map(|v| serde_json::from_value(v.clone()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| RunError::Io(format!("reading the checkpoint's stages: {e}")))?;
+        (start, reinits, ridge_lambda) = (st.step, st.reinits, st.ridge_lambda);
+        train_mse = st.train_mse.unwrap_or(f64::NAN);
+    }
+    for (k, st) in cfg.schedule.iter().enumerate().skip(start) {
         let name = st.display_name(k);
         let t0 = Instant::now();
         let err = stage_err(&name);
@@ -390,42 +436,34 @@ pub fn fit_network<M: Network>(
         } else {
             let paths = resolve_paths(&model, &st.train, "train").map_err(&err)?;
             let first = paths.contains(&model.first_layer_path());
-            let (trained, last_loss) = if first {
-                let mut tracker = Stage1Tracker::new(&target.u, r, d, reporter);
-                let trained = run_stage(
-                    valid,
-                    target,
-                    st,
-                    k,
-                    &name,
-                    paths.clone(),
-                    model,
-                    ds,
-                    loss,
-                    device,
-                    &mut tracker,
-                )?;
-                (trained, tracker.last.as_ref().and_then(|rec| rec.loss))
+            // First-layer metrics where the stage trains the first layer, the loss otherwise.
+            let (mut tracker, mut losses) = (None, None);
+            let observer: &mut dyn Observer = if first {
+                tracker.insert(Stage1Tracker::new(&target.u, r, d, reporter))
             } else {
-                let mut losses = LossTracker {
+                losses.insert(LossTracker {
                     reporter,
                     start: Instant::now(),
                     last_loss: None,
-                };
-                let trained = run_stage(
-                    valid,
-                    target,
-                    st,
-                    k,
-                    &name,
-                    paths.clone(),
-                    model,
-                    ds,
-                    loss,
-                    device,
-                    &mut losses,
-                )?;
-                (trained, losses.last_loss)
+                })
+            };
+            let trained = run_stage(
+                valid,
+                target,
+                st,
+                k,
+                &name,
+                paths.clone(),
+                model,
+                ds,
+                loss,
+                device,
+                observer,
+            )?;
+            let last_loss = match (tracker, losses) {
+                (Some(t), _) => t.last.and_then(|rec| rec.loss),
+                (_, Some(l)) => l.last_loss,
+                _ => None,
             };
             model = trained;
             StageSummary {
@@ -446,6 +484,15 @@ pub fn fit_network<M: Network>(
             }
         };
         stages.push(summary);
+        let mut state = Checkpointer::state(Phase::Stage, k + 1, reporter.lines(), 0.0);
+        state.stages = stages
+            .iter()
+            .map(|s| serde_json::to_value(s).expect("serialises"))
+            .collect();
+        state.reinits = reinits;
+        state.ridge_lambda = ridge_lambda;
+        state.train_mse = train_mse.is_finite().then_some(train_mse);
+        ckpt.save(&model, state)?;
     }
     // Test error and per-layer feature R² on the test set.
     let test = target.sample(Split::Test, cfg.data.n_test, data_seed);

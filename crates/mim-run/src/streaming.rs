@@ -13,10 +13,11 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use mim_data::{Dataset, Split, Target};
 use mim_model::Activation;
+use mim_model::TwoLayer;
 use mim_train::fused::{FusedProblem, GradientSums, Real};
 use mim_train::stage2::{fit_readout_from_sums, GramSums};
 use mim_train::{
-    label_shift, CenterBy, Loss, Mode, Observer, Stage1Params, Stage1State, Stage2Config,
+    gd_stage_with, label_shift, CenterBy, FirstLayerGradient, Loss, Stage1Params, Stage2Config,
     Stage2Report, TrainError,
 };
 use rayon::prelude::*;
@@ -140,129 +141,102 @@ fn label_transform_sums(
     (shift, beta)
 }
 
-fn upload<T: Element>(
-    v: Vec<T>,
-    shape: [usize; 2],
-    device: &Device,
-    like: &Tensor<1>,
-) -> Tensor<2> {
-    Tensor::from_data(TensorData::new(v, shape), (device, like.dtype()))
+/// ∇_W L̂ over streamed D1 for the engine's GD loop: every call regenerates D1 chunk by chunk
+/// (into reused buffers) and accumulates the fused kernel's per-thread sums across chunks.
+struct StreamedGradient<'s, 'a, T> {
+    streams: &'s Streams<'a>,
+    n1: usize,
+    /// The label shift c and, when the linear part is removed, β̂.
+    shift: f64,
+    beta_lin: Vec<f64>,
+    remove_linear: bool,
+    b: Vec<T>,
+    a: Vec<T>,
+    c: T,
+    activation: Activation,
+    loss: Loss,
+    x_buf: Vec<T>,
+    y_buf: Vec<T>,
 }
 
-/// Stage 1 over streamed D1: W ← W − η(Ḡ + βW) with Ḡ accumulated over chunks by the fused
-/// kernel, rows rescaled as in the in-memory path. Returns the final W (m×d, host).
-#[allow(clippy::too_many_arguments)]
+impl<T: Real + Element> FirstLayerGradient for StreamedGradient<'_, '_, T> {
+    fn gradient(&mut self, model: &TwoLayer) -> Result<(Tensor<2>, f64), TrainError> {
+        let wt = model.w.val();
+        let [m, d] = wt.dims();
+        let w: Vec<T> = host(wt.clone().detach());
+        let mut sums = GradientSums::<T>::new(m, d);
+        let (x_buf, y_buf) = (&mut self.x_buf, &mut self.y_buf);
+        let (shift, beta_lin, remove_linear) = (self.shift, &self.beta_lin, self.remove_linear);
+        self.streams.for_chunks(Split::Stage1, self.n1, |_, ds| {
+            // y − c − β̂·x, the β̂ term only when the linear part is removed.
+            let y: Vec<f64> = (0..ds.n)
+                .into_par_iter()
+                .map(|i| {
+                    let lin = if remove_linear {
+                        ds.row(i).iter().zip(beta_lin).map(|(x, b)| x * b).sum()
+                    } else {
+                        0.0
+                    };
+                    ds.y[i] - shift - lin
+                })
+                .collect();
+            let p = FusedProblem {
+                x: cast_into(&ds.x, x_buf),
+                y: cast_into(&y, y_buf),
+                n: ds.n,
+                d,
+                b: &self.b,
+                a: &self.a,
+                c: self.c,
+                activation: self.activation,
+                loss: self.loss,
+            };
+            sums.add(&p, &w);
+            Ok::<(), TrainError>(())
+        })?;
+        let (g, loss) = sums.mean();
+        let g = Tensor::from_data(TensorData::new(g, [m, d]), (&wt.device(), wt.dtype()));
+        Ok((g, loss))
+    }
+}
+
+/// Stage 1 over streamed D1: the engine's GD loop ([`gd_stage_with`]) on `w`, with Ḡ
+/// accumulated over regenerated chunks by the fused kernel. Returns the model with the
+/// trained W.
 pub fn stream_stage1<T: Real + Element>(
     streams: &Streams<'_>,
     n1: usize,
     params: &Stage1Params,
     centering: Option<CenterBy>,
     remove_linear: bool,
-    mut w: Vec<T>,
-    frozen: (&[T], &[T], T, Activation),
-    device: &Device,
-    like: &Tensor<1>,
+    model: TwoLayer,
     tracker: &mut Stage1Tracker<'_>,
-) -> Result<Vec<T>, TrainError> {
+) -> Result<TwoLayer, TrainError> {
     let d = streams.target.d;
-    let m = w.len() / d;
-    let (b, a, c, activation) = frozen;
-    let (ybar, beta_lin) =
+    let (shift, beta_lin) =
         label_transform_sums(streams, n1, d, centering, &params.loss, remove_linear);
-    let total = params.steps;
-    tracker.stage1_step(&Stage1State {
-        stage: "stage1",
-        step: 0,
-        total,
-        w: &upload(w.clone(), [m, d], device, like),
-        loss: f64::NAN,
-        grad_norm: f64::NAN,
-    })?;
-    // Chunk buffers in the kernel's precision, reused by every chunk of every step.
-    let (mut x_buf, mut y_buf) = (Vec::new(), Vec::new());
-    for step in 1..=total {
-        let mut sums = GradientSums::<T>::new(m, d);
-        streams.for_chunks(Split::Stage1, n1, |_, ds| {
-            // y − c − β̂·x, the β̂ term only when the linear part is removed.
-            let y: Vec<f64> = (0..ds.n)
-                .into_par_iter()
-                .map(|i| {
-                    let lin = if remove_linear {
-                        ds.row(i).iter().zip(&beta_lin).map(|(x, b)| x * b).sum()
-                    } else {
-                        0.0
-                    };
-                    ds.y[i] - ybar - lin
-                })
-                .collect();
-            let p = FusedProblem {
-                x: cast_into(&ds.x, &mut x_buf),
-                y: cast_into(&y, &mut y_buf),
-                n: ds.n,
-                d,
-                b,
-                a,
-                c,
-                activation,
-                loss: params.loss,
-            };
-            sums.add(&p, &w);
-            Ok::<(), TrainError>(())
-        })?;
-        let (g_t, loss) = sums.mean();
-        let g: Vec<f64> = g_t.par_iter().map(|v| v.to()).collect();
-        let grad_norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
-        for (quantity, value) in [("loss", loss), ("‖∇W‖", grad_norm)] {
-            if !value.is_finite() {
-                return Err(TrainError::Diverged {
-                    stage: "stage1".into(),
-                    step,
-                    quantity: quantity.into(),
-                    value,
-                });
-            }
-        }
-        for (wv, gv) in w.iter_mut().zip(&g) {
-            let wf = wv.to();
-            *wv = T::of(wf - params.lr * (gv + params.weight_decay * wf));
-        }
-        if params.mode == Mode::Normalized {
-            rescale_rows(&mut w, d, params.init_scale);
-        }
-        let w_max = w.iter().fold(0.0f64, |s, v| s.max(v.to().abs()));
-        if !w_max.is_finite() || w_max > 1e12 {
-            return Err(TrainError::Diverged {
-                stage: "stage1".into(),
-                step,
-                quantity: "max|W|".into(),
-                value: w_max,
-            });
-        }
-        tracker.stage1_step(&Stage1State {
-            stage: "stage1",
-            step,
-            total,
-            w: &upload(w.clone(), [m, d], device, like),
-            loss,
-            grad_norm,
-        })?;
-    }
-    if params.mode == Mode::Normalized {
-        rescale_rows(&mut w, d, 1.0);
-    }
-    Ok(w)
-}
-
-fn rescale_rows<T: Real>(w: &mut [T], d: usize, norm: f64) {
-    for row in w.chunks_exact_mut(d) {
-        let n = row
-            .iter()
-            .map(|v| v.to() * v.to())
-            .sum::<f64>()
-            .sqrt()
-            .max(1e-300);
-        row.iter_mut().for_each(|v| *v = T::of(v.to() * norm / n));
-    }
+    let mut provider = StreamedGradient::<T> {
+        streams,
+        n1,
+        shift,
+        beta_lin,
+        remove_linear,
+        b: host(model.b.val()),
+        a: host(model.a.val()),
+        c: host::<T, 1>(model.c.val())[0],
+        activation: model.activation,
+        loss: params.loss,
+        x_buf: Vec::new(),
+        y_buf: Vec::new(),
+    };
+    gd_stage_with(
+        model,
+        None,
+        &params.gd_stage(),
+        tracker,
+        0,
+        Some(&mut provider),
+    )
 }
 
 /// Features Φ = σ(X Wᵀ + 1bᵀ) of one chunk, rows×m, in f64.
@@ -392,24 +366,20 @@ fn fit_typed<T: Real + Element>(
         seed: derive_seed(cfg.seed, Purpose::Data),
         chunk: chunk_rows(d, cfg.data.chunk_rows),
     };
-    let like = model.b.val();
-    let (b0, a0): (Vec<T>, Vec<T>) = (host(model.b.val()), host(model.a.val()));
-    let c0: T = host::<T, 1>(model.c.val())[0];
+    let b0: Vec<T> = host(model.b.val());
 
     let mut tracker = Stage1Tracker::new(&target.u, r, d, reporter);
     let t1 = tracker.start;
-    let w = stream_stage1(
+    let trained = stream_stage1::<T>(
         &streams,
         valid.n1,
         &valid.stage1,
         cfg.stage1.centering(),
         valid.remove_linear,
-        host(model.w.val()),
-        (&b0, &a0, c0, model.activation),
-        device,
-        &like,
+        model.clone(),
         &mut tracker,
     )?;
+    let w: Vec<T> = host(trained.w.val());
     let stage1_seconds = t1.elapsed().as_secs_f64();
 
     let t2 = std::time::Instant::now();

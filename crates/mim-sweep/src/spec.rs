@@ -290,7 +290,13 @@ impl SweepSpec {
             }
         }
         for (what, key, value) in checks {
-            let mut t = toml::Table::new();
+            // A stage key (`schedule.K.…`) indexes the base's `[[schedule]]` list, so it is
+            // checked against the base; every other key alone.
+            let mut t = if key.starts_with("schedule.") {
+                self.base_table.clone()
+            } else {
+                toml::Table::new()
+            };
             apply_override(&mut t, &format!("{key}={value}"))
                 .and_then(|_| RunConfig::from_table(t))
                 .map_err(|e| {

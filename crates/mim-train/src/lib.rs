@@ -30,7 +30,10 @@ pub use error::TrainError;
 pub use joint::{run_joint, BatchSource, Batches, JointConfig, JointOptimizer};
 pub use loss::Loss;
 pub use observer::{NoObserver, Observer, Stage1State};
-pub use schedule::{gd_stage, optimizer_stage, ridge_stage, GdStage, OptimizerStage};
+pub use schedule::{
+    gd_stage, gd_stage_with, optimizer_stage, ridge_stage, FirstLayerGradient, GdStage,
+    OptimizerStage,
+};
 pub use stage1::{label_shift, run_stage1, run_stage1_from, stage1_labels, Stage1Params};
 pub use stage2::{fit_readout, run_stage2, Stage2Report};
 pub use stage_config::{StageConfig, StageOptimizer};

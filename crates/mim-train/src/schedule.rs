@@ -205,11 +205,20 @@ fn observe<M: Network>(
     })
 }
 
+/// A source of ∇_W L̂ for the first layer `w` of the two-layer network, from outside the
+/// engine: e.g. the fused kernel over D1 regenerated chunk by chunk (`mim-run`'s streaming),
+/// which holds no dataset the engine could read. Returns (∇_W L̂ on W's device, L̂).
+pub trait FirstLayerGradient {
+    /// The gradient and the loss at the model's current `w` (its a, b, c are frozen).
+    fn gradient(&mut self, model: &TwoLayer) -> Result<(Tensor<2>, f64), TrainError>;
+}
+
 /// Where a GD stage's gradient comes from.
-enum Provider {
+enum Provider<'a> {
     Autodiff,
     ClosedForm,
     Fused(HostStage1),
+    External(&'a mut dyn FirstLayerGradient),
 }
 
 fn two_layer<M: Network>(model: &M) -> Option<&TwoLayer> {
@@ -233,29 +242,56 @@ pub fn gd_stage<M: Network>(
     observer: &mut dyn Observer,
     start_step: usize,
 ) -> Result<M, TrainError> {
+    gd_stage_with(model, Some((x, y)), p, observer, start_step, None)
+}
+
+/// [`gd_stage`] with the data optional and the gradient possibly from an external
+/// [`FirstLayerGradient`] (then the stage must be the two-layer network training `w`, and
+/// `data` may be `None`: the provider holds it).
+pub fn gd_stage_with<M: Network>(
+    model: M,
+    data: Option<(&Tensor<2>, &Tensor<1>)>,
+    p: &GdStage,
+    observer: &mut dyn Observer,
+    start_step: usize,
+    external: Option<&mut dyn FirstLayerGradient>,
+) -> Result<M, TrainError> {
     let fast = p.head == 0 && has_two_layer_fast_path(&model, &p.train);
-    let provider = match p.gradient {
-        Gradient::Autodiff => Provider::Autodiff,
-        Gradient::ClosedForm | Gradient::Fused | Gradient::Auto if !fast => {
-            if p.gradient == Gradient::Auto {
-                Provider::Autodiff
-            } else {
-                return Err(TrainError::Numerical {
-                    stage: p.name.clone(),
-                    message: format!(
-                        "gradient = \"{}\" is a two-layer specialisation (train = [\"w\"] on the two-layer network); use \"autodiff\"",
-                        if p.gradient == Gradient::Fused { "fused" } else { "closed_form" }
-                    ),
-                });
+    let needs = |what: &str| TrainError::Numerical {
+        stage: p.name.clone(),
+        message: format!("{what} (a caller bug)"),
+    };
+    let mut provider = match (external, data) {
+        (Some(_), _) if !fast => {
+            return Err(needs(
+                "an external gradient needs the two-layer network training w",
+            ))
+        }
+        (Some(ext), _) => Provider::External(ext),
+        (None, None) => return Err(needs("a GD stage without data needs an external gradient")),
+        (None, Some((x, y))) => match p.gradient {
+            Gradient::Autodiff => Provider::Autodiff,
+            Gradient::ClosedForm | Gradient::Fused | Gradient::Auto if !fast => {
+                if p.gradient == Gradient::Auto {
+                    Provider::Autodiff
+                } else {
+                    return Err(TrainError::Numerical {
+                        stage: p.name.clone(),
+                        message: format!(
+                            "gradient = \"{}\" is a two-layer specialisation (train = [\"w\"] on the two-layer network); use \"autodiff\"",
+                            if p.gradient == Gradient::Fused { "fused" } else { "closed_form" }
+                        ),
+                    });
+                }
             }
-        }
-        Gradient::ClosedForm => Provider::ClosedForm,
-        // `auto` is resolved by the caller to fused/closed form per backend; here it means
-        // the fused kernel.
-        Gradient::Fused | Gradient::Auto => {
-            let two = two_layer(&model).expect("fast path checked");
-            Provider::Fused(HostStage1::new(x, y, two, p.loss))
-        }
+            Gradient::ClosedForm => Provider::ClosedForm,
+            // `auto` is resolved by the caller to fused/closed form per backend; here it means
+            // the fused kernel.
+            Gradient::Fused | Gradient::Auto => {
+                let two = two_layer(&model).expect("fast path checked");
+                Provider::Fused(HostStage1::new(x, y, two, p.loss))
+            }
+        },
     };
     let mut model = train_only(model, &p.train);
     if start_step == 0 {
@@ -263,7 +299,13 @@ pub fn gd_stage<M: Network>(
     }
     let row_norm = (p.mode == Mode::Normalized).then_some(p.row_norm);
     for step in start_step + 1..=p.steps {
-        let (grads, loss) = match (&provider, two_layer(&model)) {
+        let (grads, loss) = match (&mut provider, two_layer(&model)) {
+            (Provider::External(ext), Some(two)) => {
+                let (g, l) = ext.gradient(two)?;
+                let mut grads = GradientsParams::new();
+                grads.register(two.w.id, g);
+                (grads, l)
+            }
             (Provider::Fused(host), Some(two)) => {
                 let (g, l) = host.gradient(&two.w.val().detach());
                 let mut grads = GradientsParams::new();
@@ -271,12 +313,14 @@ pub fn gd_stage<M: Network>(
                 (grads, l)
             }
             (Provider::ClosedForm, Some(two)) => {
+                let (x, y) = data.expect("closed form has data");
                 let (g, l) = crate::stage1::closed_form_gradient(two, x, y, &p.loss);
                 let mut grads = GradientsParams::new();
                 grads.register(two.w.id, g);
                 (grads, scalar(l))
             }
             _ => {
+                let (x, y) = data.expect("autodiff has data");
                 let l = p.loss.mean(predict(&model, x.clone(), p.head), y.clone());
                 let grads = GradientsParams::from_grads(l.backward(), &model);
                 (grads, scalar(l.detach()))
