@@ -422,3 +422,57 @@ fn sweeps_vary_stage_keys() {
     steps.sort();
     assert_eq!(steps, [2, 5]);
 }
+
+/// A method's run folder holds `schedule.toml`, its expansion into an explicit `[[schedule]]`;
+/// run as a config it gives the method's numbers exactly (the same engine, the same fused
+/// gradient).
+#[test]
+fn the_expanded_schedule_of_a_method_reruns_identically() {
+    let preset = scratch("expanded-preset");
+    let o = mim(&[
+        "train",
+        "--quiet",
+        "--config",
+        "configs/default.toml",
+        "--set",
+        "data.n_test=1000",
+        "--set",
+        "model.width=64",
+        "--set",
+        "threads=1",
+        "--out",
+        preset.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let text = std::fs::read_to_string(preset.join("schedule.toml")).unwrap();
+    assert!(
+        text.contains("[[schedule]]") && text.contains("name = \"stage2\""),
+        "{text}"
+    );
+    let again = scratch("expanded-again");
+    let o = mim(&[
+        "train",
+        "--quiet",
+        "--config",
+        preset.join("schedule.toml").to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let read = |d: &Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (read(&preset), read(&again));
+    for key in [
+        "alignment_mean",
+        "subspace_cos",
+        "m_gram",
+        "q_spectrum",
+        "ridge_lambda",
+        "test_mse",
+        "train_mse",
+    ] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    assert_eq!(b["method"], "schedule");
+}

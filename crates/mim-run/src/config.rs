@@ -710,6 +710,31 @@ impl RunConfig {
 }
 
 impl ValidConfig {
+    /// The run folder's `config.toml`: the resolved config and, for a method, its expansion
+    /// into an explicit schedule as TOML comments (they change neither what the file runs nor
+    /// its sweep key; uncommented, that block runs the same stages, as `schedule.toml` does).
+    pub fn config_text(&self) -> String {
+        let mut text = self.config.to_toml();
+        if self.config.schedule.is_empty() {
+            if let Some(schedule) = self.expanded_schedule() {
+                let block = RunConfig {
+                    schedule,
+                    ..RunConfig::default()
+                }
+                .to_toml();
+                let start = block.find("[[schedule]]").unwrap_or(0);
+                text.push_str(&format!(
+                    "\n# method = \"{}\" is this schedule (the run folder's schedule.toml runs it):\n",
+                    self.config.method.name()
+                ));
+                for line in block[start..].lines() {
+                    text.push_str(&format!("# {line}\n"));
+                }
+            }
+        }
+        text
+    }
+
     /// The method as an explicit `[[schedule]]` (`None` for `spectral_init`, whose first layer
     /// is set from eigenvectors rather than trained): `layerwise`, `one_step` and
     /// `random_features` are GD on `w` over D1 (`stage1`, with T1, η1, β1 and the label

@@ -468,13 +468,15 @@ fn open_run(
         None => {
             // config.toml first: a kill in between leaves old checkpoints that no longer match
             // it, which --resume refuses, never a run of the wrong config.
-            write_atomic(&out.join("config.toml"), cfg.to_toml().as_bytes()).map_err(|e| {
-                io_err(
-                    "run folder not writable: writing",
-                    &out.join("config.toml"),
-                    e,
-                )
-            })?;
+            write_atomic(&out.join("config.toml"), valid.config_text().as_bytes()).map_err(
+                |e| {
+                    io_err(
+                        "run folder not writable: writing",
+                        &out.join("config.toml"),
+                        e,
+                    )
+                },
+            )?;
             let _ = fs::remove_dir_all(out.join(CHECKPOINT_DIR));
             JsonlWriter::create(&out.join("metrics.jsonl"))
         }
@@ -671,6 +673,19 @@ fn train_inner(
             message: e,
         })?;
     save_model(model, &out.join("model.bpk"))?;
+    // The method as the explicit schedule the engine runs (re-runnable as a config).
+    if let Some(schedule) = valid.expanded_schedule() {
+        let mut explicit = cfg.clone();
+        explicit.schedule = schedule;
+        let path = out.join("schedule.toml");
+        let text = format!(
+            "# `method = \"{}\"` as an explicit [[schedule]]: `mim train --config {}` runs the same stages\n# through the schedule engine (same W, a, c and metrics; no power_iteration_cos).\n{}",
+            cfg.method.name(),
+            path.display(),
+            explicit.to_toml()
+        );
+        write_atomic(&path, text.as_bytes()).map_err(|e| io_err("writing", &path, e))?;
+    }
     let (steps, lr, weight_decay) = match cfg.method {
         Method::Joint => (cfg.joint.steps, cfg.joint.lr, 0.0),
         _ => (

@@ -498,7 +498,9 @@ pub fn fit_network<M: Network>(
     let test = target.sample(Split::Test, cfg.data.n_test, data_seed);
     let xt = from_host_2d(&test.x, test.n, d, device, p);
     let f = to_host(model.forward(xt.clone()).detach());
-    let test_mse = normalized_mse(&f, &test.y);
+    // Labels in the run's precision, as the methods measure them.
+    let y_test = to_host(from_host_1d(&test.y, device, p));
+    let test_mse = normalized_mse(&f, &y_test);
     if !train_mse.is_finite() {
         // No ridge stage: the error on the last stage's data (D1 for fresh samples).
         let last = cfg.schedule.last().map_or("D1", |s| s.data.as_str());
@@ -511,7 +513,10 @@ pub fn fit_network<M: Network>(
             );
         }
         let ds = &data[name];
-        train_mse = normalized_mse(&to_host(model.forward(ds.x.clone()).detach()), &ds.host.y);
+        train_mse = normalized_mse(
+            &to_host(model.forward(ds.x.clone()).detach()),
+            &to_host(ds.y.clone()),
+        );
     }
     let feature_r2 = feature_r2(cfg, target, &model, &test, &xt, p)?;
     crate::checkpoint::save_model_atomic(&model, model_path)?;
