@@ -295,6 +295,8 @@ fn bad_schedules_exit_2_with_one_line_naming_the_field() {
         ("standardize-two-layer", "[[schedule]]\nstandardize = 1\nsolver = \"ridge\"\n", "schedule.0.standardize"),
         ("deep-without-schedule", "[model]\nwidths = [8, 4]\n", "model.widths"),
         ("width-and-widths", "[model]\nwidth = 8\nwidths = [8, 4]\n", "model.width and model.widths"),
+        // Absurd sizes are refused by the memory check (exit 2), never by an allocation.
+        ("huge-deep", "[data]\nd = 10000000\n[model]\nwidths = [1000000000, 64]\n[[schedule]]\nsolver = \"ridge\"\n", "data"),
         ("fused-on-deep", "[model]\nwidths = [8, 4]\n[[schedule]]\ntrain = [\"layers.0.weight\"]\ngradient = \"fused\"\nsteps = 1\n", "schedule.0.gradient"),
     ];
     for (name, text, want) in cases {

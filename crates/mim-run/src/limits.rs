@@ -105,7 +105,22 @@ pub fn estimate_memory(valid: &ValidConfig) -> MemoryEstimate {
     } else {
         4.0
     };
-    let weights = m * d * (4.0 * dt + 16.0);
+    // A deeper network: the activations of every hidden layer are live during a step, and
+    // the weights are Σ_l m_l·m_{l−1} (m_0 = d); D3 is held too.
+    let (m, weight_count, extra_rows) = match &cfg.model.mlp {
+        None => (m, m * d, 0.0),
+        Some(mlp) => {
+            let mut fan_in = d;
+            let mut count = 0.0;
+            for &w in &mlp.widths {
+                count += w as f64 * fan_in;
+                fan_in = w as f64;
+            }
+            let m_all: f64 = mlp.widths.iter().map(|&w| w as f64).sum();
+            (m_all, count, valid.n3 as f64 * d * (8.0 + dt))
+        }
+    };
+    let weights = weight_count * (4.0 * dt + 16.0);
     if valid.streaming {
         let chunk = crate::streaming::chunk_rows(cfg.data.d, cfg.data.chunk_rows) as f64;
         let bytes = chunk * d * (8.0 + dt) + 3.0 * chunk * m * (8.0 + dt) + weights;
@@ -122,9 +137,10 @@ pub fn estimate_memory(valid: &ValidConfig) -> MemoryEstimate {
             valid.n1,
             valid.n2,
             cfg.data.n_test,
-            cfg.model.width,
+            m as usize,
             dt as usize,
-        ) + weights;
+        ) + weights
+            + extra_rows;
         MemoryEstimate {
             bytes,
             formula: format!(

@@ -17,7 +17,8 @@ use crate::tracker::{w_metrics, Stage1Tracker, WMetrics};
 use burn::tensor::{Device, Tensor};
 use mim_data::{Dataset, Link, Split, Target};
 use mim_model::{
-    from_host_1d, from_host_2d, param_infos, resolve_paths, set_values, to_host, Network, Precision,
+    from_host_1d, from_host_2d, param_infos, resolve_paths, set_values, to_host, MlpConfig,
+    Network, Precision,
 };
 use mim_train::stage2::normalized_mse;
 use mim_train::{
@@ -88,22 +89,32 @@ pub fn reinit_seed(seed: u64, ordinal: usize) -> u64 {
 /// names a hidden layer, and the two-layer gradient specialisations are asked for only where
 /// they apply. Errors name `schedule.K.<key>`.
 pub fn check_schedule(cfg: &RunConfig) -> Result<(), String> {
+    // Parameter paths, depth and readout do not depend on the sizes: check against a
+    // miniature of the network (d = 1, every width 2), so that a config with absurd sizes is
+    // refused by the memory check later, not by an allocation here. Parities of the real
+    // widths are checked on the config.
     let device = Device::flex();
-    let d = cfg.data.d;
     match &cfg.model.mlp {
         None => {
-            let model = cfg
-                .model
-                .two_layer()
-                .symmetric_init(d, 0, &device, Precision::F32)
+            let tiny = mim_model::TwoLayerConfig {
+                width: 2,
+                ..cfg.model.two_layer()
+            };
+            let model = tiny
+                .symmetric_init(1, 0, &device, Precision::F32)
                 .map_err(|e| e.to_string())?;
-            check_with(cfg, &model, &device)
+            check_on(cfg, &model, &device, Some(&[cfg.model.width]))
         }
         Some(mlp) => {
-            let model = mlp
-                .symmetric_init(d, 0, &device, Precision::F32)
+            mlp.validate().map_err(|e| e.to_string())?;
+            let tiny = MlpConfig {
+                widths: vec![2; mlp.widths.len()],
+                ..mlp.clone()
+            };
+            let model = tiny
+                .symmetric_init(1, 0, &device, Precision::F32)
                 .map_err(|e| e.to_string())?;
-            check_with(cfg, &model, &device)
+            check_on(cfg, &model, &device, Some(&mlp.widths))
         }
     }
 }
@@ -111,12 +122,24 @@ pub fn check_schedule(cfg: &RunConfig) -> Result<(), String> {
 /// [`check_schedule`] against a given network (a user's own, through
 /// [`crate::run::train_network`]).
 pub fn check_with<M: Network>(cfg: &RunConfig, model: &M, device: &Device) -> Result<(), String> {
-    let depth = model
-        .hidden(Tensor::zeros(
-            [1, cfg.data.d],
-            (device, Precision::F32.dtype()),
-        ))
-        .len();
+    check_on(cfg, model, device, None)
+}
+
+/// [`check_with`], with the network's hidden widths given (`None`: measured on the network).
+fn check_on<M: Network>(
+    cfg: &RunConfig,
+    model: &M,
+    device: &Device,
+    widths: Option<&[usize]>,
+) -> Result<(), String> {
+    let d = model.first_layer().dims()[1];
+    let measured: Vec<usize> = model
+        .hidden(Tensor::zeros([1, d], (device, Precision::F32.dtype())))
+        .iter()
+        .map(|h| h.dims()[1])
+        .collect();
+    let widths = widths.map_or(measured, <[usize]>::to_vec);
+    let depth = widths.len();
     for (k, st) in cfg.schedule.iter().enumerate() {
         for group in st.reinit.keys() {
             resolve_paths(
@@ -137,7 +160,7 @@ pub fn check_with<M: Network>(cfg: &RunConfig, model: &M, device: &Device) -> Re
                 .clone()
                 .standardize(
                     st.standardize,
-                    Tensor::zeros([2, cfg.data.d], (device, Precision::F32.dtype())),
+                    Tensor::zeros([2, d], (device, Precision::F32.dtype())),
                 )
                 .map_err(|e| format!("schedule.{k}.{e}"))?;
         }
@@ -171,21 +194,11 @@ pub fn check_with<M: Network>(cfg: &RunConfig, model: &M, device: &Device) -> Re
                 st.head
             ));
         }
-        if st.head > 0 {
-            let widths: Vec<usize> = model
-                .hidden(Tensor::zeros(
-                    [1, cfg.data.d],
-                    (device, Precision::F32.dtype()),
-                ))
-                .iter()
-                .map(|h| h.dims()[1])
-                .collect();
-            if widths[st.head - 1] % 2 == 1 {
-                return Err(format!(
-                    "schedule.{k}.head = {}: hidden layer {} has an odd width {} (the paired readout needs an even one)",
-                    st.head, st.head, widths[st.head - 1]
-                ));
-            }
+        if st.head > 0 && widths[st.head - 1] % 2 == 1 {
+            return Err(format!(
+                "schedule.{k}.head = {}: hidden layer {} has an odd width {} (the paired readout needs an even one)",
+                st.head, st.head, widths[st.head - 1]
+            ));
         }
         let paths = resolve_paths(model, &st.train, &format!("schedule.{k}.train"))?;
         let fast = st.head == 0 && mim_train::schedule::has_two_layer_fast_path(model, &paths);
