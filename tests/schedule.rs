@@ -235,6 +235,16 @@ fn deep_schedule_runs_on_every_backend() {
         assert_eq!(stages, ["layer1", "layer2", "readout"], "{backend}");
         let r2 = s["feature_r2"]["q"].as_array().unwrap();
         assert_eq!(r2.len(), 2, "{backend}: one R² per hidden layer");
+        for st in s["schedule"].as_array().unwrap() {
+            let per_stage = st["feature_r2"]["q"].as_array().unwrap();
+            assert_eq!(
+                per_stage.len(),
+                2,
+                "{backend}: R² after stage {}",
+                st["name"]
+            );
+        }
+        assert_eq!(&s["schedule"][2]["feature_r2"]["q"], &s["feature_r2"]["q"]);
         let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
         assert!(
             lines.lines().any(|l| l.contains("\"stage\":\"layer2\"")),

@@ -49,6 +49,9 @@ pub struct StageSummary {
     pub ridge_lambda: Option<f64>,
     /// Normalised MSE of the network on a ridge stage's data after the fit.
     pub train_mse: Option<f64>,
+    /// Feature name → held-out R² on each hidden layer after this stage (`data.features`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub feature_r2: BTreeMap<String, Vec<f64>>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -377,6 +380,12 @@ pub fn fit_network<M: Network>(
         (start, reinits, ridge_lambda) = (st.step, st.reinits, st.ridge_lambda);
         train_mse = st.train_mse.unwrap_or(f64::NAN);
     }
+    // The test set, for the per-stage feature R² (when the target declares features).
+    let probe = (!cfg.data.features.is_empty()).then(|| {
+        let test = target.sample(Split::Test, cfg.data.n_test, data_seed);
+        let xt = from_host_2d(&test.x, test.n, d, device, p);
+        (test, xt)
+    });
     for (k, st) in cfg.schedule.iter().enumerate().skip(start) {
         let name = st.display_name(k);
         let t0 = Instant::now();
@@ -444,6 +453,7 @@ pub fn fit_network<M: Network>(
                 loss: None,
                 ridge_lambda: Some(report.lambda),
                 train_mse: Some(report.train_mse),
+                feature_r2: BTreeMap::new(),
                 seconds: t0.elapsed().as_secs_f64(),
             }
         } else {
@@ -493,9 +503,18 @@ pub fn fit_network<M: Network>(
                 loss: last_loss,
                 ridge_lambda: None,
                 train_mse: None,
+                feature_r2: BTreeMap::new(),
                 seconds: t0.elapsed().as_secs_f64(),
             }
         };
+        let mut summary = summary;
+        // How well each hidden layer represents the declared features, after this stage.
+        if let Some((test, xt)) = &probe {
+            summary.feature_r2 = feature_r2(cfg, target, &model, test, xt, p)?;
+            reporter
+                .record(&serde_json::json!({"stage": &name, "feature_r2": &summary.feature_r2}))
+                .map_err(|e| RunError::Io(format!("writing metrics.jsonl: {e}")))?;
+        }
         stages.push(summary);
         let mut state = Checkpointer::state(Phase::Stage, k + 1, reporter.lines(), 0.0);
         state.stages = stages
@@ -531,7 +550,11 @@ pub fn fit_network<M: Network>(
             &to_host(ds.y.clone()),
         );
     }
-    let feature_r2 = feature_r2(cfg, target, &model, &test, &xt, p)?;
+    // After the last stage: its per-stage R² (measured on the same test set).
+    let feature_r2 = stages
+        .last()
+        .map(|s| s.feature_r2.clone())
+        .unwrap_or_default();
     crate::checkpoint::save_model_atomic(&model, model_path)?;
     let m1 = model.first_layer().dims()[0];
     Ok(ScheduleFit {
