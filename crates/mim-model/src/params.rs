@@ -8,7 +8,7 @@
 //! Parameters under a `norm` path component (frozen per-unit standardisations) are selected
 //! only by their exact path, never by a prefix.
 
-use crate::host::{from_host_1d, to_host, Precision};
+use crate::host::{to_host, Precision};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamGroup};
 use burn::tensor::{DType, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
@@ -235,11 +235,6 @@ pub fn values_of<M: Module>(module: &M, path: &str) -> Option<Vec<f64>> {
     };
     module.visit(&mut g);
     g.out
-}
-
-/// A 1-D tensor of `values` on the device and in the precision of `like`.
-pub fn like_1d(values: &[f64], like: &Tensor<1>, precision: Precision) -> Tensor<1> {
-    from_host_1d(values, &like.device(), precision)
 }
 
 #[cfg(test)]
