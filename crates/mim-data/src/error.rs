@@ -159,6 +159,59 @@ pub enum LinkError {
         /// Why, e.g. which sub-expression couples too many coordinates.
         reason: String,
     },
+    /// `hierarchical(...)` used inside a larger formula (e.g. `hierarchical(...) + z1` or
+    /// `tanh(hierarchical(...))`): the form must be the whole link.
+    #[error("hierarchical(...) must be the whole link (found more at position {pos})")]
+    HierarchicalNotWhole {
+        /// 1-based character position of `hierarchical` inside a formula, or of the first
+        /// character after its closing `)`.
+        pos: usize,
+    },
+    /// An argument name other than `K`, `gamma`, `g`, `signs`, `seed` in `hierarchical(...)`.
+    #[error("unknown argument `{name}` of hierarchical(...) at position {pos} (known: K, gamma, g, signs, seed)")]
+    HierarchicalUnknownArgument {
+        /// The name as written.
+        name: String,
+        /// 1-based character position.
+        pos: usize,
+    },
+    /// An argument given twice in `hierarchical(...)`.
+    #[error("argument `{name}` of hierarchical(...) repeated at position {pos}")]
+    HierarchicalRepeatedArgument {
+        /// The name as written.
+        name: String,
+        /// 1-based character position of the repetition.
+        pos: usize,
+    },
+    /// A required argument (`K`, `gamma`, `g`; `seed` with `signs=random`) is missing.
+    #[error("hierarchical(...) is missing the argument `{name}=...` (closing `)` at position {pos}; example: `hierarchical(K=20, gamma=1, g=h2)`)")]
+    HierarchicalMissingArgument {
+        /// The missing argument's name.
+        name: &'static str,
+        /// 1-based character position of the closing `)`.
+        pos: usize,
+    },
+    /// An argument value of `hierarchical(...)` that is not allowed, e.g. `K=2.5`, `K=0`,
+    /// `gamma=-1`, `g=tanh`.
+    #[error(
+        "argument `{name}={value}` of hierarchical(...) at position {pos}: expected {expected}"
+    )]
+    HierarchicalBadValue {
+        /// The argument's name.
+        name: &'static str,
+        /// The value as written.
+        value: String,
+        /// What is allowed.
+        expected: &'static str,
+        /// 1-based character position of the value.
+        pos: usize,
+    },
+    /// `seed=...` in `hierarchical(...)` without `signs=random`.
+    #[error("argument `seed` of hierarchical(...) at position {pos} is only allowed with `signs=random`")]
+    HierarchicalSeedWithoutRandomSigns {
+        /// 1-based character position of the seed's value.
+        pos: usize,
+    },
     /// The link uses `zI` with `I > r` (see [`crate::Link::check_indices`]).
     #[error("link uses z{index} but the target has only r = {r} directions (z1..z{r})")]
     IndexAboveRank {

@@ -16,6 +16,7 @@ pub mod dataset;
 pub mod error;
 mod expr;
 pub mod hermite;
+mod hierarchical;
 pub mod link;
 pub mod moments;
 mod nested;
@@ -24,6 +25,9 @@ pub mod target;
 pub use dataset::{Dataset, Split, BLOCK_ROWS};
 pub use error::{DataError, LinkError};
 pub use hermite::{gaussian_moment, hermite, hermite_coefficients};
-pub use link::{Factor, Link, Term, MAX_DEPTH, MAX_EXPONENT, MAX_HERMITE_DEGREE};
+pub use link::{
+    Factor, Hierarchical, HierarchicalG, HierarchicalSigns, Link, Term, MAX_DEPTH, MAX_EXPONENT,
+    MAX_HERMITE_DEGREE, MAX_HIERARCHICAL_K,
+};
 pub use moments::{gauss_legendre, gaussian_expectation, LinkMoments};
 pub use target::Target;

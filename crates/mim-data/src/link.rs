@@ -12,6 +12,27 @@
 //! number  := digits ['.' [digits]] [('e'|'E') ['+'|'-'] digits]  |  '.' digits [exponent]
 //! ```
 //!
+//! or, as the **whole** link, the hierarchical form (seed 003, see [`Hierarchical`]):
+//!
+//! ```text
+//! link    := 'hierarchical' '(' arg { ',' arg } ')'
+//! arg     := 'K=' integer          1..=10000, required
+//!          | 'gamma=' number       finite, ≥ 0, required
+//!          | 'g=' ('h2' | 'abs' | 'h4')        required
+//!          | 'signs=' ('positive' | 'random')  optional, default positive
+//!          | 'seed=' integer       u64; required with, and only allowed with, signs=random
+//! ```
+//!
+//! Arguments are named, in any order, each at most once, with whitespace allowed anywhere
+//! between tokens. `hierarchical(K=K, gamma=γ, g=φ)` denotes
+//! `g(z) = Σ_{k=1..K} a_k φ(z_k)`, `a_k = Z_γ k^{−γ}` (times a seeded Rademacher sign with
+//! `signs=random`), `Σ_k a_k² = 1`, with the unit-variance, mean-zero
+//! `φ = He₂/√2`, `(|t| − √(2/π))/√(1 − 2/π)` or `He₄/√24`, so `E[g] = 0`, `Var g = 1`. It is
+//! stored as the ordinary flat link `Σ_k c_k·h2(zk)` (`abs(zk)` plus a constant term, `h4(zk)`),
+//! so every flat path applies, and `max_index()` is `K`; [`Link::hierarchical`] returns the
+//! parameters. The form cannot be part of a larger formula: `hierarchical(...) + z1` or
+//! `tanh(hierarchical(...))` is [`LinkError::HierarchicalNotWhole`].
+//!
 //! Whitespace between tokens is ignored. `^` binds tighter than a sign (`-z1^2` is `−(z1²)`),
 //! and `a^b^c` is rejected (write `(a^b)^c`). Division is only by a nonzero numeric constant
 //! (`(h2(z1) + h2(z2))/4`; `z1/z2` is [`LinkError::DivisionByNonConstant`]). Parentheses and
@@ -56,7 +77,9 @@
 //! sum always has coefficient 1, any other coefficient being multiplied into that sum's first
 //! group. Examples: `tanh(3*(h2(z1)+h2(z2))/4)` prints as `tanh(0.75*h2(z1) + 0.75*h2(z2))`,
 //! `(z1+z2)^2` as `(z1 + z2)^2`, `2*z3*(z1 - 1)` as `z3*(2*z1 - 2)`. The printed form parses back
-//! to an equal `Link`, and flat formulas print exactly as they always have.
+//! to an equal `Link`, and flat formulas print exactly as they always have. A hierarchical link
+//! prints as `hierarchical(K=20, gamma=1, g=h2)` (arguments in the order `K`, `gamma`, `g`, then
+//! `signs=random, seed=S` for random signs; `gamma` as the shortest exact decimal).
 
 use std::fmt;
 use std::str::FromStr;
@@ -64,6 +87,7 @@ use std::str::FromStr;
 use crate::error::LinkError;
 use crate::expr::{fmt_terms, Expr, Func};
 use crate::hermite::hermite;
+pub use crate::hierarchical::{Hierarchical, HierarchicalG, HierarchicalSigns, MAX_HIERARCHICAL_K};
 
 /// Largest Hermite degree `K` accepted in `hK(zI)`.
 pub const MAX_HERMITE_DEGREE: usize = 8;
@@ -205,6 +229,8 @@ pub const MAX_DEPTH: usize = 32;
 #[derive(Clone, PartialEq)]
 pub struct Link {
     repr: Repr,
+    /// The parameters when parsed from the `hierarchical(...)` form (`repr` is then flat).
+    hierarchical: Option<Hierarchical>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -219,6 +245,13 @@ impl fmt::Debug for Link {
     /// `Link { terms: [...] }` for a flat link (as it always printed), `Link { expr: ... }` for a
     /// nested one.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(h) = &self.hierarchical {
+            return f
+                .debug_struct("Link")
+                .field("hierarchical", h)
+                .field("terms", &self.terms())
+                .finish();
+        }
         match &self.repr {
             Repr::Flat(terms) => f.debug_struct("Link").field("terms", terms).finish(),
             Repr::Nested(expr) => f.debug_struct("Link").field("expr", expr).finish(),
@@ -227,11 +260,18 @@ impl fmt::Debug for Link {
 }
 
 impl Link {
-    /// Parse a link formula, e.g. `h2(z1) + 0.5*h4(z2)` or `tanh(3*(h2(z1) + h2(z2))/4)`. Never
-    /// panics; see [`LinkError`] for the failure cases (each message quotes the offending piece
-    /// and its 1-based position).
+    /// Parse a link formula, e.g. `h2(z1) + 0.5*h4(z2)`, `tanh(3*(h2(z1) + h2(z2))/4)` or
+    /// `hierarchical(K=20, gamma=1, g=h2)`. Never panics; see [`LinkError`] for the failure
+    /// cases (each message quotes the offending piece and its 1-based position).
     pub fn parse(s: &str) -> Result<Link, LinkError> {
         let chars: Vec<char> = s.chars().collect();
+        if let Some(h) = crate::hierarchical::try_parse(&chars) {
+            let h = h?;
+            return Ok(Link {
+                repr: Repr::Flat(h.terms()),
+                hierarchical: Some(h),
+            });
+        }
         let tokens = lex(&chars)?;
         let mut parser = Parser {
             toks: &tokens,
@@ -248,7 +288,16 @@ impl Link {
             Some(terms) => Repr::Flat(terms),
             None => Repr::Nested(expr),
         };
-        Link { repr }
+        Link {
+            repr,
+            hierarchical: None,
+        }
+    }
+
+    /// The parameters of a link parsed from the `hierarchical(...)` form (its flat
+    /// [`Link::terms`] are `Σ_k c_k φ(z_k)`), `None` for any other formula.
+    pub fn hierarchical(&self) -> Option<&Hierarchical> {
+        self.hierarchical.as_ref()
     }
 
     /// The terms of a flat link, in the order written; **empty for a nested link** (see
@@ -342,8 +391,12 @@ pub(crate) fn fmt_number(x: f64) -> String {
 impl fmt::Display for Link {
     /// Canonical form (see the module docs): terms joined by ` + ` / ` - `, coefficient first
     /// and omitted when it is `±1`, e.g. `-z1 + 2*z2^3`, `h2(z1) + 0.5*h4(z2)`,
-    /// `tanh(0.75*h2(z1) + 0.75*h2(z2))`.
+    /// `tanh(0.75*h2(z1) + 0.75*h2(z2))`; a hierarchical link prints its canonical
+    /// `hierarchical(K=20, gamma=1, g=h2)` form.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(h) = &self.hierarchical {
+            return write!(f, "{h}");
+        }
         match &self.repr {
             Repr::Flat(terms) => fmt_terms(
                 f,
@@ -472,6 +525,9 @@ fn lex(chars: &[char]) -> Result<Vec<Token>, LinkError> {
                 i += 1;
             }
             let text: String = chars[start..i].iter().collect();
+            if text == crate::hierarchical::KEYWORD {
+                return Err(LinkError::HierarchicalNotWhole { pos });
+            }
             out.push(Token {
                 tok: Tok::Ident(text),
                 pos,
@@ -490,7 +546,7 @@ fn lex(chars: &[char]) -> Result<Vec<Token>, LinkError> {
 }
 
 /// Validate `digits[.digits][e[+-]digits]` (or `.digits…`) and convert; the value must be finite.
-fn parse_number(text: &str, pos: usize) -> Result<f64, LinkError> {
+pub(crate) fn parse_number(text: &str, pos: usize) -> Result<f64, LinkError> {
     let malformed = || LinkError::MalformedNumber {
         text: text.to_string(),
         pos,

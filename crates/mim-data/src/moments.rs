@@ -119,6 +119,18 @@ impl Link {
 
     fn flat_moments(&self) -> LinkMoments {
         let terms = grouped_terms(self);
+        // Per term, `E[group]` for each of its coordinates in increasing index order: a pair of
+        // terms on disjoint coordinates has `E[P_t P_s]` = the product of these in merged index
+        // order, bit for bit what `term_cross` computes, in O(#factors) (hierarchical links
+        // have up to 10 000 single-coordinate terms, i.e. 5·10⁷ such pairs).
+        let groups: Vec<Vec<(usize, f64)>> = terms
+            .iter()
+            .map(|(_, g)| {
+                g.iter()
+                    .map(|(i, f)| (*i, gaussian_expectation(f)))
+                    .collect()
+            })
+            .collect();
         let means: Vec<f64> = terms.iter().map(|(_, g)| term_mean(g)).collect();
         let mean: f64 = terms.iter().zip(&means).map(|((c, _), m)| c * m).sum();
         let mut second_moment = 0.0;
@@ -128,7 +140,10 @@ impl Link {
                 let (ct, gt) = &terms[t];
                 let (cs, gs) = &terms[s];
                 let weight = if t == s { 1.0 } else { 2.0 };
-                let cross = term_cross(gt, gs);
+                let cross = match disjoint_cross(&groups[t], &groups[s]) {
+                    Some(c) if t != s => c,
+                    _ => term_cross(gt, gs),
+                };
                 second_moment += weight * ct * cs * cross;
                 // Covariance form Σ c_t c_s (E[P_t P_s] − E[P_t] E[P_s]): constant terms drop out
                 // exactly, so a large constant offset does not swamp a small variance.
@@ -178,6 +193,29 @@ fn grouped_terms(link: &Link) -> Vec<GroupedTerm> {
             (t.coefficient, by_index)
         })
         .collect()
+}
+
+/// `Π E[group]` over the merged coordinates of two terms in increasing index order, or `None`
+/// when they share a coordinate.
+fn disjoint_cross(a: &[(usize, f64)], b: &[(usize, f64)]) -> Option<f64> {
+    let (mut i, mut j) = (0, 0);
+    let mut product = 1.0;
+    while i < a.len() || j < b.len() {
+        let take_a = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x.0 == y.0 => return None,
+            (Some(x), Some(y)) => x.0 < y.0,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if take_a {
+            product *= a[i].1;
+            i += 1;
+        } else {
+            product *= b[j].1;
+            j += 1;
+        }
+    }
+    Some(product)
 }
 
 /// `E[Π_i F_i(z_i)] = Π_i E[F_i]`.

@@ -553,6 +553,14 @@ impl RunConfig {
             Link::parse(&data.link).map_err(|err| e(format!("data.link = {shown}: {err}")))?;
         link.check_indices(data.r)
             .map_err(|err| e(format!("data.link = {shown}: {err}")))?;
+        if let Some(h) = link.hierarchical() {
+            if h.k != data.r {
+                return Err(e(format!(
+                    "data.r = {}: data.link = {shown} has K = {} directions; set data.r = {}",
+                    data.r, h.k, h.k
+                )));
+            }
+        }
         let link_warning = check_link_variance(&link, &shown, data.normalize, data.noise)?;
         let n1 = resolve_size("1", data.n1, data.alpha1, data.d).map_err(e)?;
         let n2 = resolve_size("2", data.n2, data.alpha2, data.d).map_err(e)?;
@@ -866,6 +874,16 @@ mod tests {
             ("", &["data.n1=-5"], "data.n1"),
             ("", &["dtype=f64", "backend=wgpu"], "dtype"),
             ("", &["stage1.steps=many"], "stage1.steps"),
+            (
+                "",
+                &["data.link=hierarchical(K=3, gamma=1, g=h2)", "data.r=4"],
+                "data.r",
+            ),
+            (
+                "",
+                &["data.link=hierarchical(K=5, gamma=1, g=h2)", "data.r=4"],
+                "data.link",
+            ),
         ];
         for (text, sets, field) in cases {
             let err = load(text, sets)
