@@ -91,7 +91,8 @@ fn stage1_is_power_iteration() {
         &[],
     );
     assert!(
-        num(&s, "power_iteration_cos") > 0.99,
+        // With ε0 = 1e-3 the rows and the iterates agree to rounding (measured: 1.0 in f32).
+        num(&s, "power_iteration_cos") > 0.9999,
         "{}",
         s["power_iteration_cos"]
     );

@@ -146,7 +146,11 @@ mod tests {
         }
         .symmetric_init(d, 0, &dev, p)
         .unwrap();
-        let a0 = to_host(model.a.val());
+        let (a0, w0, b0) = (
+            to_host(model.a.val()),
+            to_host(model.w.val()),
+            to_host(model.b.val()),
+        );
         let loss = Loss::Square;
         let before = to_host(loss.mean(model.forward(x.clone()), y.clone()))[0];
         let cfg = JointConfig {
@@ -167,6 +171,9 @@ mod tests {
         .unwrap();
         let after = to_host(loss.mean(model.forward(x), y))[0];
         assert!(after < 0.2 * before, "loss {before} -> {after}");
-        assert_ne!(to_host(model.a.val()), a0);
+        // Both layers move (and the biases): joint training trains every group.
+        assert_ne!(to_host(model.a.val()), a0, "a did not move");
+        assert_ne!(to_host(model.w.val()), w0, "W did not move");
+        assert_ne!(to_host(model.b.val()), b0, "b did not move");
     }
 }
