@@ -139,12 +139,13 @@ struct FailedSummary<'a> {
 }
 
 /// A dataset on the device.
-struct DeviceData {
-    x: Tensor<2>,
-    y: Tensor<1>,
+pub(crate) struct DeviceData {
+    pub(crate) x: Tensor<2>,
+    pub(crate) y: Tensor<1>,
 }
 
-fn upload(ds: &Dataset, device: &Device, p: Precision) -> DeviceData {
+/// `ds` on the device in precision `p`.
+pub(crate) fn upload(ds: &Dataset, device: &Device, p: Precision) -> DeviceData {
     DeviceData {
         x: from_host_2d(&ds.x, ds.n, ds.d, device, p),
         y: from_host_1d(&ds.y, device, p),

@@ -233,20 +233,32 @@ struct Data {
     y: Tensor<1>,
 }
 
-fn upload(ds: Dataset, device: &Device, p: Precision) -> Data {
-    Data {
-        x: from_host_2d(&ds.x, ds.n, ds.d, device, p),
-        y: from_host_1d(&ds.y, device, p),
-        host: ds,
-    }
+/// The named datasets of a schedule (D1, D2, D3), each drawn and uploaded once, when first
+/// used.
+struct Datasets<'a> {
+    valid: &'a ValidConfig,
+    target: &'a Target,
+    seed: u64,
+    device: &'a Device,
+    precision: Precision,
+    held: BTreeMap<String, Data>,
 }
 
-/// The split and size of a named dataset.
-fn split_of(valid: &ValidConfig, name: &str) -> (Split, usize) {
-    match name {
-        "D1" => (Split::Stage1, valid.n1),
-        "D2" => (Split::Stage2, valid.n2),
-        _ => (Split::Custom(3), valid.n3),
+impl Datasets<'_> {
+    /// The dataset `name` (`"D1"`, `"D2"` or `"D3"`).
+    fn get(&mut self, name: &str) -> &Data {
+        if !self.held.contains_key(name) {
+            let (split, n) = match name {
+                "D1" => (Split::Stage1, self.valid.n1),
+                "D2" => (Split::Stage2, self.valid.n2),
+                _ => (Split::Custom(3), self.valid.n3),
+            };
+            let host = self.target.sample(split, n, self.seed);
+            let crate::run::DeviceData { x, y } =
+                crate::run::upload(&host, self.device, self.precision);
+            self.held.insert(name.to_string(), Data { host, x, y });
+        }
+        &self.held[name]
     }
 }
 
@@ -350,7 +362,14 @@ pub fn fit_network<M: Network>(
     let cfg = &valid.config;
     let (d, r, p) = (cfg.data.d, cfg.data.r, cfg.dtype);
     let data_seed = derive_seed(cfg.seed, Purpose::Data);
-    let mut data: BTreeMap<String, Data> = BTreeMap::new();
+    let mut data = Datasets {
+        valid,
+        target,
+        seed: data_seed,
+        device,
+        precision: p,
+        held: BTreeMap::new(),
+    };
     let mut stages: Vec<StageSummary> = Vec::new();
     let mut reinits = 0usize;
     let (mut ridge_lambda, mut train_mse) = (None, f64::NAN);
@@ -361,12 +380,9 @@ pub fn fit_network<M: Network>(
         // that the checkpoint's tensors all have a place; their values then come from it.
         for done in &cfg.schedule[..st.step.min(cfg.schedule.len())] {
             if done.standardize > 0 && done.data != "fresh" {
-                let (split, n) = split_of(valid, &done.data);
-                let ds = data
-                    .entry(done.data.clone())
-                    .or_insert_with(|| upload(target.sample(split, n, data_seed), device, p));
+                let x = data.get(&done.data).x.clone();
                 model = model
-                    .standardize(done.standardize, ds.x.clone())
+                    .standardize(done.standardize, x)
                     .map_err(stage_err("resume"))?;
             }
         }
@@ -407,14 +423,7 @@ pub fn fit_network<M: Network>(
             model = set_values(model, &values, p);
         }
         // 2. The stage's data.
-        if st.data != "fresh" && !data.contains_key(&st.data) {
-            let (split, n) = split_of(valid, &st.data);
-            data.insert(
-                st.data.clone(),
-                upload(target.sample(split, n, data_seed), device, p),
-            );
-        }
-        let ds = data.get(&st.data);
+        let ds = (st.data != "fresh").then(|| data.get(&st.data));
         // 3. Standardisation of a hidden layer on the stage's data.
         if st.standardize > 0 {
             let x = ds.map(|ds| ds.x.clone()).ok_or_else(|| {
@@ -537,14 +546,7 @@ pub fn fit_network<M: Network>(
         // No ridge stage: the error on the last stage's data (D1 for fresh samples).
         let last = cfg.schedule.last().map_or("D1", |s| s.data.as_str());
         let name = if last == "fresh" { "D1" } else { last };
-        if !data.contains_key(name) {
-            let (split, n) = split_of(valid, name);
-            data.insert(
-                name.into(),
-                upload(target.sample(split, n, data_seed), device, p),
-            );
-        }
-        let ds = &data[name];
+        let ds = data.get(name);
         train_mse = normalized_mse(
             &to_host(model.forward(ds.x.clone()).detach()),
             &to_host(ds.y.clone()),

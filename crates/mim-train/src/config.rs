@@ -241,11 +241,42 @@ impl Default for Stage1Config {
     }
 }
 
-fn positive(field: &str, v: f64) -> Result<f64, String> {
+/// `v` if positive and finite; else the error naming `field`.
+pub(crate) fn positive(field: &str, v: f64) -> Result<f64, String> {
     if v.is_finite() && v > 0.0 {
         Ok(v)
     } else {
         Err(format!("{field} = {v}: must be positive and finite"))
+    }
+}
+
+impl WeightDecay {
+    /// β as a number for step size `lr` (`inverse_lr`: β = 1/η).
+    pub fn resolve(self, lr: f64) -> f64 {
+        match self {
+            WeightDecay::InverseLr => 1.0 / lr,
+            WeightDecay::Value(b) => b,
+        }
+    }
+
+    /// Checks a given β (≥ 0 and finite); the error names `field`.
+    pub(crate) fn check(self, field: &str) -> Result<(), String> {
+        match self {
+            WeightDecay::Value(b) if !(b.is_finite() && b >= 0.0) => Err(format!(
+                "{field} = {b}: must be ≥ 0 and finite, or \"inverse_lr\""
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Checks a given ridge λ (≥ 0 and finite, or `"auto"`); the error names `field`.
+pub(crate) fn check_ridge_lambda(field: &str, lambda: Auto<f64>) -> Result<(), String> {
+    match lambda {
+        Auto::Value(l) if !(l.is_finite() && l >= 0.0) => Err(format!(
+            "{field} = {l}: must be ≥ 0 and finite, or \"auto\""
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -260,10 +291,7 @@ impl Stage1Config {
 
     /// β1 as a number.
     pub fn resolved_weight_decay(&self) -> f64 {
-        match self.weight_decay {
-            WeightDecay::InverseLr => 1.0 / self.lr,
-            WeightDecay::Value(b) => b,
-        }
+        self.weight_decay.resolve(self.lr)
     }
 
     /// What `center_labels` subtracts: `None` without centring, else [`Stage1Config::center_by`].
@@ -282,13 +310,7 @@ impl Stage1Config {
         positive("stage1.steps_c", self.steps_c)?;
         positive("stage1.huber_delta", self.huber_delta)?;
         positive("stage1.l1_smoothing", self.l1_smoothing)?;
-        if let WeightDecay::Value(b) = self.weight_decay {
-            if !(b.is_finite() && b >= 0.0) {
-                return Err(format!(
-                    "stage1.weight_decay = {b}: must be ≥ 0 and finite, or \"inverse_lr\""
-                ));
-            }
-        }
+        self.weight_decay.check("stage1.weight_decay")?;
         if let Auto::Value(t) = self.steps {
             if t > 100_000 {
                 return Err(format!(
@@ -359,13 +381,7 @@ impl Default for Stage2Config {
 impl Stage2Config {
     /// Checks every field; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
-        if let Auto::Value(l) = self.ridge_lambda {
-            if !(l.is_finite() && l >= 0.0) {
-                return Err(format!(
-                    "stage2.ridge_lambda = {l}: must be ≥ 0 and finite, or \"auto\""
-                ));
-            }
-        }
+        check_ridge_lambda("stage2.ridge_lambda", self.ridge_lambda)?;
         positive("stage2.lr", self.lr)?;
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(format!(

@@ -151,39 +151,36 @@ impl ModuleMapper for RowProjection<'_> {
     }
 }
 
-/// Σ‖g‖² over the gradients in `grads` and max|θ| over the parameters that have one.
-struct GradStats<'a> {
-    grads: &'a GradientsParams,
+/// ‖g‖ over the gradients in `grads` and max|θ| over the parameters that have one (the
+/// trained group), in one visit.
+#[derive(Default)]
+struct StepStats {
     sq_norm: f64,
     max_abs: f64,
-    measure_params: bool,
 }
 
-impl ModuleVisitor for GradStats<'_> {
+struct StepStatsVisitor<'a> {
+    grads: &'a GradientsParams,
+    stats: StepStats,
+}
+
+impl ModuleVisitor for StepStatsVisitor<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(param.id) {
-            if self.measure_params {
-                self.max_abs = self.max_abs.max(to_host(param.val().abs().max())[0]);
-            } else {
-                self.sq_norm += to_host(g.square().sum())[0];
-            }
+            self.stats.sq_norm += to_host(g.square().sum())[0];
+            let max = to_host(param.val().abs().max())[0];
+            self.stats.max_abs = self.stats.max_abs.max(max);
         }
     }
 }
 
-fn grad_stats<M: Module>(model: &M, grads: &GradientsParams, params: bool) -> f64 {
-    let mut s = GradStats {
+fn step_stats<M: Module>(model: &M, grads: &GradientsParams) -> StepStats {
+    let mut v = StepStatsVisitor {
         grads,
-        sq_norm: 0.0,
-        max_abs: 0.0,
-        measure_params: params,
+        stats: StepStats::default(),
     };
-    model.visit(&mut s);
-    if params {
-        s.max_abs
-    } else {
-        s.sq_norm
-    }
+    model.visit(&mut v);
+    v.stats
 }
 
 /// Hands the first layer after `step` of `total` to the observer.
@@ -326,38 +323,35 @@ pub fn gd_stage_with<M: Network>(
                 (grads, scalar(l.detach()))
             }
         };
-        let grad_norm = grad_stats(&model, &grads, false).sqrt();
-        for (quantity, value) in [("loss", loss), ("‖∇θ‖", grad_norm)] {
-            if !value.is_finite() {
-                return Err(TrainError::Diverged {
-                    stage: p.name.clone(),
-                    step,
-                    quantity: if quantity == "‖∇θ‖" && fast {
-                        "‖∇W‖".into()
-                    } else {
-                        quantity.into()
-                    },
-                    value,
-                });
-            }
-        }
         model = model.map(&mut GdUpdate {
             grads: &grads,
             lr: p.lr,
             weight_decay: p.weight_decay,
             row_norm,
         });
-        let max_abs = grad_stats(&model, &grads, true);
-        if !max_abs.is_finite() || max_abs > 1e12 {
+        // ‖∇‖ of the step just taken and max|θ| after it; the two-layer paths name them by W.
+        let stats = step_stats(&model, &grads);
+        let grad_norm = stats.sq_norm.sqrt();
+        let (grad_name, param_name) = if fast {
+            ("‖∇W‖", "max|W|")
+        } else {
+            ("‖∇θ‖", "max|θ|")
+        };
+        let checks = [
+            ("loss", loss, loss.is_finite()),
+            (grad_name, grad_norm, grad_norm.is_finite()),
+            (
+                param_name,
+                stats.max_abs,
+                stats.max_abs.is_finite() && stats.max_abs <= 1e12,
+            ),
+        ];
+        if let Some(&(quantity, value, _)) = checks.iter().find(|c| !c.2) {
             return Err(TrainError::Diverged {
                 stage: p.name.clone(),
                 step,
-                quantity: if fast {
-                    "max|W|".into()
-                } else {
-                    "max|θ|".into()
-                },
-                value: max_abs,
+                quantity: quantity.into(),
+                value,
             });
         }
         observe(observer, &model, (&p.name, step, p.steps), loss, grad_norm)?;

@@ -3,7 +3,10 @@
 //! the runner (`mim-run`), which names `schedule.K.<key>` in every error (K 0-based, as in
 //! `--set schedule.1.steps=4`).
 
-use crate::config::{Auto, CenterBy, Gradient, LossName, Mode, Stage2Solver, WeightDecay};
+use crate::config::{
+    check_ridge_lambda, positive, Auto, CenterBy, Gradient, LossName, Mode, Stage2Solver,
+    WeightDecay,
+};
 use crate::loss::Loss;
 use mim_model::Reinit;
 use serde::{Deserialize, Serialize};
@@ -131,37 +134,21 @@ impl StageConfig {
 
     /// β as a number.
     pub fn resolved_weight_decay(&self) -> f64 {
-        match self.weight_decay {
-            WeightDecay::InverseLr => 1.0 / self.lr,
-            WeightDecay::Value(b) => b,
-        }
+        self.weight_decay.resolve(self.lr)
     }
 
     /// Checks the fields that need no network or data; `index` is K of `schedule.K`. The
     /// message names the field.
     pub fn validate(&self, index: usize) -> Result<(), String> {
         let f = |key: &str| format!("schedule.{index}.{key}");
-        let positive = |key: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(format!("{} = {v}: must be positive and finite", f(key)))
-            }
-        };
+        let positive = |key: &str, v: f64| positive(&f(key), v);
         positive("lr", self.lr)?;
         positive("huber_delta", self.huber_delta)?;
         positive("l1_smoothing", self.l1_smoothing)?;
         if let Some(norm) = self.final_row_norm {
             positive("final_row_norm", norm)?;
         }
-        if let WeightDecay::Value(b) = self.weight_decay {
-            if !(b.is_finite() && b >= 0.0) {
-                return Err(format!(
-                    "{} = {b}: must be ≥ 0 and finite, or \"inverse_lr\"",
-                    f("weight_decay")
-                ));
-            }
-        }
+        self.weight_decay.check(&f("weight_decay"))?;
         if self.steps > 1_000_000 {
             return Err(format!(
                 "{} = {}: more than 1000000 steps is surely a typo",
@@ -169,14 +156,7 @@ impl StageConfig {
                 self.steps
             ));
         }
-        if let Auto::Value(l) = self.ridge_lambda {
-            if !(l.is_finite() && l >= 0.0) {
-                return Err(format!(
-                    "{} = {l}: must be ≥ 0 and finite, or \"auto\"",
-                    f("ridge_lambda")
-                ));
-            }
-        }
+        check_ridge_lambda(&f("ridge_lambda"), self.ridge_lambda)?;
         let data_ok = matches!(self.data.as_str(), "D1" | "D2" | "D3" | "fresh");
         if !data_ok {
             return Err(format!(
