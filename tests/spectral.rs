@@ -338,3 +338,50 @@ fn streamed_spectral_equals_in_memory() {
         assert_eq!(held[k], streamed[k], "{k}");
     }
 }
+
+/// Seed 004: `mim theory --json` reports the information exponent k* = 3 and the generative
+/// exponent s* = 1 of He3 (the Done-when), and k* = s* = 3 for the binary link bin3.
+#[test]
+fn theory_reports_information_and_generative_exponents() {
+    let dir = empty_dir("exponents");
+    let json = dir.join("he3.json");
+    let json_s = json.to_string_lossy().into_owned();
+    mim_ok(&[
+        "theory",
+        "--config",
+        "configs/single-index/he3.toml",
+        "--json",
+        &json_s,
+    ]);
+    let t = read_json(&json);
+    assert_eq!(t["information_exponent"], 3, "{t}");
+    assert_eq!(t["generative_exponent"], 1, "{t}");
+    let lam1 = num(&t["generative_coefficients"][0], "value");
+    assert!((lam1 - 0.67).abs() < 0.02, "λ_1² = {lam1}");
+    mim_ok(&with_sets(
+        &[
+            "theory",
+            "--config",
+            "configs/single-index/he3.toml",
+            "--json",
+            &json_s,
+        ],
+        &["data.link=sign(z1*(z1^2-1.3862943611198906))"],
+    ));
+    let t = read_json(&json);
+    assert_eq!(
+        (
+            t["information_exponent"].as_u64(),
+            t["generative_exponent"].as_u64()
+        ),
+        (Some(3), Some(3)),
+        "{t}"
+    );
+    // Constant labels: one line naming data.link, exit 2.
+    let o = mim(&with_sets(
+        &["theory", "--config", "configs/single-index/he3.toml"],
+        &["data.link=0*z1", "data.normalize=false"],
+    ));
+    let err = assert_one_line_error(&o, 2, &"constant labels");
+    assert!(err.contains("data.link"), "{err}");
+}

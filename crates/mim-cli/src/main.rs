@@ -104,6 +104,21 @@ fn print_summary(s: &Summary, out: &std::path::Path) {
         cos.join(", "),
         s.w.subspace_cos_min
     );
+    if s.bbp.is_some() || s.r > 2 {
+        spectral_cmd::print_directions(
+            s.r,
+            s.w.directions_recovered,
+            s.w.weighted_subspace_error,
+            s.w.oracle_excess_risk,
+            s.bbp.as_ref(),
+        );
+    }
+    if let Some(t) = &s.twin {
+        println!(
+            "spectral twin     largest angle {:.2}° to the top-{} eigenvectors of Σ̂_T ({:.2}° to the {} the steps amplify)",
+            t.twin_angle_deg, t.twin_k, t.twin_angle_amplified_deg, t.twin_k
+        );
+    }
     if let Some(c) = s.power_iteration_cos {
         println!("power_iter_cos    {c:.4}");
     }

@@ -118,7 +118,7 @@ fn row_object(row: Vec<(String, Value)>) -> Value {
 /// whose axes differ).
 pub fn load_rows(db: &Path, sweep: Option<&SweepSpec>) -> Result<Vec<Value>, String> {
     let db = Db::open_read_only(db).map_err(|e| e.to_string())?;
-    let rows = db.export_points().map_err(|e| e.to_string())?;
+    let rows = db.export_points_with_summary().map_err(|e| e.to_string())?;
     let rows = rows
         .into_iter()
         .map(row_object)

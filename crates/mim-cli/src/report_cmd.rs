@@ -109,13 +109,17 @@ fn run_spectral(
         }
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut section = toml::Table::new();
-    section.insert("spectral".into(), toml::Value::Table(settings.clone()));
-    let text = format!(
-        "{}\n{}",
-        point.config_toml,
-        toml::to_string(&section).map_err(|e| e.to_string())?
-    );
+    // The point's config with the experiment's `[spectral]` keys merged over its own (so a
+    // sweep axis such as `spectral.k` survives unless the experiment sets that key).
+    let mut config: toml::Table = toml::from_str(&point.config_toml)
+        .map_err(|e| format!("point {}: config: {e}", point.key))?;
+    let section = config
+        .entry("spectral")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(t) = section {
+        t.extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let text = toml::to_string(&config).map_err(|e| e.to_string())?;
     let cfg = dir.join("config.in.toml");
     std::fs::write(&cfg, text).map_err(|e| format!("{}: {e}", cfg.display()))?;
     let mut cmd = Command::new(exe);

@@ -14,8 +14,7 @@ use mim_run::{RunConfig, ValidConfig};
 use mim_spectral::theory::alpha_c;
 use mim_spectral::Preprocessing;
 use mim_spectral::{
-    spectral_estimate, spectral_labels, subspace_cosines, Law, ResolvedSpectral, Rows,
-    SpectralConfig, TheoryPoint,
+    spectral_estimate, spectral_labels, Law, ResolvedSpectral, Rows, SpectralConfig, TheoryPoint,
 };
 use mim_train::CenterBy;
 use serde_json::json;
@@ -278,7 +277,9 @@ fn execute(
             spectrum.iterations, spectrum.max_residual
         ));
     }
-    let cos = subspace_cosines(&target.u, r, &spectrum);
+    let span = mim_run::tracker::span_metrics(target, &spectrum.span())?;
+    let bbp = mim_run::tracker::bbp_theory(target, alpha);
+    let cos = span.subspace_cos.clone();
     let cos_min = cos.last().copied().unwrap_or(0.0);
     let overlap_sq = (r == 1).then(|| {
         let dot: f64 = target
@@ -300,7 +301,7 @@ fn execute(
             Err(e) => (None, Some(e), None),
         };
     let seconds = t0.elapsed().as_secs_f64();
-    let summary = json!({
+    let mut summary = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "status": "ok",
         "command": "spectral",
@@ -340,6 +341,24 @@ fn execute(
         "seconds": seconds,
         "warnings": warnings,
     });
+    // Per-direction recovery (seed 003) and, for a hierarchical link, the BBP predictions.
+    let extra = [
+        ("direction_projection", json!(span.direction_projection)),
+        ("directions_recovered", json!(span.directions_recovered)),
+        (
+            "weighted_subspace_error",
+            json!(span.weighted_subspace_error),
+        ),
+        ("oracle_excess_risk", json!(span.oracle_excess_risk)),
+    ];
+    for (k, v) in extra {
+        summary[k] = v;
+    }
+    if let Some(b) = &bbp {
+        if let serde_json::Value::Object(m) = json!(b) {
+            summary.as_object_mut().expect("summary object").extend(m);
+        }
+    }
     std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
     let config_text = RunConfig {
         spectral: loaded.spectral.resolved(rs),
@@ -396,6 +415,15 @@ fn execute(
         "subspace_cos      [{}]   (min {cos_min:.4})",
         cos_s.join(", ")
     );
+    if target.link.hierarchical().is_some() || r > 2 {
+        print_directions(
+            r,
+            span.directions_recovered,
+            span.weighted_subspace_error,
+            span.oracle_excess_risk,
+            bbp.as_ref(),
+        );
+    }
     if let Some(q) = overlap_sq {
         match theory {
             Some(p) => println!(
@@ -417,4 +445,27 @@ fn execute(
     }
     println!("seed              {}, {seconds:.2} s total", c.seed);
     Ok(())
+}
+
+/// The per-direction lines of `mim spectral` and `mim train` (seed 003): recovered count and
+/// weighted subspace error next to the BBP values, and the oracle readout where there is one.
+pub(crate) fn print_directions(
+    r: usize,
+    recovered: usize,
+    error: f64,
+    oracle: Option<f64>,
+    bbp: Option<&mim_run::tracker::BbpTheory>,
+) {
+    let th = bbp
+        .map(|b| {
+            format!(
+                "   theory {} and {:.4}",
+                b.theory_directions_recovered, b.theory_weighted_subspace_error
+            )
+        })
+        .unwrap_or_default();
+    println!("directions        {recovered} of {r} with π_k > 1/2, weighted subspace error {error:.4}{th}");
+    if let Some(o) = oracle {
+        println!("oracle readout    excess risk {o:.4} (best quadratic readout on the span)");
+    }
 }

@@ -82,7 +82,7 @@ pub enum HierarchicalSigns {
 pub struct Hierarchical {
     /// Number of directions `K` (`1..=10 000` when parsed); the link's `max_index()`.
     pub k: usize,
-    /// Decay exponent `γ` (finite, `≥ 0` when parsed).
+    /// Decay exponent `γ` (finite, `> 0` when parsed).
     pub gamma: f64,
     /// The univariate function `φ`.
     pub g: HierarchicalG,
@@ -319,9 +319,9 @@ fn parse(chars: &[char], i: usize) -> Result<Hierarchical, LinkError> {
         }
         _ => return Err(bad("K", k, K_EXPECTED)),
     };
-    const GAMMA_EXPECTED: &str = "a finite number ≥ 0";
+    const GAMMA_EXPECTED: &str = "a finite number > 0";
     let gamma_value = match crate::link::parse_number(&gamma.0, gamma.1) {
-        Ok(v) if v >= 0.0 => v,
+        Ok(v) if v > 0.0 && v.is_finite() => v,
         _ => return Err(bad("gamma", gamma, GAMMA_EXPECTED)),
     };
     let g_value =

@@ -6,12 +6,14 @@
 //! - [`Link::moments`]: exact / quadrature `E[g]`, `E[g²]` under `z ~ N(0, I_r)` (flat and
 //!   nested links; [`Link::try_moments`] explains when a nested link's moments are unavailable).
 //! - [`Target`]: a random `U` with orthonormal rows, the link, noise level and scale.
+//! - [`Bbp`]: BBP thresholds α_k and the theory curves of a hierarchical target (seed 003).
 //! - [`Dataset`]: counter-based, chunking-invariant seeded samples for each [`Split`].
 //!
 //! Everything is deterministic given the seeds, independent of thread count.
 
 #![warn(missing_docs)]
 
+pub mod bbp;
 pub mod dataset;
 pub mod error;
 mod expr;
@@ -22,6 +24,7 @@ pub mod moments;
 mod nested;
 pub mod target;
 
+pub use bbp::Bbp;
 pub use dataset::{Dataset, Split, BLOCK_ROWS};
 pub use error::{DataError, LinkError};
 pub use hermite::{gaussian_moment, hermite, hermite_coefficients};

@@ -41,8 +41,8 @@ fn display_is_canonical_and_round_trips() {
             "hierarchical(K=3, gamma=1.5, g=h4)",
         ),
         (
-            "hierarchical(K=5, gamma=0, g=h2, signs=positive)",
-            "hierarchical(K=5, gamma=0, g=h2)",
+            "hierarchical(K=5, gamma=0.5, g=h2, signs=positive)",
+            "hierarchical(K=5, gamma=0.5, g=h2)",
         ),
         (
             "hierarchical(K=5, gamma=1e-5, g=h2)",
@@ -93,7 +93,7 @@ fn display_is_canonical_and_round_trips() {
 
 #[test]
 fn coefficients_are_normalised_power_laws() {
-    for gamma in [0.0, 0.75, 1.0, 1.5] {
+    for gamma in [0.25, 0.75, 1.0, 1.5] {
         for k in [1, 20, 100] {
             let link = parse(&format!("hierarchical(K={k}, gamma={gamma}, g=h2)"));
             let a = link.hierarchical().unwrap().coefficients();
@@ -144,7 +144,7 @@ fn coefficients_are_normalised_power_laws() {
 fn moments_are_exactly_zero_mean_unit_variance() {
     for g in GS {
         for k in [20, 100] {
-            for gamma in [0.0, 1.0] {
+            for gamma in [0.25, 1.0] {
                 let link = parse(&format!("hierarchical(K={k}, gamma={gamma}, g={g})"));
                 let m = link.moments();
                 assert!(m.mean.abs() < 1e-12, "{link}: mean {}", m.mean);
@@ -350,7 +350,16 @@ fn error_cases() {
             HierarchicalBadValue {
                 name: "gamma",
                 value: "-1".into(),
-                expected: "a finite number ≥ 0",
+                expected: "a finite number > 0",
+                pos: 25,
+            },
+        ),
+        (
+            "hierarchical(K=3, gamma=0, g=h2)",
+            HierarchicalBadValue {
+                name: "gamma",
+                value: "0".into(),
+                expected: "a finite number > 0",
                 pos: 25,
             },
         ),
@@ -359,7 +368,7 @@ fn error_cases() {
             HierarchicalBadValue {
                 name: "gamma",
                 value: "1e999".into(),
-                expected: "a finite number ≥ 0",
+                expected: "a finite number > 0",
                 pos: 25,
             },
         ),
@@ -368,7 +377,7 @@ fn error_cases() {
             HierarchicalBadValue {
                 name: "gamma",
                 value: "inf".into(),
-                expected: "a finite number ≥ 0",
+                expected: "a finite number > 0",
                 pos: 25,
             },
         ),

@@ -4,19 +4,23 @@
 //! - [`alignment`]: per-neuron ρ_j = ‖U w_j‖/‖w_j‖ and its summaries.
 //! - [`subspace`]: principal-angle cosines between span(Uᵀ) and the top-r right singular
 //!   subspace of row-normalised W.
+//! - [`directions`]: per-direction projections π_k on the learned span, the weighted
+//!   subspace error and the quadratic oracle readout (seed 003).
 //! - [`overlaps`]: M = W Uᵀ and Q = W Wᵀ in r×r and spectrum form.
 //! - [`power_iteration`]: explicit power iterates of Σ̂_T to check the stage-1 mechanism.
 #![warn(missing_docs)]
 
 pub mod alignment;
+pub mod directions;
 pub mod overlaps;
 pub mod power_iteration;
 pub mod subspace;
 
 pub use alignment::{alignment, AlignmentSummary};
+pub use directions::{direction_recovery, quadratic_oracle_error, DirectionRecovery};
 pub use overlaps::{overlaps, Overlaps};
 pub use power_iteration::PowerIteration;
-pub use subspace::subspace_cosines;
+pub use subspace::{learned_span, principal_cosines, subspace_cosines};
 
 /// A row-major matrix view: `rows×cols` values.
 #[derive(Clone, Copy, Debug)]

@@ -56,9 +56,13 @@ pub fn top_right_singular_vectors(a: &faer::Mat<f64>, k: usize) -> Result<faer::
 /// Principal-angle cosines (descending, length r) between span(Uᵀ) and the top-r right
 /// singular subspace of the row-normalised W. W: m×d, U: r×d.
 pub fn subspace_cosines(w: RowMajor<'_>, u: RowMajor<'_>) -> Result<Vec<f64>, String> {
-    let r = u.rows;
-    let vr = top_right_singular_vectors(&row_normalised(w), r)?;
-    principal_cosines(u, &vr)
+    principal_cosines(u, &learned_span(w, u.rows)?)
+}
+
+/// The learned span of W (m×d): its top-p right singular vectors after row normalisation, as
+/// the orthonormal columns of a d×min(p, m, d) matrix (a column is zero where W has rank < p).
+pub fn learned_span(w: RowMajor<'_>, p: usize) -> Result<faer::Mat<f64>, String> {
+    top_right_singular_vectors(&row_normalised(w), p)
 }
 
 /// Cosines of the principal angles between span(Uᵀ) and span(V) (V: d×k orthonormal

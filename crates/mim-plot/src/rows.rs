@@ -72,8 +72,19 @@ pub fn row_metric(row: &Value, name: &str) -> Option<f64> {
         .into_iter()
         .flatten()
     {
-        // A flat key that contains dots (`spectral.subspace_cos_min`) first, then a path.
-        if let Some(v) = base.get(name).or_else(|| lookup_path(base, name)) {
+        // A flat key that contains dots (`spectral.subspace_cos_min`) first, then a path, then
+        // a flat dotted key followed by a path (`spectral.direction_projection` + `.0`).
+        let split = || {
+            name.match_indices('.').find_map(|(i, _)| {
+                base.get(&name[..i])
+                    .and_then(|v| lookup_path(v, &name[i + 1..]))
+            })
+        };
+        if let Some(v) = base
+            .get(name)
+            .or_else(|| lookup_path(base, name))
+            .or_else(split)
+        {
             if let Some(x) = value_f64(v) {
                 return Some(x);
             }
@@ -406,6 +417,22 @@ mod tests {
             }
         }
         out
+    }
+
+    /// List entries by index, under a flat dotted key (`spectral.…` columns) or in the summary.
+    #[test]
+    fn metrics_index_into_lists() {
+        let row = json!({
+            "spectral.direction_projection": [0.9, 0.4],
+            "summary": {"direction_projection": [0.8, 0.3], "a": {"b": 2.0}},
+        });
+        assert_eq!(
+            row_metric(&row, "spectral.direction_projection.1"),
+            Some(0.4)
+        );
+        assert_eq!(row_metric(&row, "direction_projection.0"), Some(0.8));
+        assert_eq!(row_metric(&row, "a.b"), Some(2.0));
+        assert_eq!(row_metric(&row, "spectral.direction_projection.2"), None);
     }
 
     #[test]

@@ -136,12 +136,18 @@ fn resolve_size(
 pub struct MetricsConfig {
     /// Run explicit power iterates of Σ̂_T next to stage 1 and report `power_iteration_cos`.
     pub power_iteration: bool,
+    /// After stage 1, the largest principal angles between the a = +1 half of W and the
+    /// top-m/2 eigenspaces of the dense Σ̂_T on D1 (`twin_angle_deg`,
+    /// `twin_angle_amplified_deg`; see [`crate::twin`]). Costs n1·d² + d³ once; layer-wise
+    /// two-layer runs held in memory only.
+    pub spectral_twin: bool,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             power_iteration: true,
+            spectral_twin: false,
         }
     }
 }
@@ -687,6 +693,18 @@ impl RunConfig {
                 .map_err(|err| e(format!("data.features.{name} = {}: {err}", show(formula))))?;
             link.check_indices(data.r)
                 .map_err(|err| e(format!("data.features.{name} = {}: {err}", show(formula))))?;
+        }
+        if stage1.mode == mim_train::Mode::Orthonormal && self.model.width / 2 > data.d {
+            return Err(e(format!(
+                "stage1.mode = \"orthonormal\": each half of W (model.width/2 = {} rows) must fit in data.d = {} dimensions",
+                self.model.width / 2,
+                data.d
+            )));
+        }
+        if self.metrics.spectral_twin
+            && (streaming || !self.schedule.is_empty() || self.method == Method::Joint)
+        {
+            return Err(e("metrics.spectral_twin: measured for the two-layer methods with D1 in memory (not joint, [[schedule]] or streamed runs)".into()));
         }
         if self.schedule.is_empty() && self.model.mlp.is_some() {
             return Err(e("model.widths: a deeper network is trained by an explicit [[schedule]] (the methods are two-layer presets)".into()));

@@ -23,6 +23,7 @@ pub mod seeds;
 pub mod spectral_init;
 pub mod streaming;
 pub mod tracker;
+pub mod twin;
 
 pub use backend::Backend;
 pub use config::{ConfigError, Method, RunConfig, ValidConfig};

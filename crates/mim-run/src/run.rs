@@ -128,6 +128,12 @@ pub struct Summary {
     /// Held-out R² of each declared feature (`data.features`) on each hidden layer.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub feature_r2: BTreeMap<String, Vec<f64>>,
+    /// `metrics.spectral_twin`: principal angles between stage 1 and its spectral twin.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub twin: Option<crate::twin::TwinAngles>,
+    /// The BBP predictions at α1 = n1/d for a hierarchical link (seed 003).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub bbp: Option<crate::tracker::BbpTheory>,
 }
 
 /// `summary.json` of a failed run.
@@ -217,6 +223,43 @@ fn train_or_resume(
     result
 }
 
+/// [`crate::twin::TwinAngles`] of the stage-1 W (m×d, host): D1 and its stage-1 labels
+/// T(y) regenerated from the seed, the a = +1 half = the first m/2 rows (symmetric init).
+fn stage1_twin(
+    valid: &ValidConfig,
+    target: &Target,
+    w: &[f64],
+) -> Result<crate::twin::TwinAngles, RunError> {
+    let cfg = &valid.config;
+    let d = cfg.data.d;
+    let d1 = target.sample(
+        Split::Stage1,
+        valid.n1,
+        derive_seed(cfg.seed, Purpose::Data),
+    );
+    let loss = cfg.stage1.loss();
+    let shift = label_shift(&d1.y, cfg.stage1.centering(), &loss);
+    let t: Vec<f64> = stage1_labels(&d1.x, &d1.y, d, shift, valid.remove_linear)
+        .iter()
+        .map(|&y| loss.label_transform(y))
+        .collect();
+    let sigma = crate::twin::sigma_t(&d1.x, &t, d);
+    let half = cfg.model.width / 2;
+    crate::twin::twin_angles(
+        &sigma,
+        &w[..half * d],
+        half,
+        valid.stage1.lr,
+        valid.stage1.weight_decay,
+    )
+    .map_err(|e| {
+        RunError::Train(TrainError::Numerical {
+            stage: "metrics".into(),
+            message: e,
+        })
+    })
+}
+
 /// What fitting the network produced (in memory or streamed).
 pub struct Fitted {
     /// The trained network.
@@ -247,7 +290,7 @@ fn fit_in_memory(
     let (ckpt, resumed) = checkpoints;
     let phase = resumed.map(|st| st.phase);
     let cfg = &valid.config;
-    let (d, r, p) = (cfg.data.d, cfg.data.r, cfg.dtype);
+    let (d, p) = (cfg.data.d, cfg.dtype);
     let loss = cfg.stage1.loss();
     let data_seed = derive_seed(cfg.seed, Purpose::Data);
     let d1 = target.sample(Split::Stage1, valid.n1, data_seed);
@@ -258,7 +301,7 @@ fn fit_in_memory(
     );
 
     // The first layer: stage 1 (layerwise, one_step, random_features) or joint training.
-    let mut tracker = Stage1Tracker::new(&target.u, r, d, reporter);
+    let mut tracker = Stage1Tracker::new(target, reporter);
     let t1 = tracker.start;
     let (model, stage2_data) = if cfg.method == Method::Joint {
         let mut source = JointBatches::new(target, &d1, &cfg.joint, data_seed, device, p);
@@ -668,11 +711,15 @@ fn train_inner(
     }
 
     let w = to_host(model.w.val());
-    let wm =
-        w_metrics(&w, cfg.model.width, &target.u, r, d).map_err(|e| TrainError::Numerical {
-            stage: "metrics".into(),
-            message: e,
-        })?;
+    let twin = if cfg.metrics.spectral_twin {
+        Some(stage1_twin(valid, &target, &w)?)
+    } else {
+        None
+    };
+    let wm = w_metrics(&w, cfg.model.width, &target).map_err(|e| TrainError::Numerical {
+        stage: "metrics".into(),
+        message: e,
+    })?;
     save_model(model, &out.join("model.bpk"))?;
     // The method as the explicit schedule the engine runs (re-runnable as a config).
     if let Some(schedule) = valid.expanded_schedule() {
@@ -726,6 +773,8 @@ fn train_inner(
         warnings: valid.warnings.clone(),
         schedule: Vec::new(),
         feature_r2,
+        bbp: crate::tracker::bbp_theory(&target, valid.n1 as f64 / d as f64),
+        twin,
     };
     reporter
         .record(&serde_json::json!({"stage": "final", "summary": &summary}))
@@ -757,7 +806,7 @@ fn schedule_summary(
             .into());
         }
     }
-    let wm = first_layer_metrics(&fit, target, r, d)?;
+    let wm = first_layer_metrics(&fit, target)?;
     let first_gd = cfg.schedule.iter().find(|s| s.solver.is_none());
     let seconds = |pred: &dyn Fn(&StageSummary) -> bool| -> f64 {
         fit.stages
@@ -797,6 +846,8 @@ fn schedule_summary(
         warnings: valid.warnings.clone(),
         schedule: fit.stages,
         feature_r2: fit.feature_r2,
+        bbp: crate::tracker::bbp_theory(target, valid.n1 as f64 / d as f64),
+        twin: None,
     };
     reporter
         .record(&serde_json::json!({"stage": "final", "summary": &summary}))

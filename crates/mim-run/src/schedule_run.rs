@@ -360,7 +360,7 @@ pub fn fit_network<M: Network>(
     checkpoints: (&Checkpointer, Option<&CheckpointState>),
 ) -> Result<ScheduleFit, RunError> {
     let cfg = &valid.config;
-    let (d, r, p) = (cfg.data.d, cfg.data.r, cfg.dtype);
+    let (d, p) = (cfg.data.d, cfg.dtype);
     let data_seed = derive_seed(cfg.seed, Purpose::Data);
     let mut data = Datasets {
         valid,
@@ -471,7 +471,7 @@ pub fn fit_network<M: Network>(
             // First-layer metrics where the stage trains the first layer, the loss otherwise.
             let (mut tracker, mut losses) = (None, None);
             let observer: &mut dyn Observer = if first {
-                tracker.insert(Stage1Tracker::new(&target.u, r, d, reporter))
+                tracker.insert(Stage1Tracker::new(target, reporter))
             } else {
                 losses.insert(LossTracker {
                     reporter,
@@ -607,9 +607,7 @@ fn run_stage<M: Network>(
                 loss,
                 mode: st.mode,
                 row_norm: cfg.model.init_scale,
-                final_row_norm: st
-                    .final_row_norm
-                    .or((st.mode == mim_train::Mode::Normalized).then_some(1.0)),
+                final_row_norm: st.final_row_norm.or(st.mode.projects().then_some(1.0)),
                 gradient,
                 head: st.head,
             };
@@ -711,14 +709,9 @@ pub(crate) fn feature_r2<M: Network>(
 }
 
 /// First-layer metrics of a schedule run.
-pub fn first_layer_metrics(
-    fit: &ScheduleFit,
-    target: &Target,
-    r: usize,
-    d: usize,
-) -> Result<WMetrics, RunError> {
+pub fn first_layer_metrics(fit: &ScheduleFit, target: &Target) -> Result<WMetrics, RunError> {
     let (w, m) = &fit.first_layer;
-    w_metrics(w, *m, &target.u, r, d).map_err(|e| {
+    w_metrics(w, *m, target).map_err(|e| {
         RunError::Train(TrainError::Numerical {
             stage: "metrics".into(),
             message: e,

@@ -360,7 +360,7 @@ fn fit_typed<T: Real + Element>(
     use burn::module::Param;
     use mim_model::{from_host_1d, from_host_2d};
     let cfg = &valid.config;
-    let (d, r, p) = (cfg.data.d, cfg.data.r, cfg.dtype);
+    let (d, p) = (cfg.data.d, cfg.dtype);
     let streams = Streams {
         target,
         seed: derive_seed(cfg.seed, Purpose::Data),
@@ -368,7 +368,7 @@ fn fit_typed<T: Real + Element>(
     };
     let b0: Vec<T> = host(model.b.val());
 
-    let mut tracker = Stage1Tracker::new(&target.u, r, d, reporter);
+    let mut tracker = Stage1Tracker::new(target, reporter);
     let t1 = tracker.start;
     let trained = stream_stage1::<T>(
         &streams,

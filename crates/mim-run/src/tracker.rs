@@ -2,8 +2,10 @@
 //! and hands one record per step to the [`Reporter`].
 
 use crate::progress::Reporter;
+use mim_data::{HierarchicalG, Target};
 use mim_metrics::{
-    alignment, overlaps, subspace_cosines, AlignmentSummary, PowerIteration, RowMajor,
+    alignment, direction_recovery, learned_span, overlaps, principal_cosines,
+    quadratic_oracle_error, AlignmentSummary, DirectionRecovery, PowerIteration, RowMajor,
 };
 use mim_model::to_host;
 use mim_train::{Observer, Stage1State, TrainError};
@@ -24,6 +26,16 @@ pub struct WMetrics {
     pub subspace_cos: Vec<f64>,
     /// The smallest of them.
     pub subspace_cos_min: f64,
+    /// π_k = ‖P u_k‖², P the projection on the same top-r subspace, k = 1..r (seed 003).
+    pub direction_projection: Vec<f64>,
+    /// #{k : π_k > 1/2}.
+    pub directions_recovered: usize,
+    /// Σ_k a_k² (1 − π_k) / Σ_k a_k² (uniform weights unless the link is hierarchical).
+    pub weighted_subspace_error: f64,
+    /// For `hierarchical(…, g=h2)` links: the excess risk of the best quadratic readout on the
+    /// same subspace, relative to Var f* (see [`mim_metrics::quadratic_oracle_error`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oracle_excess_risk: Option<f64>,
     /// ‖WUᵀ‖²_F/‖W‖²_F.
     pub energy_fraction: f64,
     /// MᵀM/m with M = WUᵀ (r×r, row-major).
@@ -32,15 +44,97 @@ pub struct WMetrics {
     pub q_spectrum: Vec<f64>,
 }
 
-/// Computes [`WMetrics`] for W (m×d) and U (r×d), row-major.
-pub fn w_metrics(w: &[f64], m: usize, u: &[f64], r: usize, d: usize) -> Result<WMetrics, String> {
-    let (w, u) = (RowMajor::new(w, m, d), RowMajor::new(u, r, d));
+/// The weights a_k² of `weighted_subspace_error` (empty = uniform) and, for a `g = h2`
+/// hierarchical link, the coefficients of the quadratic oracle readout.
+pub fn direction_weights(target: &Target) -> (Vec<f64>, Option<Vec<f64>>) {
+    match target.link.hierarchical() {
+        Some(h) => {
+            let a = h.coefficients();
+            let oracle = (h.g == HierarchicalG::H2).then(|| a.clone());
+            (a.iter().map(|v| v * v).collect(), oracle)
+        }
+        None => (Vec::new(), None),
+    }
+}
+
+/// What a learned span (orthonormal columns V, d×p) recovers of the target: principal
+/// cosines against span(Uᵀ) and the per-direction metrics of seed 003.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpanMetrics {
+    /// Principal-angle cosines (descending, length r) between span(Uᵀ) and span(V).
+    pub subspace_cos: Vec<f64>,
+    /// π_k = ‖Vᵀu_k‖², k = 1..r.
+    pub direction_projection: Vec<f64>,
+    /// #{k : π_k > 1/2}.
+    pub directions_recovered: usize,
+    /// Σ_k a_k² (1 − π_k) / Σ_k a_k² (uniform weights unless the link is hierarchical).
+    pub weighted_subspace_error: f64,
+    /// For `hierarchical(…, g=h2)` links: the excess risk of the best quadratic readout on
+    /// span(V), relative to Var f*.
+    pub oracle_excess_risk: Option<f64>,
+}
+
+/// [`SpanMetrics`] of span(V) (d×p, orthonormal or zero columns) against the target.
+pub fn span_metrics(target: &Target, span: &faer::Mat<f64>) -> Result<SpanMetrics, String> {
+    let u = RowMajor::new(&target.u, target.r, target.d);
+    let (weights, oracle) = direction_weights(target);
+    let DirectionRecovery {
+        direction_projection,
+        directions_recovered,
+        weighted_subspace_error,
+    } = direction_recovery(u, span, &weights);
+    Ok(SpanMetrics {
+        subspace_cos: principal_cosines(u, span)?,
+        direction_projection,
+        directions_recovered,
+        weighted_subspace_error,
+        oracle_excess_risk: oracle.map(|c| quadratic_oracle_error(u, span, &c)),
+    })
+}
+
+/// The BBP predictions of seed 003 at α = n/d for a hierarchical target ([`mim_data::Bbp`]),
+/// written next to the measured [`SpanMetrics`] so a plot can overlay them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BbpTheory {
+    /// α_k = E[y²]/(μ₂² a_k²), k = 1..K.
+    pub bbp_alpha_k: Vec<f64>,
+    /// max(0, 1 − α_k/α), k = 1..K.
+    pub theory_direction_projection: Vec<f64>,
+    /// #{k : α > 2α_k}.
+    pub theory_directions_recovered: usize,
+    /// E_th(α) = Σ_k a_k² min(1, α_k/α) / Σ_k a_k².
+    pub theory_weighted_subspace_error: f64,
+}
+
+/// [`BbpTheory`] at `alpha` when the target's link is `hierarchical(…)`.
+pub fn bbp_theory(target: &Target, alpha: f64) -> Option<BbpTheory> {
+    let h = target.link.hierarchical()?;
+    let b = mim_data::Bbp::new(h, target.scale, target.noise);
+    Some(BbpTheory {
+        theory_direction_projection: b.projection(alpha),
+        theory_directions_recovered: b.recovered(alpha),
+        theory_weighted_subspace_error: b.subspace_error(alpha),
+        bbp_alpha_k: b.alpha_k,
+    })
+}
+
+/// Computes [`WMetrics`] for W (m×d, row-major) against the target's U (r×d); the learned
+/// span is the top-r right singular subspace of row-normalised W.
+pub fn w_metrics(w: &[f64], m: usize, target: &Target) -> Result<WMetrics, String> {
+    let (r, d) = (target.r, target.d);
+    let (w, u) = (RowMajor::new(w, m, d), RowMajor::new(&target.u, r, d));
     let AlignmentSummary {
         alignment_mean,
         alignment_median,
         frac_aligned_0_9,
     } = alignment(w, u);
-    let subspace_cos = subspace_cosines(w, u)?;
+    let SpanMetrics {
+        subspace_cos,
+        direction_projection,
+        directions_recovered,
+        weighted_subspace_error,
+        oracle_excess_risk,
+    } = span_metrics(target, &learned_span(w, r)?)?;
     let o = overlaps(w, u)?;
     Ok(WMetrics {
         alignment_mean,
@@ -48,6 +142,10 @@ pub fn w_metrics(w: &[f64], m: usize, u: &[f64], r: usize, d: usize) -> Result<W
         frac_aligned_0_9,
         subspace_cos_min: subspace_cos.last().copied().unwrap_or(0.0),
         subspace_cos,
+        direction_projection,
+        directions_recovered,
+        weighted_subspace_error,
+        oracle_excess_risk,
         energy_fraction: o.energy_fraction,
         m_gram: o.m_gram,
         q_spectrum: o.q_spectrum,
@@ -76,12 +174,8 @@ pub struct Stage1Record {
 
 /// Measures W after each stage-1 step and reports it.
 pub struct Stage1Tracker<'a> {
-    /// U (r×d, row-major).
-    pub u: &'a [f64],
-    /// r.
-    pub r: usize,
-    /// d.
-    pub d: usize,
+    /// The target (U, and the link for the direction weights).
+    pub target: &'a Target,
     /// Explicit power iterates, if enabled.
     pub power: Option<PowerIteration>,
     /// Where records go.
@@ -93,12 +187,11 @@ pub struct Stage1Tracker<'a> {
 }
 
 impl<'a> Stage1Tracker<'a> {
-    /// A tracker for U (r×d) reporting to `reporter`, clock started now, no power iterates.
-    pub fn new(u: &'a [f64], r: usize, d: usize, reporter: &'a mut Reporter) -> Self {
+    /// A tracker for the target's U reporting to `reporter`, clock started now, no power
+    /// iterates.
+    pub fn new(target: &'a Target, reporter: &'a mut Reporter) -> Self {
         Self {
-            u,
-            r,
-            d,
+            target,
             power: None,
             reporter,
             start: Instant::now(),
@@ -113,6 +206,7 @@ pub fn first_non_finite(m: &WMetrics) -> Option<(&'static str, f64)> {
         ("alignment_mean", m.alignment_mean),
         ("alignment_median", m.alignment_median),
         ("subspace_cos_min", m.subspace_cos_min),
+        ("weighted_subspace_error", m.weighted_subspace_error),
         ("energy_fraction", m.energy_fraction),
     ]
     .into_iter()
@@ -129,11 +223,10 @@ impl Observer for Stage1Tracker<'_> {
     fn stage1_step(&mut self, s: &Stage1State<'_>) -> Result<(), TrainError> {
         let m = s.w.dims()[0];
         let w = to_host(s.w.clone());
-        let metrics =
-            w_metrics(&w, m, self.u, self.r, self.d).map_err(|e| TrainError::Numerical {
-                stage: "stage1".into(),
-                message: format!("metrics at step {}: {e}", s.step),
-            })?;
+        let metrics = w_metrics(&w, m, self.target).map_err(|e| TrainError::Numerical {
+            stage: "stage1".into(),
+            message: format!("metrics at step {}: {e}", s.step),
+        })?;
         if let Some((quantity, value)) = first_non_finite(&metrics) {
             return Err(TrainError::Diverged {
                 stage: s.stage.into(),

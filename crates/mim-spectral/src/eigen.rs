@@ -147,6 +147,11 @@ impl Spectrum {
     pub fn eigenvector(&self, i: usize) -> &[f64] {
         &self.eigenvectors[i * self.d..(i + 1) * self.d]
     }
+
+    /// The eigenvectors as the orthonormal columns of a d×k matrix (the learned span).
+    pub fn span(&self) -> Mat<f64> {
+        Mat::from_fn(self.d, self.k(), |i, j| self.eigenvector(j)[i])
+    }
 }
 
 /// Rows per GEMM block.
@@ -607,26 +612,6 @@ fn iterative(
         converged,
         mean_t: op.mean_t,
     })
-}
-
-/// Cosines of the principal angles between span(Uᵀ) (U: r×d row-major, orthonormal rows)
-/// and the span of the spectrum's eigenvectors: the singular values of U Vᵀ (r×k),
-/// descending, clipped to ≤ 1 and padded with zeros to length r.
-pub fn subspace_cosines(u: &[f64], r: usize, spectrum: &Spectrum) -> Vec<f64> {
-    let d = spectrum.d;
-    let k = spectrum.k();
-    let m = Mat::<f64>::from_fn(r, k, |i, j| {
-        u[i * d..(i + 1) * d]
-            .iter()
-            .zip(spectrum.eigenvector(j))
-            .map(|(a, b)| a * b)
-            .sum()
-    });
-    let mut s = m.singular_values().unwrap_or_else(|_| vec![0.0; r.min(k)]);
-    s.iter_mut().for_each(|c| *c = c.min(1.0));
-    s.sort_by(|a, b| b.total_cmp(a));
-    s.resize(r, 0.0);
-    s
 }
 
 #[cfg(test)]

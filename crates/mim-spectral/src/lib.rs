@@ -17,6 +17,8 @@
 //!   d×d matrix) or matrix-free restarted block Krylov with Rayleigh–Ritz that only applies
 //!   Σ̂_T V = Xᵀ(T ⊙ XV)/n − mean(T)·V.
 //! - [`config`]: the `[spectral]` config section ([`SpectralConfig`]).
+//! - [`exponents`]: the information exponent k* and the generative exponent s* of a
+//!   single-index link (seed 004), by quadrature in z and cross-fitted grouping in y.
 //! - [`theory`]: Lu–Li / Mondelli–Montanari fixed-T overlap² for single-index targets and the
 //!   optimal weak-recovery threshold α_c (single- and, where computable, multi-index), by
 //!   deterministic quadrature.
@@ -25,13 +27,12 @@
 pub mod config;
 pub mod eigen;
 pub mod error;
+pub mod exponents;
 pub mod preprocess;
 pub mod theory;
 
 pub use config::{OrderChoice, ResolvedSpectral, SpectralConfig};
-pub use eigen::{
-    spectral_estimate, subspace_cosines, IterativeOptions, Method, Order, Rows, Spectrum,
-};
+pub use eigen::{spectral_estimate, IterativeOptions, Method, Order, Rows, Spectrum};
 pub use error::SpectralError;
 pub use preprocess::{spectral_labels, LabelPrep, Preprocessing};
 pub use theory::{AlphaC, Law, TheoryPoint};

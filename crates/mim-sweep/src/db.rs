@@ -502,7 +502,20 @@ impl Db {
     /// One row per point: key, sweep, status, the axis values (by their dotted names), the
     /// config and metric columns, error. Ordered by sweep, then key.
     pub fn export_points(&self) -> Result<Vec<Row>, SweepError> {
+        self.points_rows(false)
+    }
+
+    /// [`Db::export_points`] plus each point's whole `summary.json` under `summary` (every
+    /// metric, including lists such as `direction_projection`, not only the columns).
+    pub fn export_points_with_summary(&self) -> Result<Vec<Row>, SweepError> {
+        self.points_rows(true)
+    }
+
+    fn points_rows(&self, with_summary: bool) -> Result<Vec<Row>, SweepError> {
         let mut cols = vec!["key", "sweep", "status", "params_json"];
+        if with_summary {
+            cols.push("summary_json");
+        }
         cols.extend(CONFIG_COLUMNS.iter().map(|(c, _)| *c));
         cols.extend(METRIC_COLUMNS.iter().copied());
         cols.extend(["error", "created_at"]);
@@ -519,6 +532,10 @@ impl Db {
                         v.as_str().and_then(|s| serde_json::from_str(s).ok())
                     {
                         row.extend(m);
+                    }
+                } else if *c == "summary_json" {
+                    if let Some(summary) = v.as_str().and_then(|s| serde_json::from_str(s).ok()) {
+                        row.push(("summary".to_string(), summary));
                     }
                 } else {
                     row.push((c.to_string(), v));

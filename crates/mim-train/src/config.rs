@@ -152,6 +152,20 @@ pub enum Mode {
     Literal,
     /// The update, then each row rescaled to norm ε0; after the last step to norm 1.
     Normalized,
+    /// The update, then the rows of each half of the matrix (rows j < m/2 and j ≥ m/2: the
+    /// two readout signs of the ±-paired symmetric init) orthonormalised by Gram–Schmidt in
+    /// row order and scaled to norm ε0; after the last step to norm 1. Each half's row span
+    /// then follows subspace iteration, which per-row rescaling cannot resolve past the top
+    /// eigenvector in floating point (seed 003's GD twin of the spectral estimator). Needs
+    /// m/2 ≤ d; the rows go through the host every step.
+    Orthonormal,
+}
+
+impl Mode {
+    /// Whether rows are projected after each step (to norm ε0, or orthonormalised).
+    pub fn projects(self) -> bool {
+        self != Mode::Literal
+    }
 }
 
 /// How the stage-1 gradient is computed.

@@ -92,6 +92,47 @@ struct GdUpdate<'a> {
     lr: f64,
     weight_decay: f64,
     row_norm: Option<f64>,
+    orthonormal: bool,
+}
+
+/// Gram–Schmidt (twice, for stability) on the rows of each half of a row-major m×d matrix,
+/// every row then scaled to `norm`. A row dependent on the earlier ones of its half (‖r‖ ≤
+/// 1e-12 of its norm before) is left at zero.
+pub fn orthonormalize_halves(w: &mut [f64], m: usize, d: usize, norm: f64) {
+    let half = m / 2;
+    for (lo, hi) in [(0, half), (half, m)] {
+        for j in lo..hi {
+            let (done, rest) = w.split_at_mut(j * d);
+            let row = &mut rest[..d];
+            let before = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+            for _ in 0..2 {
+                for q in done[lo * d..].chunks_exact(d) {
+                    let c: f64 =
+                        q.iter().zip(row.iter()).map(|(a, b)| a * b).sum::<f64>() / (norm * norm);
+                    row.iter_mut().zip(q).for_each(|(r, q)| *r -= c * q);
+                }
+            }
+            let after = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+            if after <= 1e-12 * before || after == 0.0 {
+                row.iter_mut().for_each(|v| *v = 0.0);
+            } else {
+                row.iter_mut().for_each(|v| *v *= norm / after);
+            }
+        }
+    }
+}
+
+fn orthonormal_rows<const D: usize>(t: Tensor<D>, norm: f64) -> Tensor<D> {
+    if D != 2 {
+        return t;
+    }
+    let dims = t.dims();
+    let (m, d) = (dims[0], dims[1]);
+    let (device, dtype) = (t.device(), t.dtype());
+    let mut w = to_host(t);
+    orthonormalize_halves(&mut w, m, d, norm);
+    let data = burn::tensor::TensorData::new(w, [m, d]);
+    Tensor::<2>::from_data(data, (&device, dtype)).reshape(dims)
 }
 
 fn rows_to_norm<const D: usize>(t: Tensor<D>, norm: f64) -> Tensor<D> {
@@ -113,7 +154,11 @@ impl ModuleMapper for GdUpdate<'_> {
             let w = w.detach();
             let mut next = w.clone() - (g + w.mul_scalar(beta)).mul_scalar(eta);
             if let Some(norm) = row_norm {
-                next = rows_to_norm(next, norm);
+                next = if self.orthonormal {
+                    orthonormal_rows(next, norm)
+                } else {
+                    rows_to_norm(next, norm)
+                };
             }
             next.detach().require_grad()
         })
@@ -294,7 +339,7 @@ pub fn gd_stage_with<M: Network>(
     if start_step == 0 {
         observe(observer, &model, (&p.name, 0, p.steps), f64::NAN, f64::NAN)?;
     }
-    let row_norm = (p.mode == Mode::Normalized).then_some(p.row_norm);
+    let row_norm = p.mode.projects().then_some(p.row_norm);
     for step in start_step + 1..=p.steps {
         let (grads, loss) = match (&mut provider, two_layer(&model)) {
             (Provider::External(ext), Some(two)) => {
@@ -328,6 +373,7 @@ pub fn gd_stage_with<M: Network>(
             lr: p.lr,
             weight_decay: p.weight_decay,
             row_norm,
+            orthonormal: p.mode == Mode::Orthonormal,
         });
         // ‖∇‖ of the step just taken and max|θ| after it; the two-layer paths name them by W.
         let stats = step_stats(&model, &grads);
@@ -476,4 +522,31 @@ pub fn ridge_stage<M: Network>(
             ..report
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::orthonormalize_halves;
+
+    /// Each half becomes orthonormal rows of norm ε0 spanning what it spanned; the halves are
+    /// independent (the twin rows of the symmetric init survive), and a dependent row is zeroed.
+    #[test]
+    fn halves_are_orthonormalised_separately() {
+        let (m, d, norm) = (4, 3, 0.5);
+        // Half 1: (1, 1, 0), (1, 0, 0); half 2: the same two rows (twins).
+        let mut w = vec![1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0];
+        orthonormalize_halves(&mut w, m, d, norm);
+        let s = norm / 2f64.sqrt();
+        let want = [s, s, 0.0, s, -s, 0.0];
+        for half in 0..2 {
+            for (a, b) in w[half * 6..half * 6 + 6].iter().zip(want) {
+                assert!((a - b).abs() < 1e-15, "{w:?}");
+            }
+        }
+        // A dependent row: (2, 2, 0) after (1, 1, 0) in the same half.
+        let mut w = vec![1.0, 1.0, 0.0, 2.0, 2.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0];
+        orthonormalize_halves(&mut w, m, d, 1.0);
+        assert!(w[3..6].iter().all(|v| *v == 0.0), "{w:?}");
+        assert!((w[6..9].iter().map(|v| v * v).sum::<f64>() - 1.0).abs() < 1e-15);
+    }
 }

@@ -90,7 +90,7 @@ impl Stage1Params {
             loss: self.loss,
             mode: self.mode,
             row_norm: self.init_scale,
-            final_row_norm: (self.mode == Mode::Normalized).then_some(1.0),
+            final_row_norm: self.mode.projects().then_some(1.0),
             gradient: self.gradient,
             head: 0,
         }
