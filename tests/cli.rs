@@ -162,6 +162,17 @@ fn flex_and_ndarray_agree() {
         1e-4,
     );
     assert_eq!(nd["backend"], "ndarray");
+    // The default gradient is the same host kernel on both CPU backends; compare each
+    // backend's own tensor paths too (Burn autodiff and the closed form run on the backend).
+    for gradient in ["autodiff", "closed_form"] {
+        let set = format!("stage1.gradient=\"{gradient}\"");
+        assert_agree(
+            &[set.as_str()],
+            (&format!("be-flex-{gradient}"), &[], &["--backend", "flex"]),
+            (&format!("be-nd-{gradient}"), &[], &["--backend", "ndarray"]),
+            1e-4,
+        );
+    }
 }
 
 /// f32 and f64 give the same answer up to single-precision effects.

@@ -2,7 +2,7 @@
 //! sharding + merge against one unsharded run, and `kill -9` in the middle of a sweep.
 
 use rusqlite::Connection;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -529,8 +529,19 @@ fn kill_9_then_resume_keeps_every_point_exactly_once() {
         .map(|r| r.unwrap())
         .collect();
     assert_eq!(rows.len(), 6);
-    let keys: HashSet<&String> = rows.iter().map(|r| &r.0).collect();
-    assert_eq!(keys.len(), 6, "a key appears twice");
+    // The resumed run added exactly the points the killed one had not stored, each stamped
+    // after every point stored before the kill (the primary key already forbids duplicates).
+    let newer: Vec<&(String, String, String)> =
+        rows.iter().filter(|r| !before.contains_key(&r.0)).collect();
+    assert_eq!(newer.len(), 6 - before.len(), "{rows:?}");
+    let last_before = before
+        .values()
+        .max()
+        .expect("points stored before the kill");
+    assert!(
+        newer.iter().all(|r| &r.2 >= last_before),
+        "a point of the resumed run is older than the kill: {rows:?}"
+    );
     assert!(rows.iter().all(|r| r.1 == "ok"));
     for (k, at) in &before {
         let row = rows.iter().find(|r| &r.0 == k).expect("point lost");

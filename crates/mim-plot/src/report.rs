@@ -30,7 +30,9 @@
 //! - `threshold = "m"` (+ `x`, `level`, `direction`, `where`, `bound`): α* where the
 //!   seed-averaged metric crosses `level` (linear in log x; +∞ when it never does), with a
 //!   bootstrap CI over seeds; `bound = "lo"|"hi"` picks a CI end;
-//! - `slope = "m"` (+ `x`, `where`, `bound`): the exponent p of a fit m = C·x^p;
+//! - `slope = "m"` (+ `x`, `where`, `bound`, optional `over` + `stat`): the exponent p of a fit
+//!   m = C·x^p to the seed means; with `over = "key"`, at each x the `stat` (min, max, mean)
+//!   of the per-value means of that key is fitted instead (e.g. the best step size per d);
 //! - `flatness = "m"` (+ `x`, `level`, `direction`, `across`, `where`, `bound`): the slope of
 //!   ln α* against ln `across` (e.g. `data.d`), CI from paired bootstrap draws;
 //! - `theory = "column"` (+ `csv`, `x` column (default `alpha`), `at`): the theory value
@@ -492,9 +494,28 @@ pub fn evaluate(
         if matched.is_empty() {
             return Err(none_match());
         }
-        let series = group_rows(&matched, x, None, m).map_err(|e| format!("{e}{wt}"))?;
-        let xs: Vec<f64> = series[0].points.iter().map(|p| p.x).collect();
-        let ys: Vec<f64> = series[0].points.iter().map(|p| p.stats.mean).collect();
+        // With `over`: per x, the `stat` (min/max/mean) of the per-value means of that key
+        // (e.g. the best step-size constant at each d, "oracle-tuned").
+        let series =
+            group_rows(&matched, x, op.over.as_deref(), m).map_err(|e| format!("{e}{wt}"))?;
+        let mut by_x: Vec<(f64, Vec<f64>)> = Vec::new();
+        for p in series.iter().flat_map(|s| &s.points) {
+            match by_x.iter_mut().find(|(x, _)| *x == p.x) {
+                Some((_, v)) => v.push(p.stats.mean),
+                None => by_x.push((p.x, vec![p.stats.mean])),
+            }
+        }
+        by_x.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let stat = op.stat.as_deref().unwrap_or("mean");
+        let xs: Vec<f64> = by_x.iter().map(|(x, _)| *x).collect();
+        let ys: Vec<f64> = by_x
+            .iter()
+            .map(|(_, v)| match stat {
+                "min" => v.iter().copied().fold(f64::INFINITY, f64::min),
+                "max" => v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                _ => v.iter().sum::<f64>() / v.len() as f64,
+            })
+            .collect();
         let f = power_law_fit(&xs, &ys)
             .ok_or_else(|| format!("cannot fit a power law to `{m}`{wt}"))?;
         let v = pick_bound(op.bound.as_deref(), f.p, f.p_ci95)?;
@@ -944,6 +965,7 @@ mod tests {
                             "data.d": d, "data.alpha1": a, "stage1.steps": t, "seed": seed,
                             "alignment_mean": rho,
                             "stage1_seconds": 1e-3 * (a as f64),
+                            "cost": (a as f64).powi(if t == 1 { 2 } else { 3 }),
                         }));
                     }
                 }
@@ -1009,6 +1031,20 @@ mod tests {
         )
         .unwrap();
         assert!((v.value - 1.0).abs() < 1e-9);
+        // slope with over + stat: the best (min) / worst (max) T1 at each α: α² and α³.
+        for (stat, want) in [("min", 2.0), ("max", 3.0)] {
+            let v = evaluate(
+                &op(&format!(
+                    "slope = \"cost\"\nx = \"data.alpha1\"\nover = \"stage1.steps\"\nstat = \"{stat}\""
+                )),
+                &r,
+                dir,
+                0,
+                0,
+            )
+            .unwrap();
+            assert!((v.value - want).abs() < 1e-9, "{stat}: {v:?}");
+        }
         // over + stat.
         let v = evaluate(
             &op(r#"metric = "alignment_mean"

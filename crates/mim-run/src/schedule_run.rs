@@ -54,6 +54,9 @@ pub struct StageSummary {
     pub feature_r2: BTreeMap<String, Vec<f64>>,
     /// Wall time.
     pub seconds: f64,
+    /// An `online_sphere` stage's hitting times (seed 004).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<mim_train::online::OnlineSummary>,
 }
 
 /// What a schedule run produced.
@@ -188,6 +191,23 @@ fn check_on<M: Network>(
                         want.join(", ")
                     ));
                 }
+            }
+            continue;
+        }
+        if st.optimizer == StageOptimizer::OnlineSphere {
+            let paths = resolve_paths(model, &st.train, &format!("schedule.{k}.train"))?;
+            if paths != [model.first_layer_path()] {
+                return Err(format!(
+                    "schedule.{k}.train = {:?}: online_sphere trains the first layer's weight ({}) and nothing else",
+                    st.train,
+                    model.first_layer_path()
+                ));
+            }
+            if cfg.data.r != 1 {
+                return Err(format!(
+                    "schedule.{k}.optimizer = \"online_sphere\": it measures the alignment with θ*, so the target must be single-index (data.r = 1, here {})",
+                    cfg.data.r
+                ));
             }
             continue;
         }
@@ -464,6 +484,23 @@ pub fn fit_network<M: Network>(
                 train_mse: Some(report.train_mse),
                 feature_r2: BTreeMap::new(),
                 seconds: t0.elapsed().as_secs_f64(),
+                online: None,
+            }
+        } else if st.optimizer == StageOptimizer::OnlineSphere {
+            let (trained, online) = online_stage(valid, target, st, k, model, reporter, &name)?;
+            model = trained;
+            StageSummary {
+                name: name.clone(),
+                kind: "online_sphere".into(),
+                train: vec![model.first_layer_path()],
+                data: st.data.clone(),
+                steps: st.steps,
+                loss: None,
+                ridge_lambda: None,
+                train_mse: None,
+                feature_r2: BTreeMap::new(),
+                seconds: t0.elapsed().as_secs_f64(),
+                online: Some(online),
             }
         } else {
             let paths = resolve_paths(&model, &st.train, "train").map_err(&err)?;
@@ -504,6 +541,7 @@ pub fn fit_network<M: Network>(
                     StageOptimizer::Gd => "gd",
                     StageOptimizer::Sgd => "sgd",
                     StageOptimizer::Adam => "adam",
+                    StageOptimizer::OnlineSphere => "online_sphere",
                 }
                 .into(),
                 train: paths,
@@ -514,6 +552,7 @@ pub fn fit_network<M: Network>(
                 train_mse: None,
                 feature_r2: BTreeMap::new(),
                 seconds: t0.elapsed().as_secs_f64(),
+                online: None,
             }
         };
         let mut summary = summary;
@@ -567,6 +606,78 @@ pub fn fit_network<M: Network>(
         ridge_lambda,
         feature_r2,
     })
+}
+
+/// An `online_sphere` stage: `replicas` chains, chain 0 from the network's first layer (its
+/// rows made unit; readout signs +1 on the first half of the rows, −1 on the second, as the
+/// symmetric init pairs them), chain r ≥ 1 from Gaussian rows of its own seed, each on its own
+/// stream of fresh samples (split `Custom(1000·(K+1) + r)`, drawn 4096 rows at a time). The
+/// network keeps chain 0's W. Progress goes to `metrics.jsonl` about 100 times per chain 0.
+fn online_stage<M: Network>(
+    valid: &ValidConfig,
+    target: &Target,
+    st: &StageConfig,
+    index: usize,
+    model: M,
+    reporter: &mut Reporter,
+    name: &str,
+) -> Result<(M, mim_train::online::OnlineSummary), RunError> {
+    use mim_train::online::{
+        online_lr, online_sphere, LabelTransform, OnlineSphere, OnlineSummary,
+    };
+    let cfg = &valid.config;
+    let d = cfg.data.d;
+    let lambda = st.smoothing * (d as f64).powf(0.25);
+    let params = OnlineSphere {
+        hermite: st.hermite,
+        lambda,
+        lr: online_lr(st.lr, st.hermite, lambda, d),
+        samples: st.steps,
+        pilot: st.online_pilot(),
+        transform: LabelTransform::parse(&st.transform, &format!("schedule.{index}.transform"))
+            .map_err(|e| RunError::Config(ConfigError(e)))?,
+        stop_at: st.stop_alignment,
+    };
+    let w0 = to_host(model.first_layer());
+    let m = w0.len() / d;
+    let a: Vec<f64> = (0..m).map(|j| if j < m / 2 { 1.0 } else { -1.0 }).collect();
+    let theta = target.u_row(0).to_vec();
+    let seed = derive_seed(cfg.seed, Purpose::Data);
+    let mut chains = Vec::with_capacity(st.replicas);
+    let mut w_final = w0.clone();
+    for rep in 0..st.replicas {
+        let mut w = if rep == 0 {
+            w0.clone()
+        } else {
+            mim_model::standard_normals(m * d, reinit_seed(seed ^ 0xA5A5, index * 10_007 + rep))
+        };
+        let split = Split::Custom(1000 * (index as u32 + 1) + rep as u32);
+        let (mut buf, mut at, mut start) = (Dataset::default(), 0usize, 0usize);
+        let chain = online_sphere(&mut w, &a, &theta, &params, |x| {
+            if at == buf.n {
+                target.sample_rows_into(split, seed, start, 4096, &mut buf);
+                start += 4096;
+                at = 0;
+            }
+            x.copy_from_slice(&buf.x[at * d..(at + 1) * d]);
+            at += 1;
+            buf.y[at - 1]
+        });
+        reporter
+            .record(&serde_json::json!({
+                "stage": name, "chain": rep, "hitting_times": &chain.hitting_times,
+                "final_alignment": chain.final_alignment, "samples": chain.samples,
+            }))
+            .map_err(|e| RunError::Io(format!("writing metrics.jsonl: {e}")))?;
+        if rep == 0 {
+            w_final = w;
+        }
+        chains.push(chain);
+    }
+    let mut values = BTreeMap::new();
+    values.insert(model.first_layer_path(), w_final);
+    let model = set_values(model, &values, cfg.dtype);
+    Ok((model, OnlineSummary::new(chains, params.lr, lambda)))
 }
 
 #[allow(clippy::too_many_arguments)]

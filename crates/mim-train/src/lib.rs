@@ -8,6 +8,8 @@
 //! - [`joint`]: the joint-training baseline (both layers by SGD/Adam).
 //! - [`schedule`]: the schedule engine: one GD loop, one optimizer loop and one convex readout
 //!   fit over named parameter groups of any [`mim_model::Network`]; the stages above are presets.
+//! - [`online`]: online spherical SGD on the first layer with a label transformation and the
+//!   exact landscape smoothing (seed 004): a tight host loop, one fresh sample per step.
 //! - [`loss`]: the stage-1 losses ℓ(t, y) and their label transform T(y) = −ℓ'(0, y).
 #![warn(missing_docs)]
 
@@ -17,6 +19,7 @@ pub mod fused;
 pub mod joint;
 pub mod loss;
 pub mod observer;
+pub mod online;
 pub mod schedule;
 pub mod stage1;
 pub mod stage2;

@@ -23,6 +23,10 @@ pub enum StageOptimizer {
     Sgd,
     /// Burn's Adam on minibatches of `batch_size`.
     Adam,
+    /// Online spherical SGD on the first layer, one fresh sample per step (seed 004; see
+    /// [`crate::online`]): `steps` samples at most, σ = h_`hermite`, label `transform`,
+    /// smoothing λ = `smoothing`·d^{1/4}, η = `lr`·d^{−max(s,2)/2}(1 + λ²)^{s−1}.
+    OnlineSphere,
 }
 
 /// A stage of a `[[schedule]]`.
@@ -85,6 +89,45 @@ pub struct StageConfig {
     /// GD gradient path: `auto` (fused on CPU / closed form on wgpu where the two-layer
     /// specialisation applies, autodiff otherwise), `autodiff`, `closed_form`, `fused`.
     pub gradient: Gradient,
+    /// `online_sphere`: the degree s of σ = h_s = He_s/√s! (1..=8).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub hermite: usize,
+    /// `online_sphere`: κ of the smoothing radius λ = κ·d^{1/4} (0 = no smoothing).
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub smoothing: f64,
+    /// `online_sphere`: the label transformation T (`identity`, `sign`, `tanh`, `clip:<c>`,
+    /// `hermite:<k>`).
+    #[serde(skip_serializing_if = "is_identity")]
+    pub transform: String,
+    /// `online_sphere`: pilot samples for T's median and the standardisation of T(y), counted
+    /// in `steps` (0 = min(500, steps/10)).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pilot: usize,
+    /// `online_sphere`: independent chains (own init and samples); the summary gives the n at
+    /// which 80 % of them reached alignment 0.5 and 0.9.
+    #[serde(skip_serializing_if = "is_one")]
+    pub replicas: usize,
+    /// `online_sphere`: a chain stops once its alignment max_j |⟨w_j, θ*⟩| reaches this level
+    /// (0.5 or 0.9 are recorded; default 0.5, weak recovery).
+    #[serde(skip_serializing_if = "is_half")]
+    pub stop_alignment: f64,
+}
+
+fn is_half(v: &f64) -> bool {
+    *v == 0.5
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+fn is_one(v: &usize) -> bool {
+    *v == 1
+}
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+fn is_identity(v: &String) -> bool {
+    v == "identity"
 }
 
 impl Default for StageConfig {
@@ -113,6 +156,12 @@ impl Default for StageConfig {
             ridge_lambda: Auto::Auto,
             head: 0,
             gradient: Gradient::Auto,
+            hermite: 0,
+            smoothing: 0.0,
+            transform: "identity".into(),
+            pilot: 0,
+            replicas: 1,
+            stop_alignment: 0.5,
         }
     }
 }
@@ -149,6 +198,9 @@ impl StageConfig {
             positive("final_row_norm", norm)?;
         }
         self.weight_decay.check(&f("weight_decay"))?;
+        if self.optimizer == StageOptimizer::OnlineSphere {
+            return self.validate_online(index);
+        }
         if self.steps > 1_000_000 {
             return Err(format!(
                 "{} = {}: more than 1000000 steps is surely a typo",
@@ -194,6 +246,74 @@ impl StageConfig {
                 f("steps")
             )),
             _ => Ok(()),
+        }
+    }
+
+    fn validate_online(&self, index: usize) -> Result<(), String> {
+        let f = |key: &str| format!("schedule.{index}.{key}");
+        if self.data != "fresh" {
+            return Err(format!(
+                "{} = {:?}: online_sphere draws one fresh sample per step; use data = \"fresh\"",
+                f("data"),
+                self.data
+            ));
+        }
+        if !(1..=8).contains(&self.hermite) {
+            return Err(format!(
+                "{} = {}: online_sphere needs the degree s of σ = h_s, 1..=8",
+                f("hermite"),
+                self.hermite
+            ));
+        }
+        if !(self.smoothing.is_finite() && self.smoothing >= 0.0) {
+            return Err(format!(
+                "{} = {}: κ must be ≥ 0 and finite",
+                f("smoothing"),
+                self.smoothing
+            ));
+        }
+        crate::online::LabelTransform::parse(&self.transform, &f("transform"))?;
+        if self.steps == 0 || self.steps > 1_000_000_000 {
+            return Err(format!(
+                "{} = {}: an online stage takes 1..=10⁹ samples",
+                f("steps"),
+                self.steps
+            ));
+        }
+        if self.pilot >= self.steps {
+            return Err(format!(
+                "{} = {}: the pilot must be fewer than the stage's {} samples",
+                f("pilot"),
+                self.pilot,
+                self.steps
+            ));
+        }
+        if !(self.stop_alignment > 0.0 && self.stop_alignment <= 1.0) {
+            return Err(format!(
+                "{} = {}: an alignment level in (0, 1]",
+                f("stop_alignment"),
+                self.stop_alignment
+            ));
+        }
+        if !(1..=10_000).contains(&self.replicas) {
+            return Err(format!(
+                "{} = {}: 1..=10000 chains",
+                f("replicas"),
+                self.replicas
+            ));
+        }
+        if self.train.is_empty() {
+            return Err(format!("{} = []: name the first layer", f("train")));
+        }
+        Ok(())
+    }
+
+    /// The pilot size of an online stage: `pilot`, or min(500, steps/10).
+    pub fn online_pilot(&self) -> usize {
+        if self.pilot > 0 {
+            self.pilot
+        } else {
+            (self.steps / 10).min(500)
         }
     }
 }

@@ -1,0 +1,484 @@
+//! Online spherical SGD on the first layer (seed 004 §2.2): one fresh sample per step, every
+//! neuron w_j ∈ S^{d−1} with a fixed readout sign a_j, a label transformation ỹ = T(y)
+//! (standardised on a pilot split that counts toward n), σ = h_s = He_s/√s!, the correlation
+//! loss ℓ(w) = −a ỹ σ(⟨w, x⟩) and the landscape smoothing of Damian et al. (2023):
+//!
+//! ```text
+//!   L_λ(w) = E_v ℓ((w + λv)/√(1 + λ²)),   v uniform on the unit sphere of w^⊥,
+//!   w ← (w − η ∇_sph L_λ) / ‖·‖,   ∇_sph L_λ = −a ỹ ψ(u, r) (x − u w),
+//! ```
+//!
+//! with u = ⟨w, x⟩, r = ‖x − u w‖ and ψ = ∂_u S − (u/r) ∂_r S for the exact sphere moments
+//! S(u, r) = E_t σ(c(u + λ r t)), c = (1 + λ²)^{−1/2}, t one coordinate of Unif(S^{d−2}):
+//! S = (s!)^{−1/2} Σ_j C(s, 2j) He_{s−2j}(cu) (λcr)^{2j} μ_{2j}, μ_{2j} = Π_{i<j} (2i+1)/(d−1+2i)
+//! (the Hermite addition formula; no Gaussian approximation of t — that would make smoothing
+//! a no-op). O(m·d) per sample, host `f64`, no tensors.
+
+use crate::config::positive;
+use serde::{Deserialize, Serialize};
+
+/// The label transformation T of an online stage.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LabelTransform {
+    /// T(y) = y.
+    Identity,
+    /// T(y) = sign(y − median), the median from the pilot.
+    Sign,
+    /// T(y) = tanh(y).
+    Tanh,
+    /// T(y) = clamp(y, −c, c).
+    Clip(f64),
+    /// T(y) = He_k(y).
+    Hermite(usize),
+}
+
+impl LabelTransform {
+    /// Parses `identity`, `sign`, `tanh`, `clip:c`, `hermite:k` (k = 1..8); the error names
+    /// `field`.
+    pub fn parse(s: &str, field: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("{field} = {s:?}: {why}");
+        let (head, arg) = match s.split_once(':') {
+            Some((h, a)) => (h.trim(), Some(a.trim())),
+            None => (s.trim(), None),
+        };
+        let none = |t| match arg {
+            None => Ok(t),
+            Some(_) => Err(bad(&format!("`{head}` takes no argument"))),
+        };
+        match head {
+            "identity" => none(Self::Identity),
+            "sign" => none(Self::Sign),
+            "tanh" => none(Self::Tanh),
+            "clip" => {
+                let c: f64 = arg
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(|| bad("expected clip:<c>, e.g. clip:2"))?;
+                positive(field, c).map_err(|_| bad("the clip level must be positive"))?;
+                Ok(Self::Clip(c))
+            }
+            "hermite" => match arg.and_then(|a| a.parse::<usize>().ok()) {
+                Some(k) if (1..=8).contains(&k) => Ok(Self::Hermite(k)),
+                _ => Err(bad("expected hermite:<k> with k = 1..8")),
+            },
+            _ => Err(bad(
+                "unknown transform; expected identity, sign, tanh, clip:<c> or hermite:<k>",
+            )),
+        }
+    }
+
+    fn apply(&self, y: f64, median: f64) -> f64 {
+        match *self {
+            Self::Identity => y,
+            Self::Sign => {
+                let v = y - median;
+                if v > 0.0 {
+                    1.0
+                } else if v < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
+            Self::Tanh => y.tanh(),
+            Self::Clip(c) => y.clamp(-c, c),
+            Self::Hermite(k) => mim_data::hermite(k, y),
+        }
+    }
+}
+
+/// Parameters of one online stage.
+#[derive(Clone, Debug)]
+pub struct OnlineSphere {
+    /// s: σ = h_s.
+    pub hermite: usize,
+    /// λ of the smoothing (0 = none).
+    pub lambda: f64,
+    /// η.
+    pub lr: f64,
+    /// Samples in all (pilot included): the cap n_max.
+    pub samples: usize,
+    /// Pilot samples for the transform's median and standardisation (counted in `samples`).
+    pub pilot: usize,
+    /// T.
+    pub transform: LabelTransform,
+    /// Stop the chain once max_j |⟨w_j, θ*⟩| reaches this level (> 1: run all samples).
+    pub stop_at: f64,
+}
+
+/// Alignment levels whose hitting times are recorded.
+pub const THRESHOLDS: [f64; 2] = [0.5, 0.9];
+
+/// What one chain did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OnlineChain {
+    /// Samples consumed (pilot included) when max_j |⟨w_j, θ*⟩| first reached 0.5 and 0.9;
+    /// None = censored at `samples`.
+    pub hitting_times: Vec<Option<usize>>,
+    /// max_j |⟨w_j, θ*⟩| at the end.
+    pub final_alignment: f64,
+    /// Samples consumed.
+    pub samples: usize,
+}
+
+/// (u, r) ↦ ψ(u, r) for σ = h_s and smoothing λ in dimension d.
+#[derive(Clone, Debug)]
+pub struct Smoothed {
+    s: usize,
+    c: f64,
+    lambda: f64,
+    /// C(s, 2j)·μ_{2j}/√s!, j = 0..=s/2.
+    coef: Vec<f64>,
+}
+
+impl Smoothed {
+    /// The closed form for degree `s`, smoothing `lambda`, dimension `d` (d ≥ 2).
+    pub fn new(s: usize, lambda: f64, d: usize) -> Self {
+        let m = (d - 1) as f64;
+        let fact: f64 = (1..=s).map(|v| v as f64).product();
+        let mut coef = Vec::new();
+        let mut mu = 1.0;
+        for j in 0..=s / 2 {
+            if j > 0 {
+                let i = (j - 1) as f64;
+                mu *= (2.0 * i + 1.0) / (m + 2.0 * i);
+            }
+            coef.push(binomial(s, 2 * j) * mu / fact.sqrt());
+        }
+        Self {
+            s,
+            c: 1.0 / (1.0 + lambda * lambda).sqrt(),
+            lambda,
+            coef,
+        }
+    }
+
+    /// S(u, r) = E_t h_s(c(u + λ r t)).
+    pub fn value(&self, u: f64, r: f64) -> f64 {
+        let lc = self.lambda * self.c * r;
+        self.coef
+            .iter()
+            .enumerate()
+            .map(|(j, k)| k * mim_data::hermite(self.s - 2 * j, self.c * u) * lc.powi(2 * j as i32))
+            .sum()
+    }
+
+    /// ψ = ∂_u S − (u/r) ∂_r S: the ambient gradient of S(⟨w, x⟩, ‖x − ⟨w,x⟩w‖) is ψ·x.
+    pub fn psi(&self, u: f64, r: f64) -> f64 {
+        let lc = self.lambda * self.c;
+        let mut su = 0.0;
+        let mut sr_over_r = 0.0;
+        for (j, k) in self.coef.iter().enumerate() {
+            let deg = self.s - 2 * j;
+            let p = (lc * r).powi(2 * j as i32);
+            if deg > 0 {
+                su += k * deg as f64 * mim_data::hermite(deg - 1, self.c * u) * p * self.c;
+            }
+            if j > 0 {
+                // ∂_r (λ c r)^{2j} / r = 2j (λc)^{2j} r^{2j−2}.
+                sr_over_r += k
+                    * mim_data::hermite(deg, self.c * u)
+                    * 2.0
+                    * j as f64
+                    * lc.powi(2 * j as i32)
+                    * r.powi(2 * j as i32 - 2);
+            }
+        }
+        su - u * sr_over_r
+    }
+}
+
+fn binomial(n: usize, k: usize) -> f64 {
+    (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
+}
+
+/// Runs one chain: `w` (m×d, rows made unit), signs `a` (m), θ* (d), samples from `next`
+/// (fills x (d) and returns y). Returns the hitting times and the final alignment.
+pub fn online_sphere(
+    w: &mut [f64],
+    a: &[f64],
+    theta: &[f64],
+    p: &OnlineSphere,
+    mut next: impl FnMut(&mut [f64]) -> f64,
+) -> OnlineChain {
+    let d = theta.len();
+    let m = a.len();
+    for row in w.chunks_exact_mut(d) {
+        let n = row
+            .iter()
+            .map(|v| v * v)
+            .sum::<f64>()
+            .sqrt()
+            .max(f64::MIN_POSITIVE);
+        row.iter_mut().for_each(|v| *v /= n);
+    }
+    let mut x = vec![0.0; d];
+    // Pilot: median, mean and sd of T(y).
+    let pilot: Vec<f64> = (0..p.pilot).map(|_| next(&mut x)).collect();
+    let median = if pilot.is_empty() {
+        0.0
+    } else {
+        let mut s = pilot.clone();
+        s.sort_by(f64::total_cmp);
+        s[s.len() / 2]
+    };
+    let t: Vec<f64> = pilot
+        .iter()
+        .map(|&y| p.transform.apply(y, median))
+        .collect();
+    let (mean, sd) = if t.len() > 1 {
+        let mean = t.iter().sum::<f64>() / t.len() as f64;
+        let var = t.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (t.len() - 1) as f64;
+        (mean, var.sqrt().max(1e-12))
+    } else {
+        (0.0, 1.0)
+    };
+    let smooth = Smoothed::new(p.hermite, p.lambda, d);
+    let alignment = |w: &[f64]| -> f64 {
+        w.chunks_exact(d)
+            .map(|row| row.iter().zip(theta).map(|(a, b)| a * b).sum::<f64>().abs())
+            .fold(0.0, f64::max)
+    };
+    let mut hits = vec![None; THRESHOLDS.len()];
+    let mut used = p.pilot;
+    let check = |used: usize, al: f64, hits: &mut Vec<Option<usize>>| {
+        for (h, &level) in hits.iter_mut().zip(&THRESHOLDS) {
+            if h.is_none() && al >= level {
+                *h = Some(used);
+            }
+        }
+    };
+    check(used, alignment(w), &mut hits);
+    let mut current = alignment(w);
+    while used < p.samples && current < p.stop_at {
+        let y = next(&mut x);
+        used += 1;
+        let yt = (p.transform.apply(y, median) - mean) / sd;
+        let xx: f64 = x.iter().map(|v| v * v).sum();
+        for (row, aj) in w.chunks_exact_mut(d).zip(a) {
+            let u: f64 = row.iter().zip(&x).map(|(a, b)| a * b).sum();
+            let r = (xx - u * u).max(0.0).sqrt();
+            let g = p.lr * aj * yt * smooth.psi(u, r);
+            // w + g (x − u w), then back to the sphere.
+            let keep = 1.0 - g * u;
+            let mut norm = 0.0;
+            for (wi, xi) in row.iter_mut().zip(&x) {
+                *wi = keep * *wi + g * xi;
+                norm += *wi * *wi;
+            }
+            let inv = 1.0 / norm.sqrt().max(f64::MIN_POSITIVE);
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+        if m > 0 {
+            current = alignment(w);
+            check(used, current, &mut hits);
+        }
+    }
+    OnlineChain {
+        hitting_times: hits,
+        final_alignment: alignment(w),
+        samples: used,
+    }
+}
+
+/// What an online stage's chains did, at matched reliability: `samples_to[l]` is the smallest
+/// n at which at least 80 % of the chains had reached `THRESHOLDS[l]` (None when more than 20 %
+/// are censored), `median_to[l]` the median hitting time (None when half are censored).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OnlineSummary {
+    /// η used.
+    pub lr: f64,
+    /// λ used.
+    pub lambda: f64,
+    /// The 80 % quantile of the hitting times of 0.5 and 0.9 (censored = ∞).
+    pub samples_to: Vec<Option<f64>>,
+    /// Their medians.
+    pub median_to: Vec<Option<f64>>,
+    /// Chains censored at each level.
+    pub censored: Vec<usize>,
+    /// Every chain.
+    pub chains: Vec<OnlineChain>,
+}
+
+impl OnlineSummary {
+    /// Summarises the chains of a stage run with step size `lr` and smoothing `lambda`.
+    pub fn new(chains: Vec<OnlineChain>, lr: f64, lambda: f64) -> Self {
+        let quantile = |level: usize, q: f64| -> Option<f64> {
+            let mut t: Vec<f64> = chains
+                .iter()
+                .map(|c| c.hitting_times[level].map_or(f64::INFINITY, |v| v as f64))
+                .collect();
+            t.sort_by(f64::total_cmp);
+            let k = ((q * t.len() as f64).ceil() as usize).clamp(1, t.len()) - 1;
+            t.get(k).copied().filter(|v| v.is_finite())
+        };
+        let levels = 0..THRESHOLDS.len();
+        Self {
+            lr,
+            lambda,
+            samples_to: levels.clone().map(|l| quantile(l, 0.8)).collect(),
+            median_to: levels.clone().map(|l| quantile(l, 0.5)).collect(),
+            censored: levels
+                .map(|l| {
+                    chains
+                        .iter()
+                        .filter(|c| c.hitting_times[l].is_none())
+                        .count()
+                })
+                .collect(),
+            chains,
+        }
+    }
+}
+
+/// The step size of an online stage as a function of d only (seed004.md §2.2, §2.4):
+/// η = c · d^{−max(s, 2)/2} · (1 + λ²)^{s−1} (c = the stage's `lr`).
+pub fn online_lr(c: f64, s: usize, lambda: f64, d: usize) -> f64 {
+    c * (d as f64).powf(-(s.max(2) as f64) / 2.0) * (1.0 + lambda * lambda).powi(s as i32 - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_distr::StandardNormal;
+
+    fn h(s: usize, z: f64) -> f64 {
+        let fact: f64 = (1..=s).map(|v| v as f64).product();
+        mim_data::hermite(s, z) / fact.sqrt()
+    }
+
+    /// S(u, r) against Monte Carlo over v uniform on the sphere of w^⊥ (d = 6, s = 3 and 4,
+    /// λ = 1.5), and ψ·x against a finite difference of w ↦ S along the sphere.
+    #[test]
+    fn smoothed_closed_form_matches_monte_carlo_over_v() {
+        let d = 6;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut w: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
+        let n = w.iter().map(|v| v * v).sum::<f64>().sqrt();
+        w.iter_mut().for_each(|v| *v /= n);
+        let x: Vec<f64> = (0..d)
+            .map(|_| rng.sample::<f64, _>(StandardNormal) * 1.3)
+            .collect();
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
+        let ur = |w: &[f64]| {
+            let u = dot(w, &x);
+            (u, (dot(&x, &x) - u * u).sqrt())
+        };
+        for s in [3, 4] {
+            let lambda = 1.5;
+            let sm = Smoothed::new(s, lambda, d);
+            let (u, r) = ur(&w);
+            let draws = 400_000;
+            let mut acc = 0.0;
+            let mut acc2 = 0.0;
+            for _ in 0..draws {
+                let mut v: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
+                let p = dot(&v, &w);
+                v.iter_mut().zip(&w).for_each(|(vi, wi)| *vi -= p * wi);
+                let nv = dot(&v, &v).sqrt();
+                let z: Vec<f64> = w
+                    .iter()
+                    .zip(&v)
+                    .map(|(wi, vi)| (wi + lambda * vi / nv) / (1.0 + lambda * lambda).sqrt())
+                    .collect();
+                let val = h(s, dot(&z, &x));
+                acc += val;
+                acc2 += val * val;
+            }
+            let mc = acc / draws as f64;
+            let se = ((acc2 / draws as f64 - mc * mc) / draws as f64).sqrt();
+            let exact = sm.value(u, r);
+            assert!(
+                (mc - exact).abs() < 5.0 * se,
+                "s = {s}: MC {mc} ± {se} vs {exact}"
+            );
+            // ψ x = ∇_w S(⟨w,x⟩, ‖x − ⟨w,x⟩w‖) (ambient), by central differences.
+            let psi = sm.psi(u, r);
+            for i in 0..d {
+                let e = 1e-6;
+                let (mut wp, mut wm) = (w.clone(), w.clone());
+                wp[i] += e;
+                wm[i] -= e;
+                let (up, rp) = ur(&wp);
+                let (um, rm) = ur(&wm);
+                let fd = (sm.value(up, rp) - sm.value(um, rm)) / (2.0 * e);
+                assert!(
+                    (fd - psi * x[i]).abs() < 1e-5 * (1.0 + fd.abs()),
+                    "s = {s}, i = {i}: {fd} vs {}",
+                    psi * x[i]
+                );
+            }
+        }
+        // λ = 0: S = h_s(u) and ψ = h_s'(u).
+        let sm = Smoothed::new(3, 0.0, d);
+        assert!((sm.value(0.7, 2.0) - h(3, 0.7)).abs() < 1e-14);
+        assert!((sm.psi(0.7, 2.0) - 3.0 * mim_data::hermite(2, 0.7) / 6f64.sqrt()).abs() < 1e-12);
+    }
+
+    /// A planted θ* = e1 and y = z (s* = k* = 1): a neuron with the right readout sign aligns
+    /// within O(d) samples; the hitting times are ordered and counted from the pilot on.
+    #[test]
+    fn linear_link_is_learned_in_order_d_samples() {
+        let d = 32;
+        let mut theta = vec![0.0; d];
+        theta[0] = 1.0;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut w: Vec<f64> = (0..2 * d).map(|_| rng.sample(StandardNormal)).collect();
+        let p = OnlineSphere {
+            hermite: 1,
+            lambda: 0.0,
+            lr: online_lr(0.5, 1, 0.0, d),
+            samples: 50 * d,
+            pilot: 100,
+            transform: LabelTransform::Identity,
+            stop_at: 0.9,
+        };
+        let chain = online_sphere(&mut w, &[1.0, -1.0], &theta, &p, |x| {
+            x.iter_mut().for_each(|v| *v = rng.sample(StandardNormal));
+            x[0]
+        });
+        let [h5, h9] = [chain.hitting_times[0], chain.hitting_times[1]];
+        assert!(h5.is_some() && h9.is_some(), "{chain:?}");
+        assert!(
+            h5 <= h9 && h5.unwrap() >= 100 && h9.unwrap() < 50 * d,
+            "{chain:?}"
+        );
+        assert!(chain.final_alignment >= 0.9);
+    }
+
+    /// Matched reliability: the 80 % quantile over chains, censored counting as ∞.
+    #[test]
+    fn summary_quantiles_treat_censoring_as_infinite() {
+        let chain = |h: Option<usize>| OnlineChain {
+            hitting_times: vec![h, None],
+            final_alignment: 0.0,
+            samples: 10,
+        };
+        let chains: Vec<_> = (1..=10)
+            .map(|v| chain((v <= 8).then_some(v * 100)))
+            .collect();
+        let s = OnlineSummary::new(chains, 1.0, 0.0);
+        assert_eq!(s.samples_to[0], Some(800.0));
+        assert_eq!(s.median_to[0], Some(500.0));
+        assert_eq!(s.censored, vec![2, 10]);
+        assert_eq!(s.samples_to[1], None);
+        let chains: Vec<_> = (1..=10).map(|v| chain((v <= 7).then_some(v))).collect();
+        assert_eq!(OnlineSummary::new(chains, 1.0, 0.0).samples_to[0], None);
+    }
+
+    #[test]
+    fn transforms_parse_and_refuse() {
+        assert_eq!(
+            LabelTransform::parse("clip:2", "t"),
+            Ok(LabelTransform::Clip(2.0))
+        );
+        assert_eq!(
+            LabelTransform::parse("hermite:3", "t"),
+            Ok(LabelTransform::Hermite(3))
+        );
+        for bad in ["clip:-1", "hermite:9", "softmax", "sign:1"] {
+            let e = LabelTransform::parse(bad, "schedule.0.transform").unwrap_err();
+            assert!(e.starts_with("schedule.0.transform"), "{e}");
+        }
+    }
+}
