@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{assert_one_line_error, empty_dir, mim, mim_ok, num, read_json, run_to_summary};
+use common::{
+    assert_one_line_error, empty_dir, mim, mim_ok, num, read_json, run_to_summary,
+    train_config_error,
+};
 use serde_json::Value;
 
 const CFG: &str = "configs/hierarchical/cascade.toml";
@@ -184,21 +187,7 @@ fn hierarchical_bad_input_is_a_one_line_error() {
         ),
     ];
     for (sets, field) in cases {
-        let out = empty_dir("h-bad");
-        let mut args = vec![
-            "train".to_string(),
-            "--config".into(),
-            CFG.into(),
-            "--out".into(),
-            out.to_string_lossy().into_owned(),
-        ];
-        for s in sets {
-            args.push("--set".into());
-            args.push(s.to_string());
-        }
-        let o = mim(&args);
-        let err = assert_one_line_error(&o, 2, &sets);
-        assert!(err.contains(field), "{sets:?}: {err}");
+        train_config_error(CFG, sets, field);
     }
     let o = mim(&[
         "train",

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_one_line_error, empty_dir, mim, run_to_summary};
+use common::{run_to_summary, train_config_error};
 use serde_json::Value;
 
 const CFG: &str = "configs/single-index/he3-online.toml";
@@ -76,20 +76,6 @@ fn online_bad_input_is_a_one_line_error() {
         (&["data.r=2", "data.link=h3(z1)+h3(z2)"], "online_sphere"),
     ];
     for (sets, field) in cases {
-        let out = empty_dir("on-bad");
-        let mut args = vec![
-            "train".to_string(),
-            "--config".into(),
-            CFG.into(),
-            "--out".into(),
-            out.to_string_lossy().into_owned(),
-        ];
-        for s in sets {
-            args.push("--set".into());
-            args.push(s.to_string());
-        }
-        let o = mim(&args);
-        let err = assert_one_line_error(&o, 2, &sets);
-        assert!(err.contains(field), "{sets:?}: {err}");
+        train_config_error(CFG, sets, field);
     }
 }

@@ -157,3 +157,14 @@ pub fn strip_volatile(v: Value) -> Value {
         v => v,
     }
 }
+
+/// `mim train --config <config> --out <empty folder> --set S…` must fail with one line and
+/// exit 2; returns that line, asserted to contain `field`.
+pub fn train_config_error(config: &str, sets: &[&str], field: &str) -> String {
+    let out = empty_dir("config-error");
+    let out_s = out.to_string_lossy().into_owned();
+    let args = with_sets(&["train", "--config", config, "--out", &out_s], sets);
+    let err = assert_one_line_error(&mim(&args), 2, &sets);
+    assert!(err.contains(field), "{sets:?}: {err}");
+    err
+}

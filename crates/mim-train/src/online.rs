@@ -202,15 +202,8 @@ pub fn online_sphere(
 ) -> OnlineChain {
     let d = theta.len();
     let m = a.len();
-    for row in w.chunks_exact_mut(d) {
-        let n = row
-            .iter()
-            .map(|v| v * v)
-            .sum::<f64>()
-            .sqrt()
-            .max(f64::MIN_POSITIVE);
-        row.iter_mut().for_each(|v| *v /= n);
-    }
+    w.chunks_exact_mut(d)
+        .for_each(|row| mim_model::set_norm(row, 1.0));
     let mut x = vec![0.0; d];
     // Pilot: median, mean and sd of T(y).
     let pilot: Vec<f64> = (0..p.pilot).map(|_| next(&mut x)).collect();
