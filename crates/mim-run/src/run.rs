@@ -136,6 +136,50 @@ pub struct Summary {
     pub bbp: Option<crate::tracker::BbpTheory>,
 }
 
+impl Summary {
+    /// The fields every run shares — version, status `ok`, the run's identity and sizes, and
+    /// the BBP predictions at α1 = n1/d — with the outcome fields empty (NaN, 0, None) for the
+    /// caller to fill.
+    fn of_run(valid: &ValidConfig, target: &Target, method: &str, p: Precision) -> Summary {
+        let cfg = &valid.config;
+        let d = cfg.data.d;
+        Summary {
+            version: env!("CARGO_PKG_VERSION").into(),
+            status: "ok".into(),
+            method: method.into(),
+            seed: cfg.seed,
+            backend: cfg.backend.name().into(),
+            dtype: p.name().into(),
+            d,
+            r: cfg.data.r,
+            link: target.link.to_string(),
+            label_scale: target.scale,
+            width: cfg.model.width,
+            n1: valid.n1,
+            n2: valid.n2,
+            n_test: cfg.data.n_test,
+            steps: 0,
+            lr: 0.0,
+            weight_decay: 0.0,
+            ridge_lambda: None,
+            w: WMetrics::default(),
+            power_iteration_cos: None,
+            test_mse: f64::NAN,
+            train_mse: f64::NAN,
+            stage1_seconds: 0.0,
+            stage2_seconds: 0.0,
+            total_seconds: 0.0,
+            streaming: false,
+            peak_rss_mib: crate::streaming::peak_rss_mib(),
+            warnings: valid.warnings.clone(),
+            schedule: Vec::new(),
+            feature_r2: BTreeMap::new(),
+            twin: None,
+            bbp: crate::tracker::bbp_theory(target, valid.n1 as f64 / d as f64),
+        }
+    }
+}
+
 /// `summary.json` of a failed run.
 #[derive(Clone, Debug, Serialize)]
 struct FailedSummary<'a> {
@@ -606,7 +650,7 @@ fn train_inner(
     resumed: Option<CheckpointState>,
 ) -> Result<Summary, RunError> {
     let cfg = &valid.config;
-    let (d, r, p) = (cfg.data.d, cfg.data.r, cfg.dtype);
+    let (d, p) = (cfg.data.d, cfg.dtype);
     let out = &opts.out_dir;
     let RunSetup {
         t0,
@@ -743,20 +787,6 @@ fn train_inner(
         ),
     };
     let summary = Summary {
-        version: env!("CARGO_PKG_VERSION").into(),
-        status: "ok".into(),
-        method: cfg.method.name().into(),
-        seed: cfg.seed,
-        backend: cfg.backend.name().into(),
-        dtype: p.name().into(),
-        d,
-        r,
-        link: target.link.to_string(),
-        label_scale: target.scale,
-        width: cfg.model.width,
-        n1: valid.n1,
-        n2: valid.n2,
-        n_test: cfg.data.n_test,
         steps,
         lr,
         weight_decay,
@@ -773,8 +803,8 @@ fn train_inner(
         warnings: valid.warnings.clone(),
         schedule: Vec::new(),
         feature_r2,
-        bbp: crate::tracker::bbp_theory(&target, valid.n1 as f64 / d as f64),
         twin,
+        ..Summary::of_run(valid, &target, cfg.method.name(), p)
     };
     reporter
         .record(&serde_json::json!({"stage": "final", "summary": &summary}))
@@ -794,7 +824,6 @@ fn schedule_summary(
     total_seconds: f64,
 ) -> Result<Summary, RunError> {
     let cfg = &valid.config;
-    let (d, r) = (cfg.data.d, cfg.data.r);
     for (quantity, value) in [("train_mse", fit.train_mse), ("test_mse", fit.test_mse)] {
         if !value.is_finite() {
             return Err(TrainError::Diverged {
@@ -816,20 +845,6 @@ fn schedule_summary(
             .sum()
     };
     let summary = Summary {
-        version: env!("CARGO_PKG_VERSION").into(),
-        status: "ok".into(),
-        method: "schedule".into(),
-        seed: cfg.seed,
-        backend: cfg.backend.name().into(),
-        dtype: cfg.dtype.name().into(),
-        d,
-        r,
-        link: target.link.to_string(),
-        label_scale: target.scale,
-        width: cfg.model.width,
-        n1: valid.n1,
-        n2: valid.n2,
-        n_test: cfg.data.n_test,
         steps: first_gd.map_or(0, |s| s.steps),
         lr: first_gd.map_or(0.0, |s| s.lr),
         weight_decay: first_gd.map_or(0.0, |s| s.resolved_weight_decay()),
@@ -846,8 +861,8 @@ fn schedule_summary(
         warnings: valid.warnings.clone(),
         schedule: fit.stages,
         feature_r2: fit.feature_r2,
-        bbp: crate::tracker::bbp_theory(target, valid.n1 as f64 / d as f64),
         twin: None,
+        ..Summary::of_run(valid, target, "schedule", cfg.dtype)
     };
     reporter
         .record(&serde_json::json!({"stage": "final", "summary": &summary}))

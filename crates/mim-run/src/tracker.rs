@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// Metrics of the first-layer weights W against the hidden directions U.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WMetrics {
     /// mean_j ρ_j, ρ_j = ‖U w_j‖/‖w_j‖.
     pub alignment_mean: f64,
