@@ -117,15 +117,16 @@ fn h(k: usize, z: f64) -> f64 {
 }
 
 /// λ̂² and its SE from a grouping of the atoms into `groups` (label → group index).
-fn cross_fitted(k: usize, z: &[f64], w: &[f64], group: &[usize], groups: usize) -> (f64, f64) {
+/// `hk[i]` = h_k(z_i) for every atom; `step` atoms per z-grid point.
+fn cross_fitted(hk: &[f64], step: usize, w: &[f64], group: &[usize], groups: usize) -> (f64, f64) {
     // Per group and half: Σ w, Σ w h_k.
     let mut acc = vec![[0.0f64; 4]; groups];
-    for (i, (&zi, &wi)) in z.iter().zip(w).enumerate() {
+    for (i, (&hi, &wi)) in hk.iter().zip(w).enumerate() {
         // Halves: alternate z-grid points (all noise nodes of a point stay together).
-        let half = (i / atoms_per_point(z)) % 2;
+        let half = (i / step) % 2;
         let a = &mut acc[group[i]];
         a[2 * half] += wi;
-        a[2 * half + 1] += wi * h(k, zi);
+        a[2 * half + 1] += wi * hi;
     }
     // Cross-fitted estimate, and the two within-half estimates whose gap measures the
     // quadrature error.
@@ -216,10 +217,12 @@ pub fn exponents(link: &Link, scale: f64, noise: f64) -> Result<Exponents, Strin
     let coarse = (!exact).then(|| grouping(&y, &w, BINS / 4));
     let generative_coefficients = (1..=MAX_DEGREE)
         .map(|k| {
-            let (value, se) = cross_fitted(k, &z, &w, &fine, groups);
+            // h_k at every atom once, for the fine and the coarse grouping.
+            let hk: Vec<f64> = z.iter().map(|&zi| h(k, zi)).collect();
+            let (value, se) = cross_fitted(&hk, step, &w, &fine, groups);
             let resolution = coarse
                 .as_ref()
-                .map(|(g, n, _)| (cross_fitted(k, &z, &w, g, *n).0 - value).abs())
+                .map(|(g, n, _)| (cross_fitted(&hk, step, &w, g, *n).0 - value).abs())
                 .unwrap_or(0.0);
             Coefficient {
                 k,

@@ -240,13 +240,15 @@ pub fn online_sphere(
             }
         }
     };
-    check(used, alignment(w), &mut hits);
     let mut current = alignment(w);
+    check(used, current, &mut hits);
     while used < p.samples && current < p.stop_at {
         let y = next(&mut x);
         used += 1;
         let yt = (p.transform.apply(y, median) - mean) / sd;
         let xx: f64 = x.iter().map(|v| v * v).sum();
+        // max_j |⟨w_j, θ*⟩| after the step, accumulated in the rescaling pass.
+        let mut best = 0.0f64;
         for (row, aj) in w.chunks_exact_mut(d).zip(a) {
             let u: f64 = row.iter().zip(&x).map(|(a, b)| a * b).sum();
             let r = (xx - u * u).max(0.0).sqrt();
@@ -259,16 +261,21 @@ pub fn online_sphere(
                 norm += *wi * *wi;
             }
             let inv = 1.0 / norm.sqrt().max(f64::MIN_POSITIVE);
-            row.iter_mut().for_each(|v| *v *= inv);
+            let mut dot = 0.0;
+            for (v, t) in row.iter_mut().zip(theta) {
+                *v *= inv;
+                dot += *v * t;
+            }
+            best = best.max(dot.abs());
         }
         if m > 0 {
-            current = alignment(w);
+            current = best;
             check(used, current, &mut hits);
         }
     }
     OnlineChain {
         hitting_times: hits,
-        final_alignment: alignment(w),
+        final_alignment: current,
         samples: used,
     }
 }
