@@ -64,7 +64,11 @@ fn online_runs_are_reproducible() {
 /// Bad input: one line naming the field, exit 2.
 #[test]
 fn online_bad_input_is_a_one_line_error() {
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
+        (
+            &["schedule.0.optimizer=\"gd\"", "schedule.0.data=\"D1\""],
+            "schedule.0.hermite: only for optimizer",
+        ),
         (&["schedule.0.transform=softmax"], "schedule.0.transform"),
         (&["schedule.0.smoothing=-1"], "schedule.0.smoothing"),
         (&["schedule.0.smoothing=nan"], "schedule.0.smoothing"),

@@ -201,6 +201,20 @@ impl StageConfig {
         if self.optimizer == StageOptimizer::OnlineSphere {
             return self.validate_online(index);
         }
+        let online_keys = [
+            ("hermite", self.hermite != 0),
+            ("smoothing", self.smoothing != 0.0),
+            ("transform", self.transform != "identity"),
+            ("pilot", self.pilot != 0),
+            ("replicas", self.replicas != 1),
+            ("stop_alignment", self.stop_alignment != 0.5),
+        ];
+        if let Some((key, _)) = online_keys.iter().find(|(_, set)| *set) {
+            return Err(format!(
+                "{}: only for optimizer = \"online_sphere\" (this stage is not one)",
+                f(key)
+            ));
+        }
         if self.steps > 1_000_000 {
             return Err(format!(
                 "{} = {}: more than 1000000 steps is surely a typo",
