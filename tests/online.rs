@@ -83,3 +83,82 @@ fn online_bad_input_is_a_one_line_error() {
         train_config_error(CFG, sets, field);
     }
 }
+
+const SPARSE: &str = "configs/single-index/sparse-bin3.toml";
+
+/// The sparse variant on bin3 (s* = 3), a 4-sparse θ* in d = 256, 4 chains: n_A = 12000
+/// support-search samples find supp θ* in every chain and stage B then aligns to 0.9 (every
+/// hitting time counts the pilot and stage A); n_A = 150 misses it in every chain, and no
+/// chain can reach 0.9 inside a wrong support.
+#[test]
+fn sparse_support_search_recovers_the_support() {
+    let base = [
+        "data.d=256",
+        "schedule.0.replicas=4",
+        "schedule.0.steps=14000",
+    ];
+    let mut sets = base.to_vec();
+    sets.push("schedule.0.support_samples=12000");
+    let (_, s) = run_to_summary("train", "sparse-ok", SPARSE, &sets, &[]);
+    let o = online(&s);
+    let sup = &o["support"];
+    assert_eq!(sup["k"], 4, "{o}");
+    assert_eq!(sup["samples"], 12000, "{o}");
+    assert_eq!(sup["recovered"], 4, "{o}");
+    assert_eq!(sup["mean_overlap"], 1.0, "{o}");
+    for c in o["chains"].as_array().unwrap() {
+        assert_eq!(c["support"]["recovered"], true, "{c}");
+        let h9 = c["hitting_times"][1].as_u64().expect("reaches 0.9");
+        assert!(h9 >= 12_100, "{c}");
+    }
+    assert!(o["samples_to"][1].as_f64().unwrap() < 14_000.0, "{o}");
+    let mut sets = base.to_vec();
+    sets.push("schedule.0.support_samples=150");
+    sets.push("schedule.0.steps=1000");
+    let (_, s) = run_to_summary("train", "sparse-few", SPARSE, &sets, &[]);
+    let o = online(&s);
+    assert_eq!(o["support"]["recovered"], 0, "{o}");
+    assert!(o["support"]["mean_overlap"].as_f64().unwrap() < 1.0, "{o}");
+    assert_eq!(o["censored"][1], 4, "{o}");
+}
+
+/// Sparse bad input: one line naming the field, exit 2.
+#[test]
+fn sparse_bad_input_is_a_one_line_error() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["data.sparsity=0"], "data.sparsity = 0"),
+        (
+            &["data.sparsity=1025"],
+            "data.sparsity = 1025 exceeds data.d",
+        ),
+        (
+            &["data.r=2", "data.link=h3(z1)+h3(z2)"],
+            "data.sparsity = 4: a sparse θ* is for single-index",
+        ),
+        (&["data.sparsity=\"four\""], "data.sparsity"),
+        (
+            &["schedule.0.support_samples=39950"],
+            "schedule.0.support_samples = 39950",
+        ),
+        (&["schedule.0.pilot=30000"], "schedule.0.support_samples"),
+    ];
+    for (sets, field) in cases {
+        train_config_error(SPARSE, sets, field);
+    }
+    // support_samples needs a sparse θ*, and an online stage.
+    train_config_error(CFG, &["schedule.0.support_samples=100"], "data.sparsity");
+    train_config_error(
+        CFG,
+        &[
+            "schedule.0.optimizer=\"gd\"",
+            "schedule.0.data=\"D1\"",
+            "schedule.0.hermite=0",
+            "schedule.0.transform=\"identity\"",
+            "schedule.0.pilot=0",
+            "schedule.0.replicas=1",
+            "schedule.0.steps=10",
+            "schedule.0.support_samples=100",
+        ],
+        "schedule.0.support_samples: only for",
+    );
+}

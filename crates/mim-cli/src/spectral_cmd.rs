@@ -121,14 +121,12 @@ pub fn load(config: Option<&Path>, sets: &[String]) -> Result<Loaded, String> {
 /// The target of the run config, U drawn from `derive_seed(seed, Target)` as in `mim train`.
 pub fn target_of(valid: &ValidConfig) -> Result<Target, String> {
     let c = &valid.config;
-    Target::new(
-        c.data.d,
-        c.data.r,
-        valid.link.clone(),
-        c.data.noise,
-        c.data.normalize,
-        derive_seed(c.seed, Purpose::Target),
-    )
+    let seed = derive_seed(c.seed, Purpose::Target);
+    let (link, noise, normalize) = (valid.link.clone(), c.data.noise, c.data.normalize);
+    match c.data.sparsity {
+        Some(k) => Target::new_sparse(c.data.d, k, link, noise, normalize, seed),
+        None => Target::new(c.data.d, c.data.r, link, noise, normalize, seed),
+    }
     .map_err(|e| format!("data: {e}"))
 }
 

@@ -239,6 +239,14 @@ pub enum DataError {
         /// Input dimension.
         d: usize,
     },
+    /// A sparse θ* (`data.sparsity = k`) with `k = 0`, `k > d` or `r > 1`.
+    #[error("data.sparsity = {k}: {why}")]
+    Sparsity {
+        /// The requested support size.
+        k: usize,
+        /// Why it is refused.
+        why: String,
+    },
     /// `r × d` does not fit in memory.
     #[error("data.r × data.d = {r} × {d} is too large to allocate")]
     TooLarge {

@@ -102,6 +102,54 @@ impl Target {
         })
     }
 
+    /// A single-index target (`r = 1`) whose θ* (the one row of `U`) is `k`-sparse (seed 004
+    /// §2.3): a support of `k` distinct coordinates drawn uniformly (a partial Fisher–Yates
+    /// shuffle of `0..d`), entries `±k^{−1/2}` with independent fair signs, so `‖θ*‖ = 1`.
+    /// Support and signs come from the same ChaCha8 stream of `seed` that [`Target::new`]
+    /// draws a dense `U` from (independent of every data split); the same seed gives the
+    /// same θ*. Everything else (`scale`, noise, validation) is as in [`Target::new`] with
+    /// `r = 1`.
+    ///
+    /// Errors: those of [`Target::new`], and [`DataError::Sparsity`] for `k = 0` or `k > d`.
+    pub fn new_sparse(
+        d: usize,
+        k: usize,
+        link: Link,
+        noise: f64,
+        normalize: bool,
+        seed: u64,
+    ) -> Result<Target, DataError> {
+        if k == 0 {
+            return Err(DataError::Sparsity {
+                k,
+                why: "the support needs at least one coordinate".into(),
+            });
+        }
+        if k > d {
+            return Err(DataError::Sparsity {
+                k,
+                why: format!("the support cannot exceed data.d = {d} coordinates"),
+            });
+        }
+        let mut target = Target::new(d, 1, link, noise, normalize, seed)?;
+        let mut rng = block_rng(seed, U_STREAM_TAG, 0);
+        let mut order: Vec<usize> = (0..d).collect();
+        let level = 1.0 / (k as f64).sqrt();
+        target.u.iter_mut().for_each(|v| *v = 0.0);
+        for i in 0..k {
+            let j = rng.random_range(i..d);
+            order.swap(i, j);
+            let sign = if rng.random::<bool>() { 1.0 } else { -1.0 };
+            target.u[order[i]] = sign * level;
+        }
+        Ok(target)
+    }
+
+    /// The support of θ* (the indices of the non-zero entries of row 0 of `U`), ascending.
+    pub fn support(&self) -> Vec<usize> {
+        (0..self.d).filter(|&i| self.u[i] != 0.0).collect()
+    }
+
     /// Row `k` of `U` (the `k+1`-th index direction, paired with `z_{k+1}`), length `d`.
     ///
     /// # Panics

@@ -109,3 +109,49 @@ fn signal_is_scaled_link_of_projection() {
     }
     assert_eq!(t.signal(&x), t.scale * t.link.eval(&z));
 }
+
+/// Seed 004's sparse θ*: exactly k non-zeros of magnitude k^{−1/2} (so unit norm), both signs,
+/// a support that moves with the seed and is reproduced by it; k = 0 and k > d are refused.
+#[test]
+fn sparse_theta_has_k_entries_of_size_k_to_minus_half() {
+    for (d, k) in [(64, 1), (64, 8), (200, 32), (16, 16)] {
+        let t = Target::new_sparse(d, k, link("h3(z1)"), 0.0, true, 7).unwrap();
+        assert_eq!(t.r, 1);
+        let nz: Vec<f64> = t.u.iter().copied().filter(|v| *v != 0.0).collect();
+        assert_eq!(nz.len(), k, "d = {d}, k = {k}");
+        let level = 1.0 / (k as f64).sqrt();
+        assert!(nz.iter().all(|v| (v.abs() - level).abs() < 1e-15), "{nz:?}");
+        let norm: f64 = t.u.iter().map(|v| v * v).sum();
+        assert!((norm - 1.0).abs() < 1e-12);
+        assert_eq!(t.support().len(), k);
+        assert_eq!(
+            t,
+            Target::new_sparse(d, k, link("h3(z1)"), 0.0, true, 7).unwrap()
+        );
+        if k >= 8 {
+            assert!(nz.iter().any(|v| *v > 0.0) && nz.iter().any(|v| *v < 0.0));
+        }
+    }
+    let a = Target::new_sparse(200, 8, link("z1"), 0.0, true, 1).unwrap();
+    let b = Target::new_sparse(200, 8, link("z1"), 0.0, true, 2).unwrap();
+    assert_ne!(a.support(), b.support());
+    // Supports are uniform: over 400 seeds each of d = 10 coordinates is picked ≈ 400·3/10 times.
+    let mut counts = [0usize; 10];
+    for seed in 0..400 {
+        for i in Target::new_sparse(10, 3, link("z1"), 0.0, true, seed)
+            .unwrap()
+            .support()
+        {
+            counts[i] += 1;
+        }
+    }
+    assert!(
+        counts.iter().all(|&c| (80..=160).contains(&c)),
+        "{counts:?}"
+    );
+    for (d, k) in [(5, 0), (5, 6)] {
+        let e = Target::new_sparse(d, k, link("z1"), 0.0, true, 1).unwrap_err();
+        assert!(matches!(e, DataError::Sparsity { .. }));
+        assert!(e.to_string().starts_with("data.sparsity = "), "{e}");
+    }
+}

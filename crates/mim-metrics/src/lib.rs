@@ -6,18 +6,21 @@
 //!   subspace of row-normalised W.
 //! - [`directions`]: per-direction projections π_k on the learned span, the weighted
 //!   subspace error and the quadratic oracle readout (seed 003).
+//! - [`lowrank`]: the top singular triplets, exact or by randomized subspace iteration.
 //! - [`overlaps`]: M = W Uᵀ and Q = W Wᵀ in r×r and spectrum form.
 //! - [`power_iteration`]: explicit power iterates of Σ̂_T to check the stage-1 mechanism.
 #![warn(missing_docs)]
 
 pub mod alignment;
 pub mod directions;
+pub mod lowrank;
 pub mod overlaps;
 pub mod power_iteration;
 pub mod subspace;
 
 pub use alignment::{alignment, AlignmentSummary};
 pub use directions::{direction_recovery, quadratic_oracle_error, DirectionRecovery};
+pub use lowrank::{top_singular, top_singular_values, w_spectra, SvdMethod, TopSingular, WSpectra};
 pub use overlaps::{overlaps, Overlaps};
 pub use power_iteration::PowerIteration;
 pub use subspace::{learned_span, principal_cosines, subspace_cosines};

@@ -16,8 +16,9 @@ pub struct Overlaps {
     pub q_spectrum: Vec<f64>,
 }
 
-/// Computes [`Overlaps`] for W (m×d) and U (r×d).
-pub fn overlaps(w: RowMajor<'_>, u: RowMajor<'_>) -> Result<Overlaps, String> {
+/// Computes [`Overlaps`] for W (m×d) and U (r×d), given the top min(r + 2, m, d) singular
+/// values of W (from [`crate::lowrank::w_spectra`] or [`crate::top_singular_values`]).
+pub fn overlaps(w: RowMajor<'_>, u: RowMajor<'_>, singular_values: &[f64]) -> Overlaps {
     let (m, r) = (w.rows, u.rows);
     let proj: Vec<f64> = (0..m)
         .flat_map(|j| (0..r).map(move |k| (j, k)))
@@ -33,16 +34,11 @@ pub fn overlaps(w: RowMajor<'_>, u: RowMajor<'_>) -> Result<Overlaps, String> {
         .collect();
     let total: f64 = w.data.iter().map(|v| v * v).sum();
     let inside: f64 = proj.iter().map(|v| v * v).sum();
-    let mut sv = w
-        .to_faer()
-        .singular_values()
-        .map_err(|e| format!("SVD failed: {e:?}"))?;
-    sv.truncate((r + 2).min(m).min(w.cols));
-    Ok(Overlaps {
+    Overlaps {
         m_gram,
         energy_fraction: if total > 0.0 { inside / total } else { 0.0 },
-        q_spectrum: sv.iter().map(|s| s * s / m as f64).collect(),
-    })
+        q_spectrum: singular_values.iter().map(|s| s * s / m as f64).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -53,7 +49,9 @@ mod tests {
     fn overlaps_of_a_simple_case() {
         let u = [1.0, 0.0, 0.0];
         let w = [2.0, 0.0, 0.0, 0.0, 1.0, 0.0];
-        let o = overlaps(RowMajor::new(&w, 2, 3), RowMajor::new(&u, 1, 3)).unwrap();
+        let (w, u) = (RowMajor::new(&w, 2, 3), RowMajor::new(&u, 1, 3));
+        let sv = crate::top_singular_values(&w.to_faer(), 3, crate::SvdMethod::Exact).unwrap();
+        let o = overlaps(w, u, &sv);
         assert!((o.m_gram[0] - 2.0).abs() < 1e-12);
         assert!((o.energy_fraction - 0.8).abs() < 1e-12);
         assert!((o.q_spectrum[0] - 2.0).abs() < 1e-12 && (o.q_spectrum[1] - 0.5).abs() < 1e-12);

@@ -1,13 +1,19 @@
 //! `mim bench`: the measuring stick for performance. Times, warm and repeated (median):
 //! a plain SGEMM (the machine's rate in this run), one stage-1 step per gradient path, the
-//! stage-2 solve and data generation; reports GFLOP/s (4·n·d·m per step) and the ratio to the
-//! SGEMM rate, and writes JSON.
+//! step a default `mim train` pays (`stage1_step[user]`: the default gradient path with the
+//! default per-step metrics: W metrics by subspace iteration and the power-iteration check)
+//! and the metrics' one-time setup, the stage-2 solve and data generation; reports GFLOP/s
+//! (4·n·d·m per step) and the ratio to the SGEMM rate, and writes JSON.
 
 use crate::backend::{open_device, set_threads, Backend};
+use crate::progress::Reporter;
+use crate::results::JsonlWriter;
+use crate::tracker::Stage1Tracker;
 use burn::tensor::Tensor;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par};
 use mim_data::{Link, Split, Target};
+use mim_metrics::{PowerIteration, SvdMethod};
 use mim_model::{
     from_host_1d, from_host_2d, standard_normals, to_host, Activation, Precision, TwoLayerConfig,
 };
@@ -229,6 +235,76 @@ pub fn run_bench(
             );
             timings.push(timing(name, runs, Some(flops)));
         }
+        // The step a default `mim train` pays: the default path for the backend with the
+        // default observer (W metrics, power iterates), per step as above; and the one-time
+        // cost of that observer (Σ̂_T for the dense power route, the step-0 metrics).
+        let default_path = if backend == Backend::Wgpu {
+            Gradient::ClosedForm
+        } else {
+            Gradient::Fused
+        };
+        let link = Link::parse("h4(z1)+h4(z2)").map_err(|e| e.to_string())?;
+        let target = Target::new(d, 2, link, 0.0, true, 5).map_err(|e| e.to_string())?;
+        let y_host = to_host(y.clone());
+        let loss = Loss::Huber { delta: 1.0 };
+        let t_host: Vec<f64> = y_host.iter().map(|&v| loss.label_transform(v)).collect();
+        let jsonl = std::env::temp_dir().join(format!("mim-bench-{}.jsonl", std::process::id()));
+        let params = |steps| Stage1Params {
+            steps,
+            lr: 1.0,
+            weight_decay: 1.0,
+            loss,
+            mode: Mode::Normalized,
+            gradient: default_path,
+            init_scale: 1e-3,
+        };
+        // The dense-route decision of a default run (T1 = ⌈2√ln d⌉ steps), for both timings.
+        let t1 = mim_train::Stage1Config::default().resolved_steps(d);
+        let run_observed = |steps: usize| -> Result<f64, String> {
+            let t = Instant::now();
+            let mut reporter = Reporter::new(
+                JsonlWriter::create(&jsonl).map_err(|e| format!("{}: {e}", jsonl.display()))?,
+                true,
+            );
+            let mut tracker = Stage1Tracker::new(&target, &mut reporter, SvdMethod::Subspace);
+            tracker.power = Some(PowerIteration::new(
+                x.clone(),
+                from_host_1d(&t_host, &device, p),
+                model.a.val(),
+                model.w.val(),
+                (1.0, 1.0),
+                PowerIteration::dense_pays(n, d, m, t1),
+            ));
+            run_stage1(model.clone(), &x, &y, &params(steps), &mut tracker)
+                .map_err(|e| e.to_string())?;
+            Ok(t.elapsed().as_secs_f64() * 1e3)
+        };
+        let run_plain = |steps| {
+            let t = Instant::now();
+            let _ = run_stage1(model.clone(), &x, &y, &params(steps), &mut NoObserver);
+            t.elapsed().as_secs_f64() * 1e3
+        };
+        run_observed(1)?;
+        let (mut user, mut setup) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            sgemm.sample();
+            let plain = run_plain(1);
+            let one = run_observed(1)?;
+            let more = run_observed(t1.max(2))?;
+            user.push(((more - one) / (t1.max(2) - 1) as f64).max(0.0));
+            setup.push((one - plain).max(0.0));
+        }
+        let _ = std::fs::remove_file(&jsonl);
+        timings.push(timing(
+            format!("stage1_step[user] d={d} n={n} m={m}"),
+            user,
+            Some(flops),
+        ));
+        timings.push(timing(
+            format!("metrics_setup d={d} n={n} m={m}"),
+            setup,
+            None,
+        ));
         // Stage 2: features n×m, Gram, Cholesky solve (fixed λ), on the same data.
         let cfg = Stage2Config {
             ridge_lambda: mim_train::Auto::Value(1e-3),
@@ -251,8 +327,6 @@ pub fn run_bench(
             runs,
             Some(2.0 * (n * d * m) as f64),
         ));
-        let link = Link::parse("h4(z1)+h4(z2)").map_err(|e| e.to_string())?;
-        let target = Target::new(d, 2, link, 0.0, true, 5).map_err(|e| e.to_string())?;
         let runs = time_reps(reps, || {
             let _ = target.sample(Split::Stage1, n, 6);
         });

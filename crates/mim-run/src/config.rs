@@ -60,6 +60,11 @@ pub struct DataConfig {
     pub streaming: Streaming,
     /// Rows per streamed chunk (0 = about 256 MiB of rows; rounded to whole generator blocks).
     pub chunk_rows: usize,
+    /// A k-sparse θ* (seed 004 §2.3, r = 1 only): a random support of `k` coordinates with
+    /// entries ±k^{−1/2}, drawn from the seed's `U` stream ([`mim_data::Target::new_sparse`]).
+    /// Absent = a dense θ*. `k = 0`, `k > d` and `r > 1` are refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparsity: Option<usize>,
 }
 
 /// When to stream the datasets.
@@ -93,6 +98,7 @@ impl Default for DataConfig {
             normalize: true,
             streaming: Streaming::Auto,
             chunk_rows: 0,
+            sparsity: None,
         }
     }
 }
@@ -141,6 +147,11 @@ pub struct MetricsConfig {
     /// `twin_angle_amplified_deg`; see [`crate::twin`]). Costs n1·d² + d³ once; layer-wise
     /// two-layer runs held in memory only.
     pub spectral_twin: bool,
+    /// How the per-step W metrics find the top singular subspaces of W and of row-normalised
+    /// W: `"subspace"` (randomized subspace iteration, O(m·d·r) per iterate, 2–4 iterates once
+    /// W is aligned) or `"exact"` (a full decomposition per step); see
+    /// [`mim_metrics::lowrank`].
+    pub svd: mim_metrics::SvdMethod,
 }
 
 impl Default for MetricsConfig {
@@ -148,6 +159,7 @@ impl Default for MetricsConfig {
         Self {
             power_iteration: true,
             spectral_twin: false,
+            svd: mim_metrics::SvdMethod::Subspace,
         }
     }
 }
@@ -541,6 +553,26 @@ impl RunConfig {
                 "data.r = {} exceeds data.d = {}: U must have orthonormal rows",
                 data.r, data.d
             )));
+        }
+        match data.sparsity {
+            Some(0) => {
+                return Err(e(
+                    "data.sparsity = 0: the support needs at least one coordinate (omit the key for a dense θ*)".into(),
+                ))
+            }
+            Some(k) if k > data.d => {
+                return Err(e(format!(
+                    "data.sparsity = {k} exceeds data.d = {}: the support has at most d coordinates",
+                    data.d
+                )))
+            }
+            Some(k) if data.r != 1 => {
+                return Err(e(format!(
+                    "data.sparsity = {k}: a sparse θ* is for single-index targets (data.r = 1, here {})",
+                    data.r
+                )))
+            }
+            _ => {}
         }
         if !(data.noise.is_finite() && data.noise >= 0.0) {
             return Err(e(format!(

@@ -345,7 +345,7 @@ fn fit_in_memory(
     );
 
     // The first layer: stage 1 (layerwise, one_step, random_features) or joint training.
-    let mut tracker = Stage1Tracker::new(target, reporter);
+    let mut tracker = Stage1Tracker::new(target, reporter, cfg.metrics.svd);
     let t1 = tracker.start;
     let (model, stage2_data) = if cfg.method == Method::Joint {
         let mut source = JointBatches::new(target, &d1, &cfg.joint, data_seed, device, p);
@@ -366,8 +366,8 @@ fn fit_in_memory(
                 from_host_1d(&t, device, p),
                 model.a.val().detach(),
                 model.w.val().detach(),
-                params.lr,
-                params.weight_decay,
+                (params.lr, params.weight_decay),
+                PowerIteration::dense_pays(valid.n1, d, cfg.model.width, params.steps),
             )
         });
         let template = model.clone();
@@ -580,14 +580,13 @@ fn open_run(
         reporter.message(&format!("warning: {w}"));
     }
     // Data: U and the datasets, drawn on the host from the seed.
-    let target = Target::new(
-        d,
-        r,
-        valid.link.clone(),
-        cfg.data.noise,
-        cfg.data.normalize,
-        derive_seed(cfg.seed, Purpose::Target),
-    )
+    let target_seed = derive_seed(cfg.seed, Purpose::Target);
+    let link = valid.link.clone();
+    let (noise, normalize) = (cfg.data.noise, cfg.data.normalize);
+    let target = match cfg.data.sparsity {
+        Some(k) => Target::new_sparse(d, k, link, noise, normalize, target_seed),
+        None => Target::new(d, r, link, noise, normalize, target_seed),
+    }
     .map_err(|e| RunError::Config(ConfigError(e.to_string())))?;
     Ok(RunSetup {
         t0,
@@ -760,9 +759,11 @@ fn train_inner(
     } else {
         None
     };
-    let wm = w_metrics(&w, cfg.model.width, &target).map_err(|e| TrainError::Numerical {
-        stage: "metrics".into(),
-        message: e,
+    let wm = w_metrics(&w, cfg.model.width, &target, cfg.metrics.svd).map_err(|e| {
+        TrainError::Numerical {
+            stage: "metrics".into(),
+            message: e,
+        }
     })?;
     save_model(model, &out.join("model.bpk"))?;
     // The method as the explicit schedule the engine runs (re-runnable as a config).
@@ -835,7 +836,7 @@ fn schedule_summary(
             .into());
         }
     }
-    let wm = first_layer_metrics(&fit, target)?;
+    let wm = first_layer_metrics(&fit, target, cfg.metrics.svd)?;
     let first_gd = cfg.schedule.iter().find(|s| s.solver.is_none());
     let seconds = |pred: &dyn Fn(&StageSummary) -> bool| -> f64 {
         fit.stages

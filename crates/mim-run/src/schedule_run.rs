@@ -209,6 +209,12 @@ fn check_on<M: Network>(
                     cfg.data.r
                 ));
             }
+            if st.support_samples > 0 && cfg.data.sparsity.is_none() {
+                return Err(format!(
+                    "schedule.{k}.support_samples = {}: the support search keeps the k = data.sparsity largest scores; set data.sparsity (a k-sparse θ*)",
+                    st.support_samples
+                ));
+            }
             continue;
         }
         if st.head > depth {
@@ -508,7 +514,7 @@ pub fn fit_network<M: Network>(
             // First-layer metrics where the stage trains the first layer, the loss otherwise.
             let (mut tracker, mut losses) = (None, None);
             let observer: &mut dyn Observer = if first {
-                tracker.insert(Stage1Tracker::new(target, reporter))
+                tracker.insert(Stage1Tracker::new(target, reporter, cfg.metrics.svd))
             } else {
                 losses.insert(LossTracker {
                     reporter,
@@ -613,6 +619,9 @@ pub fn fit_network<M: Network>(
 /// symmetric init pairs them), chain r ≥ 1 from Gaussian rows of its own seed, each on its own
 /// stream of fresh samples (split `Custom(1000·(K+1) + r)`, drawn 4096 rows at a time). The
 /// network keeps chain 0's W. Progress goes to `metrics.jsonl` about 100 times per chain 0.
+/// With `support_samples = n_A > 0` (and `data.sparsity = k`) each chain is the sparse
+/// variant: pilot, n_A samples of support search, then the chain in dimension k, with
+/// λ = κ·k^{1/4} and η = online_lr(c, s, λ, k) (the dense rule in dimension k).
 fn online_stage<M: Network>(
     valid: &ValidConfig,
     target: &Target,
@@ -623,15 +632,22 @@ fn online_stage<M: Network>(
     name: &str,
 ) -> Result<(M, mim_train::online::OnlineSummary), RunError> {
     use mim_train::online::{
-        online_lr, online_sphere, LabelTransform, OnlineSphere, OnlineSummary,
+        online_lr, online_sphere, online_sphere_sparse, LabelTransform, OnlineSphere,
+        OnlineSummary, SupportSearch,
     };
     let cfg = &valid.config;
     let d = cfg.data.d;
-    let lambda = st.smoothing * (d as f64).powf(0.25);
+    // The sparse variant's chain runs in dimension k.
+    let search = (st.support_samples > 0).then(|| SupportSearch {
+        samples: st.support_samples,
+        k: cfg.data.sparsity.expect("validated"),
+    });
+    let dim = search.as_ref().map_or(d, |s| s.k);
+    let lambda = st.smoothing * (dim as f64).powf(0.25);
     let params = OnlineSphere {
         hermite: st.hermite,
         lambda,
-        lr: online_lr(st.lr, st.hermite, lambda, d),
+        lr: online_lr(st.lr, st.hermite, lambda, dim),
         samples: st.steps,
         pilot: st.online_pilot(),
         transform: LabelTransform::parse(&st.transform, &format!("schedule.{index}.transform"))
@@ -653,7 +669,7 @@ fn online_stage<M: Network>(
         };
         let split = Split::Custom(1000 * (index as u32 + 1) + rep as u32);
         let (mut buf, mut at, mut start) = (Dataset::default(), 0usize, 0usize);
-        let chain = online_sphere(&mut w, &a, &theta, &params, |x| {
+        let next = |x: &mut [f64]| {
             if at == buf.n {
                 target.sample_rows_into(split, seed, start, 4096, &mut buf);
                 start += 4096;
@@ -662,12 +678,20 @@ fn online_stage<M: Network>(
             x.copy_from_slice(&buf.x[at * d..(at + 1) * d]);
             at += 1;
             buf.y[at - 1]
+        };
+        let chain = match &search {
+            Some(search) => online_sphere_sparse(&mut w, &a, &theta, &params, search, next),
+            None => online_sphere(&mut w, &a, &theta, &params, next),
+        };
+        let mut record = serde_json::json!({
+            "stage": name, "chain": rep, "hitting_times": &chain.hitting_times,
+            "final_alignment": chain.final_alignment, "samples": chain.samples,
         });
+        if let Some(found) = &chain.support {
+            record["support"] = serde_json::json!(found);
+        }
         reporter
-            .record(&serde_json::json!({
-                "stage": name, "chain": rep, "hitting_times": &chain.hitting_times,
-                "final_alignment": chain.final_alignment, "samples": chain.samples,
-            }))
+            .record(&record)
             .map_err(|e| RunError::Io(format!("writing metrics.jsonl: {e}")))?;
         if rep == 0 {
             w_final = w;
@@ -677,7 +701,12 @@ fn online_stage<M: Network>(
     let mut values = BTreeMap::new();
     values.insert(model.first_layer_path(), w_final);
     let model = set_values(model, &values, cfg.dtype);
-    Ok((model, OnlineSummary::new(chains, params.lr, lambda)))
+    let summary = OnlineSummary::new(chains, params.lr, lambda);
+    let summary = match &search {
+        Some(s) => summary.with_support(s.k, s.samples),
+        None => summary,
+    };
+    Ok((model, summary))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -820,9 +849,13 @@ pub(crate) fn feature_r2<M: Network>(
 }
 
 /// First-layer metrics of a schedule run.
-pub fn first_layer_metrics(fit: &ScheduleFit, target: &Target) -> Result<WMetrics, RunError> {
+pub fn first_layer_metrics(
+    fit: &ScheduleFit,
+    target: &Target,
+    svd: mim_metrics::SvdMethod,
+) -> Result<WMetrics, RunError> {
     let (w, m) = &fit.first_layer;
-    w_metrics(w, *m, target).map_err(|e| {
+    w_metrics(w, *m, target, svd).map_err(|e| {
         RunError::Train(TrainError::Numerical {
             stage: "metrics".into(),
             message: e,

@@ -368,7 +368,7 @@ fn fit_typed<T: Real + Element>(
     };
     let b0: Vec<T> = host(model.b.val());
 
-    let mut tracker = Stage1Tracker::new(target, reporter);
+    let mut tracker = Stage1Tracker::new(target, reporter, cfg.metrics.svd);
     let t1 = tracker.start;
     let trained = stream_stage1::<T>(
         &streams,

@@ -4,8 +4,8 @@
 use crate::progress::Reporter;
 use mim_data::{HierarchicalG, Target};
 use mim_metrics::{
-    alignment, direction_recovery, learned_span, overlaps, principal_cosines,
-    quadratic_oracle_error, AlignmentSummary, DirectionRecovery, PowerIteration, RowMajor,
+    alignment, direction_recovery, overlaps, principal_cosines, quadratic_oracle_error, w_spectra,
+    AlignmentSummary, DirectionRecovery, PowerIteration, RowMajor, SvdMethod,
 };
 use mim_model::to_host;
 use mim_train::{Observer, Stage1State, TrainError};
@@ -119,8 +119,9 @@ pub fn bbp_theory(target: &Target, alpha: f64) -> Option<BbpTheory> {
 }
 
 /// Computes [`WMetrics`] for W (m×d, row-major) against the target's U (r×d); the learned
-/// span is the top-r right singular subspace of row-normalised W.
-pub fn w_metrics(w: &[f64], m: usize, target: &Target) -> Result<WMetrics, String> {
+/// span is the top-r right singular subspace of row-normalised W, found by `svd` (as is the
+/// spectrum of Q).
+pub fn w_metrics(w: &[f64], m: usize, target: &Target, svd: SvdMethod) -> Result<WMetrics, String> {
     let (r, d) = (target.r, target.d);
     let (w, u) = (RowMajor::new(w, m, d), RowMajor::new(&target.u, r, d));
     let AlignmentSummary {
@@ -128,14 +129,15 @@ pub fn w_metrics(w: &[f64], m: usize, target: &Target) -> Result<WMetrics, Strin
         alignment_median,
         frac_aligned_0_9,
     } = alignment(w, u);
+    let spectra = w_spectra(w, r, r + 2, svd)?;
     let SpanMetrics {
         subspace_cos,
         direction_projection,
         directions_recovered,
         weighted_subspace_error,
         oracle_excess_risk,
-    } = span_metrics(target, &learned_span(w, r)?)?;
-    let o = overlaps(w, u)?;
+    } = span_metrics(target, &spectra.span)?;
+    let o = overlaps(w, u, &spectra.values);
     Ok(WMetrics {
         alignment_mean,
         alignment_median,
@@ -178,6 +180,8 @@ pub struct Stage1Tracker<'a> {
     pub target: &'a Target,
     /// Explicit power iterates, if enabled.
     pub power: Option<PowerIteration>,
+    /// How the W metrics find the top singular subspaces (`metrics.svd`).
+    pub svd: SvdMethod,
     /// Where records go.
     pub reporter: &'a mut Reporter,
     /// Start of stage 1.
@@ -187,12 +191,13 @@ pub struct Stage1Tracker<'a> {
 }
 
 impl<'a> Stage1Tracker<'a> {
-    /// A tracker for the target's U reporting to `reporter`, clock started now, no power
-    /// iterates.
-    pub fn new(target: &'a Target, reporter: &'a mut Reporter) -> Self {
+    /// A tracker for the target's U reporting to `reporter`, W metrics by `svd`, clock
+    /// started now, no power iterates.
+    pub fn new(target: &'a Target, reporter: &'a mut Reporter, svd: SvdMethod) -> Self {
         Self {
             target,
             power: None,
+            svd,
             reporter,
             start: Instant::now(),
             last: None,
@@ -223,10 +228,11 @@ impl Observer for Stage1Tracker<'_> {
     fn stage1_step(&mut self, s: &Stage1State<'_>) -> Result<(), TrainError> {
         let m = s.w.dims()[0];
         let w = to_host(s.w.clone());
-        let metrics = w_metrics(&w, m, self.target).map_err(|e| TrainError::Numerical {
-            stage: "stage1".into(),
-            message: format!("metrics at step {}: {e}", s.step),
-        })?;
+        let metrics =
+            w_metrics(&w, m, self.target, self.svd).map_err(|e| TrainError::Numerical {
+                stage: "stage1".into(),
+                message: format!("metrics at step {}: {e}", s.step),
+            })?;
         if let Some((quantity, value)) = first_non_finite(&metrics) {
             return Err(TrainError::Diverged {
                 stage: s.stage.into(),

@@ -16,7 +16,7 @@
 //! [`twin_angles`] measures both: the largest principal angle between span(W₊) and each
 //! eigenspace.
 
-use mim_metrics::{learned_span, principal_cosines, RowMajor};
+use mim_metrics::{learned_span, principal_cosines, RowMajor, SvdMethod};
 use serde::{Deserialize, Serialize};
 
 /// Largest principal angles (degrees) between the a = +1 half of W and two eigenspaces of Σ̂_T.
@@ -62,7 +62,7 @@ pub fn twin_angles(
             .collect()
     };
     let keep = 1.0 - lr * weight_decay;
-    let span = learned_span(RowMajor::new(w_plus, p, d), p)?;
+    let span = learned_span(RowMajor::new(w_plus, p, d), p, SvdMethod::Exact)?;
     let angle = |rows: Vec<f64>| -> Result<f64, String> {
         let cos = principal_cosines(RowMajor::new(&rows, p.min(d), d), &span)?;
         let min = cos.iter().copied().fold(1.0f64, f64::min).clamp(0.0, 1.0);

@@ -13,6 +13,11 @@
 //! S = (s!)^{−1/2} Σ_j C(s, 2j) He_{s−2j}(cu) (λcr)^{2j} μ_{2j}, μ_{2j} = Π_{i<j} (2i+1)/(d−1+2i)
 //! (the Hermite addition formula; no Gaussian approximation of t — that would make smoothing
 //! a no-op). O(m·d) per sample, host `f64`, no tensors.
+//!
+//! The sparse variant (§2.3, [`online_sphere_sparse`]) puts a support search between the pilot
+//! and the chain: G_i = (1/n_A) Σ_t ỹ_t He_s(x_{t,i}) over n_A fresh samples (E G_i =
+//! θ*_i^s·E[ỹ He_s(z)], by Mehler's formula), Ŝ = the k largest |G_i|, and the chain then runs
+//! in span{e_i : i ∈ Ŝ}, i.e. the dense algorithm in dimension k.
 
 use crate::config::positive;
 use serde::{Deserialize, Serialize};
@@ -118,6 +123,42 @@ pub struct OnlineChain {
     pub final_alignment: f64,
     /// Samples consumed.
     pub samples: usize,
+    /// The support search of the sparse variant (None for the dense method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub support: Option<SupportFound>,
+}
+
+/// Stage A of the sparse variant: `samples` (n_A) fresh samples, keep the `k` largest |G_i|.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SupportSearch {
+    /// n_A, counted in [`OnlineSphere::samples`] after the pilot.
+    pub samples: usize,
+    /// k, the size of Ŝ (the sparsity of θ*).
+    pub k: usize,
+}
+
+/// What the support search of one chain found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SupportFound {
+    /// Ŝ = supp θ* exactly.
+    pub recovered: bool,
+    /// |Ŝ ∩ supp θ*| / k.
+    pub overlap: f64,
+}
+
+/// The support searches of a stage's chains.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SupportSummary {
+    /// k.
+    pub k: usize,
+    /// n_A, the samples of stage A per chain.
+    pub samples: usize,
+    /// Chains with Ŝ = supp θ* exactly.
+    pub recovered: usize,
+    /// `recovered` over the number of chains.
+    pub recovered_fraction: f64,
+    /// Mean of |Ŝ ∩ supp θ*| / k over the chains.
+    pub mean_overlap: f64,
 }
 
 /// (u, r) ↦ ψ(u, r) for σ = h_s and smoothing λ in dimension d.
@@ -131,7 +172,7 @@ pub struct Smoothed {
 }
 
 impl Smoothed {
-    /// The closed form for degree `s`, smoothing `lambda`, dimension `d` (d ≥ 2).
+    /// The closed form for degree `s`, smoothing `lambda`, dimension `d` (d = 1: no smoothing).
     pub fn new(s: usize, lambda: f64, d: usize) -> Self {
         let m = (d - 1) as f64;
         let fact: f64 = (1..=s).map(|v| v as f64).product();
@@ -140,7 +181,12 @@ impl Smoothed {
         for j in 0..=s / 2 {
             if j > 0 {
                 let i = (j - 1) as f64;
-                mu *= (2.0 * i + 1.0) / (m + 2.0 * i);
+                // d = 1: w^⊥ = {0}, nothing to smooth over.
+                mu *= if m > 0.0 {
+                    (2.0 * i + 1.0) / (m + 2.0 * i)
+                } else {
+                    0.0
+                };
             }
             coef.push(binomial(s, 2 * j) * mu / fact.sqrt());
         }
@@ -191,6 +237,50 @@ fn binomial(n: usize, k: usize) -> f64 {
     (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
 }
 
+/// The pilot's statistics: T's median and the mean and sd of T(y).
+struct Standardise {
+    transform: LabelTransform,
+    median: f64,
+    mean: f64,
+    sd: f64,
+}
+
+impl Standardise {
+    /// Draws `p.pilot` samples into `x` (scratch of length d) and measures them.
+    fn pilot(p: &OnlineSphere, x: &mut [f64], next: &mut impl FnMut(&mut [f64]) -> f64) -> Self {
+        let pilot: Vec<f64> = (0..p.pilot).map(|_| next(x)).collect();
+        let median = if pilot.is_empty() {
+            0.0
+        } else {
+            let mut s = pilot.clone();
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        };
+        let t: Vec<f64> = pilot
+            .iter()
+            .map(|&y| p.transform.apply(y, median))
+            .collect();
+        let (mean, sd) = if t.len() > 1 {
+            let mean = t.iter().sum::<f64>() / t.len() as f64;
+            let var = t.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (t.len() - 1) as f64;
+            (mean, var.sqrt().max(1e-12))
+        } else {
+            (0.0, 1.0)
+        };
+        Self {
+            transform: p.transform,
+            median,
+            mean,
+            sd,
+        }
+    }
+
+    /// ỹ = (T(y) − mean)/sd.
+    fn apply(&self, y: f64) -> f64 {
+        (self.transform.apply(y, self.median) - self.mean) / self.sd
+    }
+}
+
 /// Runs one chain: `w` (m×d, rows made unit), signs `a` (m), θ* (d), samples from `next`
 /// (fills x (d) and returns y). Returns the hitting times and the final alignment.
 pub fn online_sphere(
@@ -200,31 +290,27 @@ pub fn online_sphere(
     p: &OnlineSphere,
     mut next: impl FnMut(&mut [f64]) -> f64,
 ) -> OnlineChain {
+    let mut x = vec![0.0; theta.len()];
+    let st = Standardise::pilot(p, &mut x, &mut next);
+    chain(w, a, theta, p, &st, p.pilot, &mut x, next)
+}
+
+/// The SGD loop of one chain from `used` samples on, in the dimension of `theta`.
+#[allow(clippy::too_many_arguments)]
+fn chain(
+    w: &mut [f64],
+    a: &[f64],
+    theta: &[f64],
+    p: &OnlineSphere,
+    st: &Standardise,
+    mut used: usize,
+    x: &mut [f64],
+    mut next: impl FnMut(&mut [f64]) -> f64,
+) -> OnlineChain {
     let d = theta.len();
     let m = a.len();
     w.chunks_exact_mut(d)
         .for_each(|row| mim_model::set_norm(row, 1.0));
-    let mut x = vec![0.0; d];
-    // Pilot: median, mean and sd of T(y).
-    let pilot: Vec<f64> = (0..p.pilot).map(|_| next(&mut x)).collect();
-    let median = if pilot.is_empty() {
-        0.0
-    } else {
-        let mut s = pilot.clone();
-        s.sort_by(f64::total_cmp);
-        s[s.len() / 2]
-    };
-    let t: Vec<f64> = pilot
-        .iter()
-        .map(|&y| p.transform.apply(y, median))
-        .collect();
-    let (mean, sd) = if t.len() > 1 {
-        let mean = t.iter().sum::<f64>() / t.len() as f64;
-        let var = t.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (t.len() - 1) as f64;
-        (mean, var.sqrt().max(1e-12))
-    } else {
-        (0.0, 1.0)
-    };
     let smooth = Smoothed::new(p.hermite, p.lambda, d);
     let alignment = |w: &[f64]| -> f64 {
         w.chunks_exact(d)
@@ -232,7 +318,6 @@ pub fn online_sphere(
             .fold(0.0, f64::max)
     };
     let mut hits = vec![None; THRESHOLDS.len()];
-    let mut used = p.pilot;
     let check = |used: usize, al: f64, hits: &mut Vec<Option<usize>>| {
         for (h, &level) in hits.iter_mut().zip(&THRESHOLDS) {
             if h.is_none() && al >= level {
@@ -243,20 +328,20 @@ pub fn online_sphere(
     let mut current = alignment(w);
     check(used, current, &mut hits);
     while used < p.samples && current < p.stop_at {
-        let y = next(&mut x);
+        let y = next(x);
         used += 1;
-        let yt = (p.transform.apply(y, median) - mean) / sd;
+        let yt = st.apply(y);
         let xx: f64 = x.iter().map(|v| v * v).sum();
         // max_j |⟨w_j, θ*⟩| after the step, accumulated in the rescaling pass.
         let mut best = 0.0f64;
         for (row, aj) in w.chunks_exact_mut(d).zip(a) {
-            let u: f64 = row.iter().zip(&x).map(|(a, b)| a * b).sum();
+            let u: f64 = row.iter().zip(x.iter()).map(|(a, b)| a * b).sum();
             let r = (xx - u * u).max(0.0).sqrt();
             let g = p.lr * aj * yt * smooth.psi(u, r);
             // w + g (x − u w), then back to the sphere.
             let keep = 1.0 - g * u;
             let mut norm = 0.0;
-            for (wi, xi) in row.iter_mut().zip(&x) {
+            for (wi, xi) in row.iter_mut().zip(x.iter()) {
                 *wi = keep * *wi + g * xi;
                 norm += *wi * *wi;
             }
@@ -277,7 +362,107 @@ pub fn online_sphere(
         hitting_times: hits,
         final_alignment: current,
         samples: used,
+        support: None,
     }
+}
+
+/// Stage A's scores G_i = (1/n) Σ_t ỹ_t·He_s(x_{t,i}), i < d, over `n` samples from `next`
+/// (fills x (d), returns y), with ỹ = `label(y)`. O(s·d) per sample.
+pub fn support_scores(
+    d: usize,
+    s: usize,
+    n: usize,
+    mut label: impl FnMut(f64) -> f64,
+    mut next: impl FnMut(&mut [f64]) -> f64,
+) -> Vec<f64> {
+    let mut x = vec![0.0; d];
+    let mut g = vec![0.0; d];
+    for _ in 0..n {
+        let yt = label(next(&mut x));
+        for (gi, &xi) in g.iter_mut().zip(&x) {
+            // He_s(x_i) by the three-term recurrence.
+            let (mut prev, mut cur) = (1.0, xi);
+            for j in 1..s {
+                let nx = xi * cur - j as f64 * prev;
+                prev = cur;
+                cur = nx;
+            }
+            *gi += yt * if s == 0 { 1.0 } else { cur };
+        }
+    }
+    let inv = 1.0 / n.max(1) as f64;
+    g.iter_mut().for_each(|v| *v *= inv);
+    g
+}
+
+/// The indices of the `k` largest |g_i|, ascending (ties to the lower index).
+pub fn top_k(g: &[f64], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..g.len()).collect();
+    idx.sort_by(|&i, &j| g[j].abs().total_cmp(&g[i].abs()).then(i.cmp(&j)));
+    idx.truncate(k);
+    idx.sort_unstable();
+    idx
+}
+
+/// The sparse variant (seed 004 §2.3): the pilot (`p.pilot` samples), the support search of
+/// `search` (n_A samples: [`support_scores`] with σ's degree `p.hermite` and the pilot's
+/// ỹ, Ŝ = [`top_k`]), then [`online_sphere`]'s chain inside span{e_i : i ∈ Ŝ} on fresh
+/// samples up to `p.samples` in all (`p.lr` and `p.lambda` are for dimension k). `w` (m×d)
+/// starts the chain restricted to Ŝ and ends as the chain's rows embedded in R^d (zero off
+/// Ŝ); the hitting times count every sample, pilot and stage A included.
+pub fn online_sphere_sparse(
+    w: &mut [f64],
+    a: &[f64],
+    theta: &[f64],
+    p: &OnlineSphere,
+    search: &SupportSearch,
+    mut next: impl FnMut(&mut [f64]) -> f64,
+) -> OnlineChain {
+    let d = theta.len();
+    let k = search.k.clamp(1, d);
+    let mut x = vec![0.0; d];
+    let st = Standardise::pilot(p, &mut x, &mut next);
+    let g = support_scores(d, p.hermite, search.samples, |y| st.apply(y), &mut next);
+    let chosen = top_k(&g, k);
+    let truth: Vec<usize> = (0..d).filter(|&i| theta[i] != 0.0).collect();
+    let hit = chosen
+        .iter()
+        .filter(|i| truth.binary_search(i).is_ok())
+        .count();
+    let found = SupportFound {
+        recovered: chosen == truth,
+        overlap: hit as f64 / k as f64,
+    };
+    let theta_s: Vec<f64> = chosen.iter().map(|&i| theta[i]).collect();
+    let mut w_s: Vec<f64> = w
+        .chunks_exact(d)
+        .flat_map(|row| chosen.iter().map(move |&i| row[i]))
+        .collect();
+    let mut xs = vec![0.0; k];
+    let mut chain = chain(
+        &mut w_s,
+        a,
+        &theta_s,
+        p,
+        &st,
+        p.pilot + search.samples,
+        &mut xs,
+        |xs: &mut [f64]| {
+            let y = next(&mut x);
+            for (o, &i) in xs.iter_mut().zip(&chosen) {
+                *o = x[i];
+            }
+            y
+        },
+    );
+    w.iter_mut().for_each(|v| *v = 0.0);
+    for (row, row_s) in w.chunks_exact_mut(d).zip(w_s.chunks_exact(k)) {
+        for (&i, &v) in chosen.iter().zip(row_s) {
+            row[i] = v;
+        }
+    }
+    chain.support = Some(found);
+    chain
 }
 
 /// What an online stage's chains did, at matched reliability: `samples_to[l]` is the smallest
@@ -295,6 +480,9 @@ pub struct OnlineSummary {
     pub median_to: Vec<Option<f64>>,
     /// Chains censored at each level.
     pub censored: Vec<usize>,
+    /// The support search of the sparse variant (None for the dense method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub support: Option<SupportSummary>,
     /// Every chain.
     pub chains: Vec<OnlineChain>,
 }
@@ -325,8 +513,28 @@ impl OnlineSummary {
                         .count()
                 })
                 .collect(),
+            support: None,
             chains,
         }
+    }
+
+    /// Adds the summary of the chains' support searches (k, n_A per chain).
+    pub fn with_support(mut self, k: usize, samples: usize) -> Self {
+        let found: Vec<&SupportFound> = self
+            .chains
+            .iter()
+            .filter_map(|c| c.support.as_ref())
+            .collect();
+        let n = found.len().max(1) as f64;
+        let recovered = found.iter().filter(|f| f.recovered).count();
+        self.support = Some(SupportSummary {
+            k,
+            samples,
+            recovered,
+            recovered_fraction: recovered as f64 / n,
+            mean_overlap: found.iter().map(|f| f.overlap).sum::<f64>() / n,
+        });
+        self
     }
 }
 
@@ -453,6 +661,7 @@ mod tests {
             hitting_times: vec![h, None],
             final_alignment: 0.0,
             samples: 10,
+            support: None,
         };
         let chains: Vec<_> = (1..=10)
             .map(|v| chain((v <= 8).then_some(v * 100)))
@@ -464,6 +673,137 @@ mod tests {
         assert_eq!(s.samples_to[1], None);
         let chains: Vec<_> = (1..=10).map(|v| chain((v <= 7).then_some(v))).collect();
         assert_eq!(OnlineSummary::new(chains, 1.0, 0.0).samples_to[0], None);
+    }
+
+    /// A k-sparse θ* in R^d (support = the first k coordinates, alternating signs).
+    fn sparse_theta(d: usize, k: usize) -> Vec<f64> {
+        let level = 1.0 / (k as f64).sqrt();
+        (0..d)
+            .map(|i| match i {
+                i if i < k && i % 2 == 0 => level,
+                i if i < k => -level,
+                _ => 0.0,
+            })
+            .collect()
+    }
+
+    /// y = He3(⟨θ*, x⟩)/√6 with x ~ N(0, I_d) from `rng`.
+    fn he3_sample<'a>(theta: &'a [f64], rng: &mut impl Rng) -> impl FnMut(&mut [f64]) -> f64 + 'a {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(rng.random());
+        move |x: &mut [f64]| {
+            x.iter_mut().for_each(|v| *v = rng.sample(StandardNormal));
+            let z: f64 = x.iter().zip(theta).map(|(a, b)| a * b).sum();
+            mim_data::hermite(3, z) / 6f64.sqrt()
+        }
+    }
+
+    /// Stage A on He3 (T = identity, σ = He_3, k = 4, d = 256): G_i → E[y He3(z)]·θ*_i³ =
+    /// √6·θ*_i³ (Mehler), so on the support |G_i| ≈ √6/8 with θ*_i's sign and off it G_i ≈ 0;
+    /// 20000 samples recover the support every time, 30 never do (noise √(6/30) ≫ √6/8).
+    #[test]
+    fn support_scores_have_the_hermite_expectation() {
+        let (d, k) = (256, 4);
+        let theta = sparse_theta(d, k);
+        let truth: Vec<usize> = (0..k).collect();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let expect = 6f64.sqrt() / (k as f64).powf(1.5);
+        // Var(y·He3(x_i)) is 6 off the support and ≈ 49 on it (measured by Monte Carlo).
+        let n = 100_000;
+        let g = support_scores(d, 3, n, |y| y, he3_sample(&theta, &mut rng));
+        for (i, gi) in g.iter().enumerate() {
+            if i < k {
+                let want = expect * theta[i].signum();
+                let se = (49.0 / n as f64).sqrt();
+                assert!(
+                    (gi - want).abs() < 4.0 * se,
+                    "i = {i}: {gi} vs {want} (se {se})"
+                );
+            } else {
+                let se = (6.0 / n as f64).sqrt();
+                assert!(gi.abs() < 5.0 * se, "i = {i}: {gi} (se {se})");
+            }
+        }
+        for _ in 0..3 {
+            let g = support_scores(d, 3, 20_000, |y| y, he3_sample(&theta, &mut rng));
+            assert_eq!(top_k(&g, k), truth);
+        }
+        for _ in 0..5 {
+            let g = support_scores(d, 3, 30, |y| y, he3_sample(&theta, &mut rng));
+            assert_ne!(top_k(&g, k), truth);
+        }
+        // A 1-sparse θ* = e_7: G_7 ≈ √6, found from 500 samples.
+        let mut e7 = vec![0.0; d];
+        e7[7] = 1.0;
+        let g = support_scores(d, 3, 500, |y| y, he3_sample(&e7, &mut rng));
+        assert_eq!(top_k(&g, 1), vec![7]);
+        assert!((g[7] - 6f64.sqrt()).abs() < 0.6, "{}", g[7]);
+    }
+
+    #[test]
+    fn top_k_takes_the_largest_magnitudes() {
+        assert_eq!(top_k(&[0.1, -3.0, 2.0, 0.0, -2.5], 3), vec![1, 2, 4]);
+        assert_eq!(top_k(&[1.0, 1.0, 1.0], 2), vec![0, 1]);
+    }
+
+    /// The sparse chain: stage A then the dense chain in dimension k; every sample counts
+    /// (hitting times ≥ pilot + n_A), W ends zero off Ŝ, and with too few stage-A samples the
+    /// support is missed and the chain cannot align.
+    #[test]
+    fn sparse_chain_counts_stage_a_and_stays_in_the_support() {
+        let (d, k) = (128, 4);
+        let theta = sparse_theta(d, k);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let m = 4;
+        let p = OnlineSphere {
+            hermite: 3,
+            lambda: 0.0,
+            lr: online_lr(1.0, 3, 0.0, k),
+            samples: 60_000,
+            pilot: 50,
+            transform: LabelTransform::Identity,
+            stop_at: 0.9,
+        };
+        let a = [1.0, 1.0, -1.0, -1.0];
+        let search = SupportSearch { samples: 10_000, k };
+        let mut w: Vec<f64> = (0..m * d).map(|_| rng.sample(StandardNormal)).collect();
+        let c = online_sphere_sparse(
+            &mut w,
+            &a,
+            &theta,
+            &p,
+            &search,
+            he3_sample(&theta, &mut rng),
+        );
+        let found = c.support.clone().unwrap();
+        assert!(found.recovered && found.overlap == 1.0, "{c:?}");
+        let h9 = c.hitting_times[1].expect("reaches 0.9");
+        assert!(h9 >= 10_050 && c.samples == h9, "{c:?}");
+        assert!(w
+            .chunks_exact(d)
+            .all(|row| row[k..].iter().all(|v| *v == 0.0)));
+        let best = w
+            .chunks_exact(d)
+            .map(|row| {
+                row.iter()
+                    .zip(&theta)
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+                    .abs()
+            })
+            .fold(0.0, f64::max);
+        assert!((best - c.final_alignment).abs() < 1e-12 && best >= 0.9);
+        let few = SupportSearch { samples: 20, k };
+        let p = OnlineSphere {
+            samples: 5_000,
+            ..p
+        };
+        let c = online_sphere_sparse(&mut w, &a, &theta, &p, &few, he3_sample(&theta, &mut rng));
+        assert!(!c.support.clone().unwrap().recovered, "{c:?}");
+        assert!(c.hitting_times[1].is_none() && c.samples == 5_000, "{c:?}");
+        let s = OnlineSummary::new(vec![c], 1.0, 0.0).with_support(k, 20);
+        let sup = s.support.unwrap();
+        assert_eq!((sup.recovered, sup.samples, sup.k), (0, 20, k));
+        assert!(sup.mean_overlap < 1.0);
     }
 
     #[test]

@@ -111,6 +111,12 @@ pub struct StageConfig {
     /// (0.5 or 0.9 are recorded; default 0.5, weak recovery).
     #[serde(skip_serializing_if = "is_half")]
     pub stop_alignment: f64,
+    /// `online_sphere`, sparse θ* (`data.sparsity = k`): n_A, the samples of the support
+    /// search (seed 004 §2.3 stage A, after the pilot, counted in `steps`): G_i = mean of
+    /// ỹ·He_s(x_i) over n_A samples, Ŝ = the k largest |G_i|, then the chain runs inside
+    /// span{e_i : i ∈ Ŝ} (dimension k). 0 = no support search (the dense method).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub support_samples: usize,
 }
 
 fn is_half(v: &f64) -> bool {
@@ -162,6 +168,7 @@ impl Default for StageConfig {
             pilot: 0,
             replicas: 1,
             stop_alignment: 0.5,
+            support_samples: 0,
         }
     }
 }
@@ -208,6 +215,7 @@ impl StageConfig {
             ("pilot", self.pilot != 0),
             ("replicas", self.replicas != 1),
             ("stop_alignment", self.stop_alignment != 0.5),
+            ("support_samples", self.support_samples != 0),
         ];
         if let Some((key, _)) = online_keys.iter().find(|(_, set)| *set) {
             return Err(format!(
@@ -299,6 +307,17 @@ impl StageConfig {
                 "{} = {}: the pilot must be fewer than the stage's {} samples",
                 f("pilot"),
                 self.pilot,
+                self.steps
+            ));
+        }
+        if self.support_samples > 0
+            && self.online_pilot().saturating_add(self.support_samples) >= self.steps
+        {
+            return Err(format!(
+                "{} = {}: the pilot ({}) and the support search must be fewer than the stage's {} samples",
+                f("support_samples"),
+                self.support_samples,
+                self.online_pilot(),
                 self.steps
             ));
         }
