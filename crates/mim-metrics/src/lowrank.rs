@@ -57,8 +57,9 @@ pub const MAX_ITERATIONS: usize = 10;
 /// Convergence for [`top_singular`]: the top-k Ritz values moved by less than this times σ̃_1
 /// (the vectors are then accurate to about its square root, principal cosines to it).
 pub const RITZ_TOL: f64 = 1e-10;
-/// Convergence for [`top_singular_values`] (values only, reported to 6 digits).
-pub const VALUES_TOL: f64 = 1e-6;
+/// Convergence for [`top_singular_values`] and the values of [`w_spectra`] (values only: the
+/// spectrum of Q is a diagnostic, and values inside the bulk converge slowly).
+pub const VALUES_TOL: f64 = 1e-4;
 /// Seed of the start block Ω (fixed: the metric is a function of A alone).
 const START_SEED: u64 = 0x6d69_6d5f_6b72_796c;
 

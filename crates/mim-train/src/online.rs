@@ -35,11 +35,36 @@ pub enum LabelTransform {
     Clip(f64),
     /// T(y) = He_k(y).
     Hermite(usize),
+    /// T(y) = g(F̂(y)) with F̂ the empirical CDF of the pilot labels and g a bounded function
+    /// on [0, 1] (seed004.md §2.2, the oracle-free default: its coefficient c_{s*} is non-zero
+    /// for a generic g, and no θ* is needed to build it).
+    Cdf(CdfMap),
+}
+
+/// The bounded map g of [`LabelTransform::Cdf`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CdfMap {
+    /// g(u) = cos(π j u).
+    Cos(usize),
+    /// g(u) = sin(π j u).
+    Sin(usize),
+    /// g(u) = 1{u ≤ τ}.
+    Step(f64),
+}
+
+impl CdfMap {
+    fn apply(&self, u: f64) -> f64 {
+        match *self {
+            Self::Cos(j) => (std::f64::consts::PI * j as f64 * u).cos(),
+            Self::Sin(j) => (std::f64::consts::PI * j as f64 * u).sin(),
+            Self::Step(tau) => f64::from(u <= tau),
+        }
+    }
 }
 
 impl LabelTransform {
-    /// Parses `identity`, `sign`, `tanh`, `clip:c`, `hermite:k` (k = 1..8); the error names
-    /// `field`.
+    /// Parses `identity`, `sign`, `tanh`, `clip:c`, `hermite:k` (k = 1..8), `cdf:cos:j`,
+    /// `cdf:sin:j` (j = 1..8) and `cdf:step:τ` (0 < τ < 1); the error names `field`.
     pub fn parse(s: &str, field: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("{field} = {s:?}: {why}");
         let (head, arg) = match s.split_once(':') {
@@ -65,16 +90,33 @@ impl LabelTransform {
                 Some(k) if (1..=8).contains(&k) => Ok(Self::Hermite(k)),
                 _ => Err(bad("expected hermite:<k> with k = 1..8")),
             },
+            "cdf" => {
+                let expected = "expected cdf:cos:<j>, cdf:sin:<j> (j = 1..8) or cdf:step:<τ> (0 < τ < 1)";
+                let (map, value) = arg
+                    .and_then(|a| a.split_once(':'))
+                    .map(|(m, v)| (m.trim(), v.trim()))
+                    .ok_or_else(|| bad(expected))?;
+                let j = value.parse::<usize>().ok().filter(|j| (1..=8).contains(j));
+                let tau = value.parse::<f64>().ok().filter(|t| *t > 0.0 && *t < 1.0);
+                match (map, j, tau) {
+                    ("cos", Some(j), _) => Ok(Self::Cdf(CdfMap::Cos(j))),
+                    ("sin", Some(j), _) => Ok(Self::Cdf(CdfMap::Sin(j))),
+                    ("step", _, Some(t)) => Ok(Self::Cdf(CdfMap::Step(t))),
+                    _ => Err(bad(expected)),
+                }
+            }
             _ => Err(bad(
-                "unknown transform; expected identity, sign, tanh, clip:<c> or hermite:<k>",
+                "unknown transform; expected identity, sign, tanh, clip:<c>, hermite:<k> or cdf:<g>:<arg>",
             )),
         }
     }
 
-    fn apply(&self, y: f64, median: f64) -> f64 {
+    /// T(y), given the sorted pilot labels (for the median and the empirical CDF).
+    fn apply(&self, y: f64, pilot: &[f64]) -> f64 {
         match *self {
             Self::Identity => y,
             Self::Sign => {
+                let median = pilot.get(pilot.len() / 2).copied().unwrap_or(0.0);
                 let v = y - median;
                 if v > 0.0 {
                     1.0
@@ -87,6 +129,16 @@ impl LabelTransform {
             Self::Tanh => y.tanh(),
             Self::Clip(c) => y.clamp(-c, c),
             Self::Hermite(k) => mim_data::hermite(k, y),
+            Self::Cdf(g) => {
+                // F̂(y) = #{pilot ≤ y}/n0 (½ without a pilot).
+                let below = pilot.partition_point(|&v| v <= y);
+                let u = if pilot.is_empty() {
+                    0.5
+                } else {
+                    below as f64 / pilot.len() as f64
+                };
+                g.apply(u)
+            }
         }
     }
 }
@@ -237,10 +289,11 @@ fn binomial(n: usize, k: usize) -> f64 {
     (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
 }
 
-/// The pilot's statistics: T's median and the mean and sd of T(y).
+/// The pilot's statistics: its sorted labels (T's median and empirical CDF) and the mean and
+/// sd of T(y).
 struct Standardise {
     transform: LabelTransform,
-    median: f64,
+    sorted: Vec<f64>,
     mean: f64,
     sd: f64,
 }
@@ -249,16 +302,11 @@ impl Standardise {
     /// Draws `p.pilot` samples into `x` (scratch of length d) and measures them.
     fn pilot(p: &OnlineSphere, x: &mut [f64], next: &mut impl FnMut(&mut [f64]) -> f64) -> Self {
         let pilot: Vec<f64> = (0..p.pilot).map(|_| next(x)).collect();
-        let median = if pilot.is_empty() {
-            0.0
-        } else {
-            let mut s = pilot.clone();
-            s.sort_by(f64::total_cmp);
-            s[s.len() / 2]
-        };
+        let mut sorted = pilot.clone();
+        sorted.sort_by(f64::total_cmp);
         let t: Vec<f64> = pilot
             .iter()
-            .map(|&y| p.transform.apply(y, median))
+            .map(|&y| p.transform.apply(y, &sorted))
             .collect();
         let (mean, sd) = if t.len() > 1 {
             let mean = t.iter().sum::<f64>() / t.len() as f64;
@@ -269,7 +317,7 @@ impl Standardise {
         };
         Self {
             transform: p.transform,
-            median,
+            sorted,
             mean,
             sd,
         }
@@ -277,7 +325,7 @@ impl Standardise {
 
     /// ỹ = (T(y) − mean)/sd.
     fn apply(&self, y: f64) -> f64 {
-        (self.transform.apply(y, self.median) - self.mean) / self.sd
+        (self.transform.apply(y, &self.sorted) - self.mean) / self.sd
     }
 }
 
@@ -807,6 +855,29 @@ mod tests {
     }
 
     #[test]
+    fn cdf_transform_uses_the_pilot_cdf() {
+        // Pilot labels 0..100: F̂(y) = #{≤ y}/100, so cos(π F̂) runs from cos(π/100) to −1.
+        let pilot: Vec<f64> = (0..100).map(f64::from).collect();
+        let t = LabelTransform::Cdf(CdfMap::Cos(1));
+        assert!((t.apply(-1.0, &pilot) - 1.0).abs() < 1e-12);
+        assert!((t.apply(49.5, &pilot) - 0.0).abs() < 1e-12);
+        assert!((t.apply(1e9, &pilot) + 1.0).abs() < 1e-12);
+        let step = LabelTransform::Cdf(CdfMap::Step(0.25));
+        assert_eq!(
+            (step.apply(10.0, &pilot), step.apply(30.0, &pilot)),
+            (1.0, 0.0)
+        );
+        // A monotone relabelling of y leaves a CDF transform unchanged.
+        let warped: Vec<f64> = pilot.iter().map(|v| v.powi(3)).collect();
+        for y in [3.0, 17.5, 80.0] {
+            assert_eq!(t.apply(y, &pilot), t.apply(f64::powi(y, 3), &warped));
+        }
+        // The sign transform still centres at the pilot median.
+        assert_eq!(LabelTransform::Sign.apply(49.0, &pilot), -1.0);
+        assert_eq!(LabelTransform::Sign.apply(51.0, &pilot), 1.0);
+    }
+
+    #[test]
     fn transforms_parse_and_refuse() {
         assert_eq!(
             LabelTransform::parse("clip:2", "t"),
@@ -816,7 +887,25 @@ mod tests {
             LabelTransform::parse("hermite:3", "t"),
             Ok(LabelTransform::Hermite(3))
         );
-        for bad in ["clip:-1", "hermite:9", "softmax", "sign:1"] {
+        assert_eq!(
+            LabelTransform::parse("cdf:cos:2", "t"),
+            Ok(LabelTransform::Cdf(CdfMap::Cos(2)))
+        );
+        assert_eq!(
+            LabelTransform::parse("cdf:step:0.3", "t"),
+            Ok(LabelTransform::Cdf(CdfMap::Step(0.3)))
+        );
+        for bad in [
+            "clip:-1",
+            "hermite:9",
+            "softmax",
+            "sign:1",
+            "cdf",
+            "cdf:cos",
+            "cdf:cos:0",
+            "cdf:step:1.5",
+            "cdf:tan:1",
+        ] {
             let e = LabelTransform::parse(bad, "schedule.0.transform").unwrap_err();
             assert!(e.starts_with("schedule.0.transform"), "{e}");
         }

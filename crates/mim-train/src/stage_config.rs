@@ -96,7 +96,7 @@ pub struct StageConfig {
     #[serde(skip_serializing_if = "is_zero_f64")]
     pub smoothing: f64,
     /// `online_sphere`: the label transformation T (`identity`, `sign`, `tanh`, `clip:<c>`,
-    /// `hermite:<k>`).
+    /// `hermite:<k>`, `cdf:cos:<j>`, `cdf:sin:<j>`, `cdf:step:<τ>`).
     #[serde(skip_serializing_if = "is_identity")]
     pub transform: String,
     /// `online_sphere`: pilot samples for T's median and the standardisation of T(y), counted
