@@ -172,7 +172,27 @@ pub fn w_spectra(
             values: top_singular_values(&a.to_owned(), values_k, method)?,
         });
     }
-    // Two tracks: 0 = the span of W_n, 1 = the values of W.
+    let [span, values] = iterate(
+        a,
+        &scales,
+        [(span_k, RITZ_TOL, true), (values_k, VALUES_TOL, false)],
+    )?;
+    Ok(WSpectra {
+        span: span.vectors,
+        values: values.values,
+    })
+}
+
+/// Randomized subspace iteration for several k at once on one matrix A (rows×cols), sharing
+/// its reads (module doc): track t = (k, tol, scaled) iterates on diag(s)A when `scaled`
+/// (s = `scales`, one per row), on A otherwise, from its own fixed-seed start block of k +
+/// [`OVERSAMPLE`] columns; a track stops when its top-k Ritz values moved by at most tol·σ̃_1,
+/// or at [`MAX_ITERATIONS`].
+fn iterate<const T: usize>(
+    a: faer::MatRef<'_, f64>,
+    scales: &[f64],
+    tracks: [(usize, f64, bool); T],
+) -> Result<[TopSingular; T], String> {
     struct Track {
         k: usize,
         tol: f64,
@@ -181,8 +201,9 @@ pub fn w_spectra(
         previous: Option<Vec<f64>>,
         done: Option<TopSingular>,
     }
+    let (rows, cols) = (a.nrows(), a.ncols());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(START_SEED);
-    let mut track = |k: usize, tol, scaled| {
+    let mut tracks = tracks.map(|(k, tol, scaled)| {
         let omega =
             Mat::<f64>::from_fn(cols, k + OVERSAMPLE, |_, _| StandardNormal.sample(&mut rng));
         Track {
@@ -196,11 +217,7 @@ pub fn w_spectra(
                 vectors: Mat::zeros(cols, 0),
             }),
         }
-    };
-    let mut tracks = [
-        track(span_k, RITZ_TOL, true),
-        track(values_k, VALUES_TOL, false),
-    ];
+    });
     let scale_rows = |z: &mut Mat<f64>| {
         for j in 0..z.ncols() {
             for (i, s) in scales.iter().enumerate() {
@@ -209,7 +226,7 @@ pub fn w_spectra(
         }
     };
     for iterate in 1..=MAX_ITERATIONS {
-        let active: Vec<usize> = (0..2).filter(|&t| tracks[t].done.is_none()).collect();
+        let active: Vec<usize> = (0..T).filter(|&t| tracks[t].done.is_none()).collect();
         if active.is_empty() {
             break;
         }
@@ -221,7 +238,7 @@ pub fn w_spectra(
             stacked.subcols_mut(offset, b).copy_from(&tracks[t].q);
             offset += b;
         }
-        let product = a * &stacked; // rows × width: W [Q_n | Q_w]
+        let product = a * &stacked; // rows × width: A [Q_1 | Q_2 | …]
         let mut back = Mat::<f64>::zeros(rows, width);
         let mut offset = 0;
         for &t in &active {
@@ -229,7 +246,7 @@ pub fn w_spectra(
             let b = tr.q.ncols();
             let mut z = product.subcols(offset, b).to_owned();
             if tr.scaled {
-                scale_rows(&mut z); // W_n Q
+                scale_rows(&mut z); // diag(s) A Q
             }
             let svd = z.thin_svd().map_err(|e| format!("SVD failed: {e:?}"))?;
             let values: Vec<f64> = (0..tr.k).map(|i| svd.S()[i]).collect();
@@ -245,7 +262,7 @@ pub fn w_spectra(
             } else {
                 tr.previous = Some(values);
                 if tr.scaled {
-                    scale_rows(&mut z); // so that Wᵀ(diag(s) z) = W_nᵀ z
+                    scale_rows(&mut z); // so that Aᵀ(diag(s) z) = (diag(s)A)ᵀ z
                 }
                 back.subcols_mut(offset, b).copy_from(&z);
             }
@@ -261,11 +278,7 @@ pub fn w_spectra(
             offset += b;
         }
     }
-    let [span, values] = tracks.map(|t| t.done.expect("every track ends by MAX_ITERATIONS"));
-    Ok(WSpectra {
-        span: span.vectors,
-        values: values.values,
-    })
+    Ok(tracks.map(|t| t.done.expect("every track ends by MAX_ITERATIONS")))
 }
 
 /// Exact route through A Aᵀ (rows×rows): v = Aᵀû/√λ.
@@ -308,30 +321,8 @@ fn gram_cols(a: &Mat<f64>, k: usize) -> Result<TopSingular, String> {
 
 /// Randomized subspace iteration with a Rayleigh–Ritz step per iterate (module doc).
 fn subspace_iteration(a: &Mat<f64>, k: usize, tol: f64) -> Result<TopSingular, String> {
-    let cols = a.ncols();
-    let b = k + OVERSAMPLE;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(START_SEED);
-    let omega = Mat::<f64>::from_fn(cols, b, |_, _| StandardNormal.sample(&mut rng));
-    let mut q = omega.qr().compute_thin_Q();
-    let mut previous: Option<Vec<f64>> = None;
-    for iterate in 1..=MAX_ITERATIONS {
-        let z = a * &q;
-        let svd = z.thin_svd().map_err(|e| format!("SVD failed: {e:?}"))?;
-        let values: Vec<f64> = (0..k).map(|i| svd.S()[i]).collect();
-        let converged = previous.as_ref().is_some_and(|p| {
-            let moved = p.iter().zip(&values).map(|(x, y)| (x - y).abs());
-            moved.fold(0.0, f64::max) <= tol * values[0]
-        });
-        if converged || iterate == MAX_ITERATIONS {
-            return Ok(TopSingular {
-                vectors: &q * svd.V().subcols(0, k),
-                values,
-            });
-        }
-        previous = Some(values);
-        q = (a.transpose() * z).qr().compute_thin_Q();
-    }
-    unreachable!("the loop returns at its last iterate")
+    let [top] = iterate(a.as_ref(), &[], [(k, tol, false)])?;
+    Ok(top)
 }
 
 #[cfg(test)]
