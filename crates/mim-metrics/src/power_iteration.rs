@@ -34,8 +34,7 @@ enum Operator {
 const DENSE_MAX_D: usize = 16_384;
 
 fn unit_rows(v: Tensor<2>) -> Tensor<2> {
-    let n = v.clone().square().sum_dim(1).sqrt().clamp_min(1e-300);
-    v / n
+    mim_model::normalize_rows(v, 1.0)
 }
 
 impl PowerIteration {

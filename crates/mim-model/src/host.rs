@@ -75,6 +75,13 @@ pub fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f64> {
         .expect("float tensor converts to f64")
 }
 
+/// Rows of a matrix tensor rescaled to norm `norm`: w_j ← norm · w_j/‖w_j‖ (a zero row stays
+/// zero). The one row normaliser of the device tensors (stage-1 projection, power iterates).
+pub fn normalize_rows(w: Tensor<2>, norm: f64) -> Tensor<2> {
+    let norms = w.clone().square().sum_dim(1).sqrt().clamp_min(1e-300);
+    (w / norms).mul_scalar(norm)
+}
+
 /// Rescales `row` in place to Euclidean norm `scale` (a zero row stays zero).
 pub fn set_norm(row: &mut [f64], scale: f64) {
     let norm = row

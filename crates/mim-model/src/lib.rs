@@ -19,7 +19,9 @@ pub mod params;
 pub mod two_layer;
 
 pub use activation::{Activation, ActivationError};
-pub use host::{from_host_1d, from_host_2d, set_norm, standard_normals, to_host, Precision};
+pub use host::{
+    from_host_1d, from_host_2d, normalize_rows, set_norm, standard_normals, to_host, Precision,
+};
 pub use mlp::{Dense, Mlp, MlpConfig, MlpInit, Standardize};
 pub use network::{Network, Readout};
 pub use params::{

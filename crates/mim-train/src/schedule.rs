@@ -75,11 +75,7 @@ pub fn predict<M: Network>(model: &M, x: Tensor<2>, head: usize) -> Tensor<1> {
     (plus - minus).squeeze_dim::<1>(1)
 }
 
-/// Rows of W rescaled to norm `norm`: w_j ← norm · w_j/‖w_j‖.
-pub fn normalize_rows(w: Tensor<2>, norm: f64) -> Tensor<2> {
-    let norms = w.clone().square().sum_dim(1).sqrt().clamp_min(1e-300);
-    (w / norms).mul_scalar(norm)
-}
+pub use mim_model::normalize_rows;
 
 fn scalar(t: Tensor<1>) -> f64 {
     to_host(t)[0]
