@@ -1,21 +1,38 @@
 //! The run folder: `config.toml`, `metrics.jsonl`, `summary.json`, `model.bpk`. Whole files are
-//! written atomically (temporary file, fsync, rename), so a crash or kill never leaves a
+//! written atomically (a `tempfile` in the same folder, fsync, persist = rename, then an fsync of
+//! the folder so the rename itself survives a power cut), so a crash or kill never leaves a
 //! half-written result; `metrics.jsonl` is append-only, one flushed line per record.
 
 use serde::Serialize;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `path` atomically: `path.tmp` is written and synced, then renamed.
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder is written and
+/// synced, persisted over `path` (a rename) and the folder synced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = tmp_path(path);
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".mim-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+/// fsync of a folder (makes a rename in it durable); a no-op where folders cannot be opened
+/// as files.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// `dir/name.tmp` for `dir/name`.
@@ -83,6 +100,7 @@ impl JsonlWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_tmp() {
@@ -93,7 +111,15 @@ mod tests {
         write_json_atomic(&p, &serde_json::json!({"a": 2})).unwrap();
         let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&p).unwrap()).unwrap();
         assert_eq!(v["a"], 2);
-        assert!(!tmp_path(&p).exists());
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("summary.json")],
+            "{left:?}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }
