@@ -1,6 +1,6 @@
 //! The run folder: `config.toml`, `metrics.jsonl`, `summary.json`, `model.bpk`. Whole files are
-//! written atomically (a `tempfile` in the same folder, fsync, persist = rename, then an fsync of
-//! the folder so the rename itself survives a power cut), so a crash or kill never leaves a
+//! written atomically (a temporary file in the same folder, fsync, rename, then an fsync of the
+//! folder so the rename itself survives a power cut), so a crash or kill never leaves a
 //! half-written result; `metrics.jsonl` is append-only, one flushed line per record.
 
 use serde::Serialize;
@@ -8,21 +8,22 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder is written and
-/// synced, persisted over `path` (a rename) and the folder synced.
+/// Writes `bytes` to `path` atomically: `path.tmp` is written and synced, renamed over `path`,
+/// and the folder synced. The temporary name is fixed on purpose (not `tempfile`'s random
+/// one): a write killed halfway leaves `path.tmp`, which the next write of the same file
+/// replaces, so a killed-and-resumed run ends with no temporary file in its folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".mim-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
+    let tmp = tmp_path(path);
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => sync_dir(p),
+        _ => sync_dir(Path::new(".")),
+    }
 }
 
 /// fsync of a folder (makes a rename in it durable); a no-op where folders cannot be opened
