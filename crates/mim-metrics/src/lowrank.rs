@@ -60,6 +60,10 @@ pub const RITZ_TOL: f64 = 1e-10;
 /// Convergence for [`top_singular_values`] and the values of [`w_spectra`] (values only: the
 /// spectrum of Q is a diagnostic, and values inside the bulk converge slowly).
 pub const VALUES_TOL: f64 = 1e-4;
+/// Most iterates for values only: the top r values of an aligned W converge in 2–3; the bulk
+/// values after them (q_spectrum's r + 1, r + 2) creep up slowly and are reported as the lower
+/// bounds the iterate has reached (a few per cent low without a gap).
+pub const VALUES_MAX_ITERATIONS: usize = 5;
 /// Seed of the start block Ω (fixed: the metric is a function of A alone).
 const START_SEED: u64 = 0x6d69_6d5f_6b72_796c;
 
@@ -114,7 +118,14 @@ pub fn top_singular_values(a: &Mat<f64>, k: usize, method: SvdMethod) -> Result<
     let small = rows.min(cols) <= GRAM_BLOCKS * (k + OVERSAMPLE);
     if k == 0 || method == SvdMethod::Exact || !small {
         return match method {
-            SvdMethod::Subspace if k > 0 => Ok(subspace_iteration(a, k, VALUES_TOL)?.values),
+            SvdMethod::Subspace if k > 0 => {
+                let [top] = iterate(
+                    a.as_ref(),
+                    &[],
+                    [(k, VALUES_TOL, VALUES_MAX_ITERATIONS, false)],
+                )?;
+                Ok(top.values)
+            }
             _ => Ok(top_singular(a, k, method)?.values),
         };
     }
@@ -175,7 +186,10 @@ pub fn w_spectra(
     let [span, values] = iterate(
         a,
         &scales,
-        [(span_k, RITZ_TOL, true), (values_k, VALUES_TOL, false)],
+        [
+            (span_k, RITZ_TOL, MAX_ITERATIONS, true),
+            (values_k, VALUES_TOL, VALUES_MAX_ITERATIONS, false),
+        ],
     )?;
     Ok(WSpectra {
         span: span.vectors,
@@ -184,18 +198,19 @@ pub fn w_spectra(
 }
 
 /// Randomized subspace iteration for several k at once on one matrix A (rows×cols), sharing
-/// its reads (module doc): track t = (k, tol, scaled) iterates on diag(s)A when `scaled`
+/// its reads (module doc): track t = (k, tol, cap, scaled) iterates on diag(s)A when `scaled`
 /// (s = `scales`, one per row), on A otherwise, from its own fixed-seed start block of k +
 /// [`OVERSAMPLE`] columns; a track stops when its top-k Ritz values moved by at most tol·σ̃_1,
-/// or at [`MAX_ITERATIONS`].
+/// or at its `cap` of iterates.
 fn iterate<const T: usize>(
     a: faer::MatRef<'_, f64>,
     scales: &[f64],
-    tracks: [(usize, f64, bool); T],
+    tracks: [(usize, f64, usize, bool); T],
 ) -> Result<[TopSingular; T], String> {
     struct Track {
         k: usize,
         tol: f64,
+        cap: usize,
         scaled: bool,
         q: Mat<f64>,
         previous: Option<Vec<f64>>,
@@ -203,12 +218,14 @@ fn iterate<const T: usize>(
     }
     let (rows, cols) = (a.nrows(), a.ncols());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(START_SEED);
-    let mut tracks = tracks.map(|(k, tol, scaled)| {
+    let cap_all = tracks.iter().map(|t| t.2).max().unwrap_or(0);
+    let mut tracks = tracks.map(|(k, tol, cap, scaled)| {
         let omega =
             Mat::<f64>::from_fn(cols, k + OVERSAMPLE, |_, _| StandardNormal.sample(&mut rng));
         Track {
             k,
             tol,
+            cap,
             scaled,
             q: omega.qr().compute_thin_Q(),
             previous: None,
@@ -225,7 +242,7 @@ fn iterate<const T: usize>(
             }
         }
     };
-    for iterate in 1..=MAX_ITERATIONS {
+    for iterate in 1..=cap_all {
         let active: Vec<usize> = (0..T).filter(|&t| tracks[t].done.is_none()).collect();
         if active.is_empty() {
             break;
@@ -254,7 +271,7 @@ fn iterate<const T: usize>(
                 let moved = p.iter().zip(&values).map(|(x, y)| (x - y).abs());
                 moved.fold(0.0, f64::max) <= tr.tol * values[0]
             });
-            if converged || iterate == MAX_ITERATIONS {
+            if converged || iterate >= tr.cap {
                 tr.done = Some(TopSingular {
                     vectors: &tr.q * svd.V().subcols(0, tr.k),
                     values,
@@ -278,7 +295,7 @@ fn iterate<const T: usize>(
             offset += b;
         }
     }
-    Ok(tracks.map(|t| t.done.expect("every track ends by MAX_ITERATIONS")))
+    Ok(tracks.map(|t| t.done.expect("every track ends at its cap")))
 }
 
 /// Exact route through A Aᵀ (rows×rows): v = Aᵀû/√λ.
@@ -321,7 +338,7 @@ fn gram_cols(a: &Mat<f64>, k: usize) -> Result<TopSingular, String> {
 
 /// Randomized subspace iteration with a Rayleigh–Ritz step per iterate (module doc).
 fn subspace_iteration(a: &Mat<f64>, k: usize, tol: f64) -> Result<TopSingular, String> {
-    let [top] = iterate(a.as_ref(), &[], [(k, tol, false)])?;
+    let [top] = iterate(a.as_ref(), &[], [(k, tol, MAX_ITERATIONS, false)])?;
     Ok(top)
 }
 
@@ -376,6 +393,11 @@ mod tests {
                 f <= &(e * (1.0 + 1e-12)) && (e - f) / e < 0.03,
                 "{e} vs {f}"
             );
+        }
+        // Values only, capped at 5 iterates: lower bounds within 10 %.
+        let capped = top_singular_values(&a, 4, SvdMethod::Subspace).unwrap();
+        for (e, f) in exact.values.iter().zip(&capped) {
+            assert!(f <= &(e * (1.0 + 1e-12)) && (e - f) / e < 0.1, "{e} vs {f}");
         }
     }
 
