@@ -114,6 +114,53 @@ fn same_seed_same_summary() {
     assert_ne!(a["test_mse"], c["test_mse"]);
 }
 
+/// The excess risk is the raw test MSE minus σ²: test_mse · Var(y_test) − noise², with
+/// Var(y_test) ≈ 1 + σ² for a normalised link (unit-variance signal), in the in-memory
+/// method path and in the schedule path alike.
+#[test]
+fn summary_reports_the_test_excess_risk() {
+    for (name, extra) in [
+        ("excess-a", None),
+        ("excess-b", Some("method=random_features")),
+    ] {
+        let mut sets = vec![
+            "data.alpha1=8",
+            "data.alpha2=8",
+            "data.n_test=8000",
+            "data.noise=0.5",
+        ];
+        sets.extend(extra);
+        let s = train(name, "configs/default.toml", &sets, &[]);
+        let (mse, var, excess) = (
+            num(&s, "test_mse"),
+            num(&s, "test_label_variance"),
+            num(&s, "test_excess_risk"),
+        );
+        assert!((var - 1.25).abs() < 0.1, "{name}: Var(y_test) = {var}");
+        assert!(
+            (excess - (mse * var - 0.25)).abs() < 1e-12,
+            "{name}: {excess}"
+        );
+        assert!(excess > 0.0 && excess < mse * var, "{name}: {excess}");
+    }
+    // The schedule engine's path, on the method's own explicit schedule: the same numbers.
+    let sets = [
+        "data.alpha1=8",
+        "data.alpha2=8",
+        "data.n_test=8000",
+        "data.noise=0.5",
+    ];
+    let (out, method) = run_to_summary("train", "excess-c", "configs/default.toml", &sets, &[]);
+    let explicit = out.join("schedule.toml");
+    let s = train("excess-d", explicit.to_str().unwrap(), &[], &[]);
+    let (v, e) = (num(&s, "test_label_variance"), num(&s, "test_excess_risk"));
+    assert!(
+        (v - num(&method, "test_label_variance")).abs() < 1e-9,
+        "{v}"
+    );
+    assert!((e - (num(&s, "test_mse") * v - 0.25)).abs() < 1e-12, "{e}");
+}
+
 const COMPARED: [&str; 5] = [
     "alignment_mean",
     "alignment_median",

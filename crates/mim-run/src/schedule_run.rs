@@ -20,7 +20,7 @@ use mim_model::{
     from_host_1d, from_host_2d, param_infos, resolve_paths, set_values, to_host, MlpConfig,
     Network, Precision,
 };
-use mim_train::stage2::normalized_mse;
+use mim_train::stage2::{label_variance, normalized_mse};
 use mim_train::{
     gd_stage, label_shift, optimizer_stage, ridge_stage, stage1_labels, Auto, Batches, GdStage,
     Gradient, JointOptimizer, Observer, OptimizerStage, Stage1State, Stage2Config, Stage2Solver,
@@ -67,6 +67,8 @@ pub struct ScheduleFit {
     pub stages: Vec<StageSummary>,
     /// Normalised test MSE.
     pub test_mse: f64,
+    /// Var(y) of the test labels.
+    pub test_label_variance: f64,
     /// Normalised MSE on the last ridge stage's data (on the last stage's data otherwise).
     pub train_mse: f64,
     /// λ of the last ridge stage.
@@ -587,6 +589,7 @@ pub fn fit_network<M: Network>(
     // Labels in the run's precision, as the methods measure them.
     let y_test = to_host(from_host_1d(&test.y, device, p));
     let test_mse = normalized_mse(&f, &y_test);
+    let test_label_variance = label_variance(&y_test);
     if !train_mse.is_finite() {
         // No ridge stage: the error on the last stage's data (D1 for fresh samples).
         let last = cfg.schedule.last().map_or("D1", |s| s.data.as_str());
@@ -608,6 +611,7 @@ pub fn fit_network<M: Network>(
         first_layer: (to_host(model.first_layer()), m1),
         stages,
         test_mse,
+        test_label_variance,
         train_mse,
         ridge_lambda,
         feature_r2,

@@ -302,7 +302,7 @@ pub fn stream_stage2<T: Real>(
     fit_readout_from_sums(&train, &val, cfg)
 }
 
-/// Normalised test error mean (f − y)²/Var(y) over the streamed test set.
+/// Normalised test error mean (f − y)²/Var(y) over the streamed test set, and Var(y).
 pub fn stream_test_mse<T: Real>(
     streams: &Streams<'_>,
     n_test: usize,
@@ -311,7 +311,7 @@ pub fn stream_test_mse<T: Real>(
     a: &[f64],
     c: f64,
     activation: Activation,
-) -> f64 {
+) -> (f64, f64) {
     let d = streams.target.d;
     let (mut sse, mut sy, mut syy) = (0.0, 0.0, 0.0);
     let mut x_buf = Vec::new();
@@ -326,7 +326,8 @@ pub fn stream_test_mse<T: Real>(
         Ok(())
     });
     let n = n_test as f64;
-    (sse / n) / (syy / n - (sy / n).powi(2)).max(1e-300)
+    let var = syy / n - (sy / n).powi(2);
+    ((sse / n) / var.max(1e-300), var)
 }
 
 /// Fits the network on streamed data: stage 1, stage 2 and the test error, chunk by chunk.
@@ -393,7 +394,8 @@ fn fit_typed<T: Real + Element>(
     let (a, c, report) =
         stream_stage2(&streams, valid.n2, &w, &b_t, model.activation, &cfg.stage2)?;
     let stage2_seconds = t2.elapsed().as_secs_f64();
-    let test_mse = stream_test_mse(&streams, cfg.data.n_test, &w, &b_t, &a, c, model.activation);
+    let (test_mse, test_label_variance) =
+        stream_test_mse(&streams, cfg.data.n_test, &w, &b_t, &a, c, model.activation);
 
     let m = b.len();
     let w64: Vec<f64> = w.iter().map(|v| v.to()).collect();
@@ -407,6 +409,7 @@ fn fit_typed<T: Real + Element>(
         ridge_lambda: Some(report.lambda),
         train_mse: report.train_mse,
         test_mse,
+        test_label_variance,
         stage1_seconds,
         stage2_seconds,
     })

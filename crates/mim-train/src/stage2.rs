@@ -424,13 +424,18 @@ pub fn draw_biases(kind: BiasInit, m: usize, seed: u64, current: Vec<f64>) -> Ve
     }
 }
 
+/// Var(y) = mean (y − ȳ)² (the population form, as [`normalized_mse`] divides by).
+pub fn label_variance(y: &[f64]) -> f64 {
+    let n = y.len() as f64;
+    let mean = y.iter().sum::<f64>() / n;
+    y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n
+}
+
 /// Normalised mean squared error mean (f − y)² / Var(y) (Var over the same sample).
 pub fn normalized_mse(f: &[f64], y: &[f64]) -> f64 {
     let n = y.len() as f64;
-    let mean = y.iter().sum::<f64>() / n;
-    let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
     let mse = f.iter().zip(y).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / n;
-    mse / var.max(1e-300)
+    mse / label_variance(y).max(1e-300)
 }
 
 /// The convex readout fit on features Φ (n×m) and labels y (n): λ as `cfg` says (fixed, or
