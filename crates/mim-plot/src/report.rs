@@ -34,7 +34,9 @@
 //!   m = C·x^p to the seed means; with `over = "key"`, at each x the `stat` (min, max, mean)
 //!   of the per-value means of that key is fitted instead (e.g. the best step size per d);
 //! - `flatness = "m"` (+ `x`, `level`, `direction`, `across`, `where`, `bound`): the slope of
-//!   ln α* against ln `across` (e.g. `data.d`), CI from paired bootstrap draws;
+//!   ln α* against ln `across` (e.g. `data.d`), CI from paired bootstrap draws; the `x` grid
+//!   may differ per value of `across` (e.g. the smallest sample count at which a success
+//!   fraction reaches 0.8, per sparsity k, on a grid shifted with k);
 //! - `theory = "column"` (+ `csv`, `x` column (default `alpha`), `at`): the theory value
 //!   interpolated at `at`;
 //!
@@ -1097,6 +1099,47 @@ mod tests {
         let s = ReportSpec::load(&p).unwrap();
         assert!(matches!(s.experiments[0].sweep, Some(SweepRef::Inline(_))));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The sparse experiment's quantity (seed 004, S2): per k, the n_A at which the fraction of
+    /// chains recovering the support reaches 0.8, on an n_A grid that differs per k, and its
+    /// log-log slope in k. Synthetic fractions with the 0.8 crossing at n* = 1500·(k/2)³.
+    #[test]
+    fn flatness_on_per_group_grids_recovers_the_k_exponent() {
+        let mut r = Vec::new();
+        for k in [2u32, 3, 4, 6, 8] {
+            let n_star = 1500.0 * (k as f64 / 2.0).powi(3);
+            for j in -4..=3 {
+                let n_a = (n_star * 2f64.powf(j as f64 / 2.0)).round();
+                for (seed, shift) in [(0, -0.1), (1, 0.0), (2, 0.1), (3, 0.05)] {
+                    // Logistic in ln n_A, steepness 3, equal to 0.8 at n* (before the shift).
+                    let t = 3.0 * ((n_a / n_star).ln() + shift) + 4f64.ln();
+                    let frac = (10.0 / (1.0 + (-t).exp())).round() / 10.0;
+                    r.push(json!({
+                        "params": {"data.sparsity": k, "schedule.0.support_samples": n_a, "seed": seed},
+                        "schedule": [{"online": {"support": {"recovered_fraction": frac}}}],
+                    }));
+                }
+            }
+        }
+        let spec = r#"flatness = "schedule.0.online.support.recovered_fraction"
+            x = "schedule.0.support_samples"
+            level = 0.8
+            across = "data.sparsity""#;
+        let v = evaluate(&op(spec), &r, Path::new("."), 400, 0).unwrap();
+        assert!((v.value - 3.0).abs() < 0.15, "{v:?}");
+        assert!(v.text.contains("(bootstrap)"), "{}", v.text);
+        // A crossing below the smallest n_A of some k is refused, not extrapolated.
+        let low: Vec<Value> = r
+            .iter()
+            .filter(|row| {
+                row["params"]["data.sparsity"] != json!(8)
+                    || row["params"]["schedule.0.support_samples"].as_f64() > Some(1e5)
+            })
+            .cloned()
+            .collect();
+        let e = evaluate(&op(spec), &low, Path::new("."), 100, 0).unwrap_err();
+        assert!(e.contains("not inside the grid"), "{e}");
     }
 
     #[test]
