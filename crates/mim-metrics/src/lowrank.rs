@@ -19,7 +19,7 @@
 //! cent below the true ones and the span is one of the nearly-equivalent top subspaces (test
 //! `subspace_matches_exact`). `metrics.svd = "exact"` keeps the full decomposition.
 
-use faer::Mat;
+use faer::{Mat, MatRef};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
@@ -78,7 +78,11 @@ pub struct TopSingular {
 }
 
 /// The top-k singular triplets of `a` (rows×cols) by `method` (see the module doc).
-pub fn top_singular(a: &Mat<f64>, k: usize, method: SvdMethod) -> Result<TopSingular, String> {
+pub fn top_singular(
+    a: MatRef<'_, f64>,
+    k: usize,
+    method: SvdMethod,
+) -> Result<TopSingular, String> {
     let (rows, cols) = (a.nrows(), a.ncols());
     let k = k.min(rows).min(cols);
     if k == 0 {
@@ -96,49 +100,57 @@ pub fn top_singular(a: &Mat<f64>, k: usize, method: SvdMethod) -> Result<TopSing
                 vectors: svd.V().subcols(0, k).to_owned(),
             })
         }
-        SvdMethod::Subspace => {
-            if rows.min(cols) <= GRAM_BLOCKS * (k + OVERSAMPLE) {
-                if rows < cols {
-                    gram_rows(a, k)
-                } else {
-                    gram_cols(a, k)
-                }
-            } else {
-                subspace_iteration(a, k, RITZ_TOL)
-            }
-        }
+        SvdMethod::Subspace if gram_is_cheaper(rows, cols, k) && rows < cols => gram_rows(a, k),
+        SvdMethod::Subspace if gram_is_cheaper(rows, cols, k) => gram_cols(a, k),
+        SvdMethod::Subspace => subspace_iteration(a, k, RITZ_TOL),
     }
 }
 
-/// The top-k singular values of `a` (descending) by `method`: as [`top_singular`], but the
-/// Gram routes compute eigenvalues only and the iteration stops at [`VALUES_TOL`].
-pub fn top_singular_values(a: &Mat<f64>, k: usize, method: SvdMethod) -> Result<Vec<f64>, String> {
+/// Whether [`SvdMethod::Subspace`] decomposes the short side's Gram matrix for the top k:
+/// min(rows, cols) ≤ [`GRAM_BLOCKS`]·(k + [`OVERSAMPLE`]).
+fn gram_is_cheaper(rows: usize, cols: usize, k: usize) -> bool {
+    rows.min(cols) <= GRAM_BLOCKS * (k + OVERSAMPLE)
+}
+
+/// The top-k singular values of `a` (descending) by `method`: values only — a full SVD's
+/// values for [`SvdMethod::Exact`]; for [`SvdMethod::Subspace`] the eigenvalues of the short
+/// side's Gram matrix where that is cheaper, else the iteration, stopped at [`VALUES_TOL`] or
+/// [`VALUES_MAX_ITERATIONS`].
+pub fn top_singular_values(
+    a: MatRef<'_, f64>,
+    k: usize,
+    method: SvdMethod,
+) -> Result<Vec<f64>, String> {
     let (rows, cols) = (a.nrows(), a.ncols());
     let k = k.min(rows).min(cols);
-    let small = rows.min(cols) <= GRAM_BLOCKS * (k + OVERSAMPLE);
-    if k == 0 || method == SvdMethod::Exact || !small {
-        return match method {
-            SvdMethod::Subspace if k > 0 => {
-                let [top] = iterate(
-                    a.as_ref(),
-                    &[],
-                    [(k, VALUES_TOL, VALUES_MAX_ITERATIONS, false)],
-                )?;
-                Ok(top.values)
-            }
-            _ => Ok(top_singular(a, k, method)?.values),
-        };
+    if k == 0 {
+        return Ok(Vec::new());
     }
-    let gram = if rows < cols {
-        a * a.transpose()
-    } else {
-        a.transpose() * a
-    };
-    let mut eig = gram
-        .self_adjoint_eigenvalues(faer::Side::Lower)
-        .map_err(|e| format!("eigendecomposition failed: {e:?}"))?;
-    eig.reverse();
-    Ok(eig.iter().take(k).map(|l| l.max(0.0).sqrt()).collect())
+    match method {
+        SvdMethod::Exact => {
+            let mut values = a
+                .singular_values()
+                .map_err(|e| format!("SVD failed: {e:?}"))?;
+            values.truncate(k);
+            Ok(values)
+        }
+        SvdMethod::Subspace if gram_is_cheaper(rows, cols, k) => {
+            let gram = if rows < cols {
+                a * a.transpose()
+            } else {
+                a.transpose() * a
+            };
+            let mut eig = gram
+                .self_adjoint_eigenvalues(faer::Side::Lower)
+                .map_err(|e| format!("eigendecomposition failed: {e:?}"))?;
+            eig.reverse();
+            Ok(eig.iter().take(k).map(|l| l.max(0.0).sqrt()).collect())
+        }
+        SvdMethod::Subspace => {
+            let [top] = iterate(a, &[], [(k, VALUES_TOL, VALUES_MAX_ITERATIONS, false)])?;
+            Ok(top.values)
+        }
+    }
 }
 
 /// What the W metrics take from W (m×d): the top-`span_k` right singular vectors of the
@@ -175,12 +187,11 @@ pub fn w_spectra(
         .collect();
     let a = faer::MatRef::from_row_major_slice(w.data, rows, cols);
     let (span_k, values_k) = (span_k.min(rows).min(cols), values_k.min(rows).min(cols));
-    let widest = span_k.max(values_k) + OVERSAMPLE;
-    if method == SvdMethod::Exact || rows.min(cols) <= GRAM_BLOCKS * widest {
+    if method == SvdMethod::Exact || gram_is_cheaper(rows, cols, span_k.max(values_k)) {
         let normalised = Mat::from_fn(rows, cols, |i, j| a[(i, j)] * scales[i]);
         return Ok(WSpectra {
-            span: top_singular(&normalised, span_k, method)?.vectors,
-            values: top_singular_values(&a.to_owned(), values_k, method)?,
+            span: top_singular(normalised.as_ref(), span_k, method)?.vectors,
+            values: top_singular_values(a, values_k, method)?,
         });
     }
     let [span, values] = iterate(
@@ -299,7 +310,7 @@ fn iterate<const T: usize>(
 }
 
 /// Exact route through A Aᵀ (rows×rows): v = Aᵀû/√λ.
-fn gram_rows(a: &Mat<f64>, k: usize) -> Result<TopSingular, String> {
+fn gram_rows(a: MatRef<'_, f64>, k: usize) -> Result<TopSingular, String> {
     let (rows, cols) = (a.nrows(), a.ncols());
     let evd = (a * a.transpose())
         .self_adjoint_eigen(faer::Side::Lower)
@@ -323,7 +334,7 @@ fn gram_rows(a: &Mat<f64>, k: usize) -> Result<TopSingular, String> {
 }
 
 /// Exact route through AᵀA (cols×cols): its top eigenvectors are the v_k.
-fn gram_cols(a: &Mat<f64>, k: usize) -> Result<TopSingular, String> {
+fn gram_cols(a: MatRef<'_, f64>, k: usize) -> Result<TopSingular, String> {
     let cols = a.ncols();
     let evd = (a.transpose() * a)
         .self_adjoint_eigen(faer::Side::Lower)
@@ -337,8 +348,8 @@ fn gram_cols(a: &Mat<f64>, k: usize) -> Result<TopSingular, String> {
 }
 
 /// Randomized subspace iteration with a Rayleigh–Ritz step per iterate (module doc).
-fn subspace_iteration(a: &Mat<f64>, k: usize, tol: f64) -> Result<TopSingular, String> {
-    let [top] = iterate(a.as_ref(), &[], [(k, tol, MAX_ITERATIONS, false)])?;
+fn subspace_iteration(a: MatRef<'_, f64>, k: usize, tol: f64) -> Result<TopSingular, String> {
+    let [top] = iterate(a, &[], [(k, tol, MAX_ITERATIONS, false)])?;
     Ok(top)
 }
 
@@ -371,8 +382,8 @@ mod tests {
     fn subspace_matches_exact() {
         for (rows, cols) in [(400, 300), (300, 400)] {
             let (a, h) = planted(rows, cols, 3, 7);
-            let exact = top_singular(&a, 5, SvdMethod::Exact).unwrap();
-            let fast = subspace_iteration(&a, 5, RITZ_TOL).unwrap();
+            let exact = top_singular(a.as_ref(), 5, SvdMethod::Exact).unwrap();
+            let fast = subspace_iteration(a.as_ref(), 5, RITZ_TOL).unwrap();
             // The 3 planted values to rounding, the 2 from the bulk within 3 %.
             for (i, (e, f)) in exact.values.iter().zip(&fast.values).enumerate() {
                 let tol = if i < 3 { 1e-9 } else { 0.03 };
@@ -386,8 +397,8 @@ mod tests {
             assert!(cosines(&h, &span(&fast))[2] > 0.99);
         }
         let a = gaussian(500, 400, 11);
-        let exact = top_singular(&a, 4, SvdMethod::Exact).unwrap();
-        let fast = subspace_iteration(&a, 4, RITZ_TOL).unwrap();
+        let exact = top_singular(a.as_ref(), 4, SvdMethod::Exact).unwrap();
+        let fast = subspace_iteration(a.as_ref(), 4, RITZ_TOL).unwrap();
         for (e, f) in exact.values.iter().zip(&fast.values) {
             assert!(
                 f <= &(e * (1.0 + 1e-12)) && (e - f) / e < 0.03,
@@ -395,7 +406,7 @@ mod tests {
             );
         }
         // Values only, capped at 5 iterates: lower bounds within 10 %.
-        let capped = top_singular_values(&a, 4, SvdMethod::Subspace).unwrap();
+        let capped = top_singular_values(a.as_ref(), 4, SvdMethod::Subspace).unwrap();
         for (e, f) in exact.values.iter().zip(&capped) {
             assert!(f <= &(e * (1.0 + 1e-12)) && (e - f) / e < 0.1, "{e} vs {f}");
         }
@@ -407,8 +418,10 @@ mod tests {
     fn values_only_agree() {
         for (rows, cols, tol) in [(30, 12, 1e-9), (12, 30, 1e-9), (400, 300, 1e-5)] {
             let (a, _) = planted(rows, cols, 3, 5);
-            let full = top_singular(&a, 3, SvdMethod::Exact).unwrap().values;
-            let values = top_singular_values(&a, 3, SvdMethod::Subspace).unwrap();
+            let full = top_singular(a.as_ref(), 3, SvdMethod::Exact)
+                .unwrap()
+                .values;
+            let values = top_singular_values(a.as_ref(), 3, SvdMethod::Subspace).unwrap();
             for (f, v) in full.iter().zip(&values) {
                 assert!((f - v).abs() < tol * full[0], "{rows}×{cols}: {f} vs {v}");
             }
@@ -429,7 +442,7 @@ mod tests {
             .collect();
         let normalised = Mat::from_fn(500, 400, |i, j| a[(i, j)] / norms[i]);
         let reference = a.thin_svd().unwrap();
-        let span = top_singular(&normalised, 2, SvdMethod::Exact)
+        let span = top_singular(normalised.as_ref(), 2, SvdMethod::Exact)
             .unwrap()
             .vectors;
         for c in cosines(&joint.span, &span)
@@ -453,9 +466,9 @@ mod tests {
             let (a, _) = planted(rows, cols, 2, 3);
             let svd = a.thin_svd().unwrap();
             for t in [
-                gram_rows(&a, 4).unwrap(),
-                gram_cols(&a, 4).unwrap(),
-                top_singular(&a, 4, SvdMethod::Subspace).unwrap(),
+                gram_rows(a.as_ref(), 4).unwrap(),
+                gram_cols(a.as_ref(), 4).unwrap(),
+                top_singular(a.as_ref(), 4, SvdMethod::Subspace).unwrap(),
             ] {
                 for i in 0..4 {
                     assert!((t.values[i] - svd.S()[i]).abs() < 1e-9 * svd.S()[0]);

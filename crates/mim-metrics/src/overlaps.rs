@@ -50,7 +50,8 @@ mod tests {
         let u = [1.0, 0.0, 0.0];
         let w = [2.0, 0.0, 0.0, 0.0, 1.0, 0.0];
         let (w, u) = (RowMajor::new(&w, 2, 3), RowMajor::new(&u, 1, 3));
-        let sv = crate::top_singular_values(&w.to_faer(), 3, crate::SvdMethod::Exact).unwrap();
+        let sv =
+            crate::top_singular_values(w.to_faer().as_ref(), 3, crate::SvdMethod::Exact).unwrap();
         let o = overlaps(w, u, &sv);
         assert!((o.m_gram[0] - 2.0).abs() < 1e-12);
         assert!((o.energy_fraction - 0.8).abs() < 1e-12);
