@@ -23,6 +23,7 @@ pub mod link;
 pub mod moments;
 mod nested;
 pub mod target;
+pub mod vector;
 
 pub use bbp::Bbp;
 pub use dataset::{Dataset, Split, BLOCK_ROWS};
@@ -34,3 +35,4 @@ pub use link::{
 };
 pub use moments::{gauss_legendre, gaussian_expectation, LinkMoments};
 pub use target::Target;
+pub use vector::dot;

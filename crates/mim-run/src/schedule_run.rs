@@ -618,6 +618,36 @@ pub fn fit_network<M: Network>(
     })
 }
 
+/// The stage's label transformation; `auto` becomes ζ_s(y) = E[h_s(z) | y] for σ = h_s
+/// (s = the stage's `hermite`), computed by quadrature over the config's link
+/// ([`mim_spectral::exponents::optimal_transform`]): the oracle transformation, which a
+/// simulator can build because it knows g (the `cdf:*` transforms approximate it without g).
+fn resolve_transform(
+    target: &Target,
+    st: &StageConfig,
+    index: usize,
+) -> Result<mim_train::online::LabelTransform, RunError> {
+    use mim_train::online::{LabelTransform, StepMap};
+    let field = format!("schedule.{index}.transform");
+    let config = |e: String| RunError::Config(ConfigError(e));
+    match LabelTransform::parse(&st.transform, &field).map_err(config)? {
+        LabelTransform::Auto => {
+            let (edges, values, _) = mim_spectral::exponents::optimal_transform(
+                &target.link,
+                target.scale,
+                target.noise,
+                st.hermite,
+            )
+            .map_err(|e| config(format!("{field} = \"auto\": {e}")))?;
+            Ok(LabelTransform::Table(std::sync::Arc::new(StepMap {
+                edges,
+                values,
+            })))
+        }
+        t => Ok(t),
+    }
+}
+
 /// An `online_sphere` stage: `replicas` chains, chain 0 from the network's first layer (its
 /// rows made unit; readout signs +1 on the first half of the rows, −1 on the second, as the
 /// symmetric init pairs them), chain r ≥ 1 from Gaussian rows of its own seed, each on its own
@@ -636,8 +666,7 @@ fn online_stage<M: Network>(
     name: &str,
 ) -> Result<(M, mim_train::online::OnlineSummary), RunError> {
     use mim_train::online::{
-        online_lr, online_sphere, online_sphere_sparse, LabelTransform, OnlineSphere,
-        OnlineSummary, SupportSearch,
+        online_lr, online_sphere, online_sphere_sparse, OnlineSphere, OnlineSummary, SupportSearch,
     };
     let cfg = &valid.config;
     let d = cfg.data.d;
@@ -654,8 +683,7 @@ fn online_stage<M: Network>(
         lr: online_lr(st.lr, st.hermite, lambda, dim),
         samples: st.steps,
         pilot: st.online_pilot(),
-        transform: LabelTransform::parse(&st.transform, &format!("schedule.{index}.transform"))
-            .map_err(|e| RunError::Config(ConfigError(e)))?,
+        transform: resolve_transform(target, st, index)?,
         stop_at: st.stop_alignment,
     };
     let w0 = to_host(model.first_layer());

@@ -245,6 +245,63 @@ pub fn exponents(link: &Link, scale: f64, noise: f64) -> Result<Exponents, Strin
     })
 }
 
+/// The optimal label transformation of degree `k` (seed 004 §1.2): ζ_k(y) = E[h_k(z) | y]
+/// for `y = scale·g(z1) + noise·ξ`, by quadrature over the same z grid as [`exponents`], as
+/// a step function of y: `(edges, values, λ_k²)` with `values[i]` the mean of h_k(z) over
+/// the atoms of the i-th label group (exact levels for ≤ [`MAX_LEVELS`] label values, else
+/// [`BINS`] equal-weight quantile bins) and `edges` the ascending midpoints between
+/// consecutive groups (`values.len() = edges.len() + 1`), and λ_k² cross-fitted as in
+/// [`exponents`]. Errors (one line) for r > 1, constant labels, or a λ_k² that [`exponents`]
+/// would call zero (ζ_k ≡ 0: degree k carries no signal for this link).
+pub fn optimal_transform(
+    link: &Link,
+    scale: f64,
+    noise: f64,
+    k: usize,
+) -> Result<(Vec<f64>, Vec<f64>, f64), String> {
+    link.check_indices(1).map_err(|e| {
+        format!("the optimal transformation needs a single-index link (r = 1): {e}")
+    })?;
+    let (z, y, w) = atoms(link, scale, noise);
+    let (group, groups, _) = grouping(&y, &w, BINS);
+    // Per group: Σ w, Σ w h_k, and the range of y.
+    let mut acc = vec![(0.0f64, 0.0f64, f64::INFINITY, f64::NEG_INFINITY); groups];
+    for (((&zi, &yi), &wi), &g) in z.iter().zip(&y).zip(&w).zip(&group) {
+        let a = &mut acc[g];
+        a.0 += wi;
+        a.1 += wi * h(k, zi);
+        a.2 = a.2.min(yi);
+        a.3 = a.3.max(yi);
+    }
+    let mut used: Vec<_> = acc.into_iter().filter(|a| a.0 > 0.0).collect();
+    used.sort_by(|a, b| a.2.total_cmp(&b.2));
+    if used.len() < 2 {
+        return Err(format!(
+            "data.link = {link}: the labels are constant, so no label transformation can be built"
+        ));
+    }
+    let values: Vec<f64> = used.iter().map(|a| a.1 / a.0).collect();
+    let edges: Vec<f64> = used.windows(2).map(|p| 0.5 * (p[0].3 + p[1].2)).collect();
+    // Whether degree k carries signal: the cross-fitted λ_k² and the rule of [`exponents`]
+    // (the in-sample Σ p m² is biased up by the bins that split tied labels).
+    let hk: Vec<f64> = z.iter().map(|&zi| h(k, zi)).collect();
+    let (lambda2, se) = cross_fitted(&hk, atoms_per_point(&z), &w, &group, groups);
+    if lambda2.is_nan()
+        || !(Coefficient {
+            k,
+            value: lambda2,
+            se,
+        })
+        .nonzero()
+    {
+        return Err(format!(
+            "data.link = {link}: E[h_{k}(z) | y] = 0 (λ_{k}² = {lambda2:.1e}), so `auto` has nothing to \
+             amplify at degree {k}: set the stage's `hermite` to the generative exponent s* (`mim theory`)"
+        ));
+    }
+    Ok((edges, values, lambda2))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +312,51 @@ mod tests {
 
     fn lam(e: &Exponents, k: usize) -> f64 {
         e.generative_coefficients[k - 1].value
+    }
+
+    /// ζ_2 of the He4 link: its λ_2² matches [`exponents`]' cross-fitted value, it is even in z
+    /// through y (the same value for the labels of z and −z), and its correlation with the
+    /// label's own h_2 beats tanh(y)'s (it is the optimal transformation); degree 1 (E[h_1 | y]
+    /// = 0 for an even link) is an error naming the fix, and so are constant labels.
+    #[test]
+    fn optimal_transform_of_he4_is_zeta_2() {
+        let link = Link::parse("h4(z1)").unwrap();
+        let (edges, values, l2) = optimal_transform(&link, 1.0, 0.0, 2).unwrap();
+        assert_eq!(values.len(), edges.len() + 1);
+        assert!(edges.windows(2).all(|p| p[0] <= p[1]));
+        let e = exponents(&link, 1.0, 0.0).unwrap();
+        assert!((l2 - lam(&e, 2)).abs() < 5e-3, "{l2} vs {}", lam(&e, 2));
+        // E[ζ(y) h_2(z)] = λ_2² and E[ζ(y)²] = λ_2² on a midpoint rule in z; tanh(y)'s
+        // normalised correlation with h_2 is smaller.
+        let at = |y: f64| values[edges.partition_point(|&v| v < y).min(values.len() - 1)];
+        let (mut zh, mut zz, mut th, mut tt, mut tm, mut wsum) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        let n = 40_000;
+        for i in 0..n {
+            let z = -8.0 + 16.0 * (i as f64 + 0.5) / n as f64;
+            let w = (-0.5 * z * z).exp();
+            let y = link.eval(&[z]);
+            let (zeta, t) = (at(y), y.tanh());
+            zh += w * zeta * h(2, z);
+            zz += w * zeta * zeta;
+            th += w * t * h(2, z);
+            tt += w * t * t;
+            tm += w * t;
+            wsum += w;
+        }
+        let (zh, zz, th) = (zh / wsum, zz / wsum, th / wsum);
+        let tvar = tt / wsum - (tm / wsum).powi(2);
+        assert!(
+            (zh - l2).abs() < 5e-3 && (zz - l2).abs() < 5e-3,
+            "{zh} {zz} {l2}"
+        );
+        assert!(
+            zh / zz.sqrt() > (th / tvar.sqrt()).abs() + 0.05,
+            "{zh} {zz} vs {th} {tvar}"
+        );
+        let err = optimal_transform(&link, 1.0, 0.0, 1).unwrap_err();
+        assert!(err.contains("hermite") && err.contains("λ_1²"), "{err}");
+        let err = optimal_transform(&Link::parse("0*z1").unwrap(), 1.0, 0.0, 2).unwrap_err();
+        assert!(err.contains("constant"), "{err}");
     }
 
     /// seed004.md §1.4: (k*, s*) and λ_k² for the table's links, to about 1e-2.

@@ -23,7 +23,7 @@ use crate::config::positive;
 use serde::{Deserialize, Serialize};
 
 /// The label transformation T of an online stage.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum LabelTransform {
     /// T(y) = y.
     Identity,
@@ -39,6 +39,32 @@ pub enum LabelTransform {
     /// on [0, 1] (seed004.md §2.2, the oracle-free default: its coefficient c_{s*} is non-zero
     /// for a generic g, and no θ* is needed to build it).
     Cdf(CdfMap),
+    /// `auto`: the optimal transformation ζ_s(y) = E[h_s(z) | y] of σ = h_s, which needs the
+    /// link; the caller resolves it to a [`LabelTransform::Table`] (mim-run does, by
+    /// quadrature over the config's link) before a chain runs.
+    Auto,
+    /// A step function of y (what `auto` resolves to).
+    Table(std::sync::Arc<StepMap>),
+}
+
+/// A step function of y: `values[i]` on the i-th interval cut by the ascending `edges`
+/// (`values.len() = edges.len() + 1`; y on an edge belongs to the interval below it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepMap {
+    /// The interior cut points, ascending.
+    pub edges: Vec<f64>,
+    /// The value on each interval.
+    pub values: Vec<f64>,
+}
+
+impl StepMap {
+    /// The value at `y`.
+    pub fn at(&self, y: f64) -> f64 {
+        self.values[self
+            .edges
+            .partition_point(|&e| e < y)
+            .min(self.values.len() - 1)]
+    }
 }
 
 /// The bounded map g of [`LabelTransform::Cdf`].
@@ -64,7 +90,7 @@ impl CdfMap {
 
 impl LabelTransform {
     /// Parses `identity`, `sign`, `tanh`, `clip:c`, `hermite:k` (k = 1..8), `cdf:cos:j`,
-    /// `cdf:sin:j` (j = 1..8) and `cdf:step:τ` (0 < τ < 1); the error names `field`.
+    /// `cdf:sin:j` (j = 1..8), `cdf:step:τ` (0 < τ < 1) and `auto`; the error names `field`.
     pub fn parse(s: &str, field: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("{field} = {s:?}: {why}");
         let (head, arg) = match s.split_once(':') {
@@ -79,6 +105,7 @@ impl LabelTransform {
             "identity" => none(Self::Identity),
             "sign" => none(Self::Sign),
             "tanh" => none(Self::Tanh),
+            "auto" => none(Self::Auto),
             "clip" => {
                 let c: f64 = arg
                     .and_then(|a| a.parse().ok())
@@ -106,14 +133,14 @@ impl LabelTransform {
                 }
             }
             _ => Err(bad(
-                "unknown transform; expected identity, sign, tanh, clip:<c>, hermite:<k> or cdf:<g>:<arg>",
+                "unknown transform; expected identity, sign, tanh, clip:<c>, hermite:<k>, cdf:<g>:<arg> or auto",
             )),
         }
     }
 
     /// T(y), given the sorted pilot labels (for the median and the empirical CDF).
     fn apply(&self, y: f64, pilot: &[f64]) -> f64 {
-        match *self {
+        match self {
             Self::Identity => y,
             Self::Sign => {
                 let median = pilot.get(pilot.len() / 2).copied().unwrap_or(0.0);
@@ -127,8 +154,8 @@ impl LabelTransform {
                 }
             }
             Self::Tanh => y.tanh(),
-            Self::Clip(c) => y.clamp(-c, c),
-            Self::Hermite(k) => mim_data::hermite(k, y),
+            Self::Clip(c) => y.clamp(-c, *c),
+            Self::Hermite(k) => mim_data::hermite(*k, y),
             Self::Cdf(g) => {
                 // F̂(y) = #{pilot ≤ y}/n0 (½ without a pilot).
                 let below = pilot.partition_point(|&v| v <= y);
@@ -139,6 +166,8 @@ impl LabelTransform {
                 };
                 g.apply(u)
             }
+            Self::Table(map) => map.at(y),
+            Self::Auto => unreachable!("`auto` is resolved to a table before a chain runs"),
         }
     }
 }
@@ -161,6 +190,10 @@ pub struct OnlineSphere {
     /// Stop the chain once max_j |⟨w_j, θ*⟩| reaches this level (> 1: run all samples).
     pub stop_at: f64,
 }
+
+/// Samples between two exact renormalisations of a chain's rows (the steps keep ‖w_j‖ = 1
+/// and ⟨w_j, θ*⟩ in closed form; this bounds their rounding drift).
+const RENORM: usize = 256;
 
 /// Alignment levels whose hitting times are recorded.
 pub const THRESHOLDS: [f64; 2] = [0.5, 0.9];
@@ -316,7 +349,7 @@ impl Standardise {
             (0.0, 1.0)
         };
         Self {
-            transform: p.transform,
+            transform: p.transform.clone(),
             sorted,
             mean,
             sd,
@@ -357,13 +390,16 @@ fn chain(
 ) -> OnlineChain {
     let d = theta.len();
     let m = a.len();
-    w.chunks_exact_mut(d)
-        .for_each(|row| mim_model::set_norm(row, 1.0));
     let smooth = Smoothed::new(p.hermite, p.lambda, d);
-    let alignment = |w: &[f64]| -> f64 {
-        w.chunks_exact(d)
-            .map(|row| row.iter().zip(theta).map(|(a, b)| a * b).sum::<f64>().abs())
-            .fold(0.0, f64::max)
+    // ⟨w_j, θ*⟩ per row, carried through the steps in closed form and recomputed (with the
+    // rows' norms) every RENORM samples, so rounding cannot drift.
+    let mut at = vec![0.0; m];
+    let renorm = |w: &mut [f64], at: &mut [f64]| {
+        for (row, t) in w.chunks_exact_mut(d).zip(at.iter_mut()) {
+            mim_model::set_norm(row, 1.0);
+            *t = mim_data::dot(row, theta);
+        }
+        at.iter().fold(0.0f64, |b, v| b.max(v.abs()))
     };
     let mut hits = vec![None; THRESHOLDS.len()];
     let check = |used: usize, al: f64, hits: &mut Vec<Option<usize>>| {
@@ -373,33 +409,35 @@ fn chain(
             }
         }
     };
-    let mut current = alignment(w);
+    let mut current = renorm(w, &mut at);
     check(used, current, &mut hits);
+    let mut since = 0usize;
     while used < p.samples && current < p.stop_at {
         let y = next(x);
         used += 1;
         let yt = st.apply(y);
-        let xx: f64 = x.iter().map(|v| v * v).sum();
-        // max_j |⟨w_j, θ*⟩| after the step, accumulated in the rescaling pass.
+        let xx = mim_data::dot(x, x);
+        let xt = mim_data::dot(x, theta);
+        // max_j |⟨w_j, θ*⟩| after the step.
         let mut best = 0.0f64;
-        for (row, aj) in w.chunks_exact_mut(d).zip(a) {
-            let u: f64 = row.iter().zip(x.iter()).map(|(a, b)| a * b).sum();
-            let r = (xx - u * u).max(0.0).sqrt();
-            let g = p.lr * aj * yt * smooth.psi(u, r);
-            // w + g (x − u w), then back to the sphere.
+        for ((row, aj), t) in w.chunks_exact_mut(d).zip(a).zip(at.iter_mut()) {
+            let u = mim_data::dot(row, x);
+            let r2 = (xx - u * u).max(0.0);
+            let g = p.lr * aj * yt * smooth.psi(u, r2.sqrt());
+            // w + g (x − u w) has norm² 1 + g² r² (x − u w ⟂ w, ‖w‖ = 1): one pass per row.
             let keep = 1.0 - g * u;
-            let mut norm = 0.0;
+            let inv = 1.0 / (1.0 + g * g * r2).sqrt();
+            let (ka, ga) = (keep * inv, g * inv);
             for (wi, xi) in row.iter_mut().zip(x.iter()) {
-                *wi = keep * *wi + g * xi;
-                norm += *wi * *wi;
+                *wi = ka * *wi + ga * xi;
             }
-            let inv = 1.0 / norm.sqrt().max(f64::MIN_POSITIVE);
-            let mut dot = 0.0;
-            for (v, t) in row.iter_mut().zip(theta) {
-                *v *= inv;
-                dot += *v * t;
-            }
-            best = best.max(dot.abs());
+            *t = ka * *t + ga * xt;
+            best = best.max(t.abs());
+        }
+        since += 1;
+        if since == RENORM {
+            since = 0;
+            best = renorm(w, &mut at);
         }
         if m > 0 {
             current = best;
