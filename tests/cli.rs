@@ -285,6 +285,14 @@ fn bad_configs_exit_2_with_one_line() {
         (vec!["--set", "stage1.bogus=1"], "bogus"),
         (vec!["--set", "dtype=f64", "--backend", "wgpu"], "dtype"),
         (
+            vec!["--set", "one_step.lambda_count=0"],
+            "one_step.lambda_count",
+        ),
+        (
+            vec!["--set", "method=one_step", "--set", "data.n2=0"],
+            "data.n2",
+        ),
+        (
             vec!["--config", "does/not/exist.toml"],
             "does/not/exist.toml",
         ),

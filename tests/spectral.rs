@@ -109,6 +109,46 @@ fn h4h4_identity_at_chance_huber_recovers() {
     }
 }
 
+/// Issue 16: `spectral.T = loss:*` is the network's twin, so by default it uses the matrix
+/// stage 1 and the power-iteration metric iterate, Xᵀdiag(T)X/n1 (`shift = "none"`); the
+/// classical (1/n1) Σ T(y_i)(x_i x_iᵀ − I) stays available as `spectral.shift = "mean"` and is
+/// the default of every other T. The two differ by mean(T)·I: eigenvalues mean(T) apart, and
+/// with `order = abs` the shift can decide the end. On h4(z1)+h4(z2), Huber on mean-centred
+/// labels, α = 4, seed 0, mean(T) ≈ −0.018 and the second vector flips: the unshifted matrix
+/// takes the two most negative eigenvalues (what power iteration amplifies), the shifted one
+/// the most negative and the largest (the case the issue found; the unit test
+/// `spectral_init::tests::twin_takes_the_vector_power_iteration_converges_to` checks the
+/// twin against the power iterates).
+#[test]
+fn loss_twin_is_unshifted_and_the_classical_shift_is_a_choice() {
+    let cfg = "configs/h4h4-huber.toml";
+    let run = |name: &str, extra: &[&str]| {
+        let sets: Vec<String> = ["data.alpha1=4", "spectral.T=loss:huber", "seed=0"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        spectral(name, cfg, &sets)
+    };
+    let twin = run("shift-twin", &[]);
+    let classical = run("shift-mean", &["spectral.shift=mean"]);
+    assert_eq!(
+        (&twin["shift"], &classical["shift"]),
+        (&"none".into(), &"mean".into())
+    );
+    let mean_t = num(&twin, "mean_t");
+    assert!(mean_t.abs() > 1e-3, "mean(T) = {mean_t}");
+    let ev = |s: &Value, i: usize| s["eigenvalues"][i].as_f64().unwrap();
+    assert_eq!(twin["indices"][0], 0);
+    assert_eq!(classical["indices"][0], 0);
+    assert!((ev(&twin, 0) - ev(&classical, 0) - mean_t).abs() < 1e-9);
+    assert_eq!(twin["indices"][1], 1, "{twin}");
+    assert_eq!(classical["indices"][1], 199, "{classical}");
+    // Every other T keeps the classical estimator unless asked.
+    let id = spectral("shift-id", cfg, &["spectral.T=identity".into()]);
+    assert_eq!(id["shift"], "mean");
+}
+
 /// α_c = 1/E_y[(E[z² − 1 | y])²] = 1/2 for real phase retrieval (Mondelli–Montanari).
 #[test]
 fn theory_alpha_c_is_one_half_for_phase_retrieval() {

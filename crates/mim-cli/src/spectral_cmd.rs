@@ -1,6 +1,8 @@
-//! `mim spectral`: the spectral estimator Σ̂_T = (1/n1) Σ T(y_i)(x_i x_iᵀ − I) on the same D1
-//! (same U, same rows) that `mim train` uses for the same config and seed, its eigenvectors,
-//! subspace recovery, and the d → ∞ theory value next to it.
+//! `mim spectral`: the spectral estimator on the same D1 (same U, same rows) that `mim train`
+//! uses for the same config and seed — the eigenvectors of Σ̂_T = (1/n1) Σ T(y_i) x_i x_iᵀ
+//! (`spectral.shift = "none"`, the default for `loss:*`: what stage 1 and the power-iteration
+//! metric iterate) or of (1/n1) Σ T(y_i)(x_i x_iᵀ − I) (`"mean"`, the classical estimator, the
+//! default for every other T) — subspace recovery, and the d → ∞ theory value next to it.
 
 use crate::run_args::{ConfigArgs, FolderArgs};
 use clap::Args;
@@ -265,8 +267,8 @@ fn execute(
     let x: &[f64] = d1.as_ref().map_or(&[], |d1| &d1.x);
     let t = spectral_labels(&rs.preprocessing, x, &y, d, rs.prep);
     let t_solve = Instant::now();
-    let spectrum =
-        spectral_estimate(rows, n1, d, &t, rs.k, rs.order, rs.method).map_err(|e| e.to_string())?;
+    let spectrum = spectral_estimate(rows, d, &t, rs.k, rs.order, rs.shift, rs.method)
+        .map_err(|e| e.to_string())?;
     let solve_seconds = t_solve.elapsed().as_secs_f64();
     drop(d1);
     if !spectrum.converged {
@@ -292,7 +294,7 @@ fn execute(
     let (theory, theory_note, ac): (Option<TheoryPoint>, Option<String>, _) =
         match single_index_theory(loaded, target) {
             Ok(th) => {
-                let p = th.law.overlap(&*th.t, alpha, rs.order);
+                let p = th.law.overlap(&*th.t, alpha, rs.order, rs.shift);
                 let ac = alpha_c(&loaded.valid.link, 1, target.scale, c.data.noise).ok();
                 (Some(p), None, ac)
             }
@@ -315,6 +317,7 @@ fn execute(
         "centered_labels": rs.prep.center.is_some(),
         "remove_linear": rs.prep.remove_linear,
         "order": rs.order.name(),
+        "shift": rs.shift.name(),
         "k": rs.k,
         "method": spectrum.method.name(),
         "eigenvalues": spectrum.eigenvalues,
@@ -382,7 +385,7 @@ fn execute(
         loaded.valid.link
     );
     println!(
-        "spectral          T = {} on {} labels, order = {}, k = {}, {} ({:.2} s)",
+        "spectral          T = {} on {} labels, order = {}, shift = {}, k = {}, {} ({:.2} s)",
         rs.preprocessing.name(),
         if rs.prep.center.is_some() {
             "centred"
@@ -390,6 +393,7 @@ fn execute(
             "raw"
         },
         rs.order.name(),
+        rs.shift.name(),
         rs.k,
         spectrum.method.name(),
         solve_seconds

@@ -215,16 +215,17 @@ pub fn run(args: TheoryArgs) -> ExitCode {
     match single_index_theory(&loaded, &target) {
         Ok(th) => {
             println!(
-                "spectral          T = {} on {} labels, order = {}",
+                "spectral          T = {} on {} labels, order = {}, shift = {}",
                 rs.preprocessing.name(),
                 if rs.prep.center.is_some() {
                     "centred"
                 } else {
                     "raw"
                 },
-                rs.order.name()
+                rs.order.name(),
+                rs.shift.name()
             );
-            match th.law.spectral_threshold(&*th.t, rs.order) {
+            match th.law.spectral_threshold(&*th.t, rs.order, rs.shift) {
                 Some(a) => println!("α_T (this T)      {a:.4}   (overlap² > 0 above it)"),
                 None => println!("α_T (this T)      none below α = 10⁴ (no outlier at this end)"),
             }
@@ -233,7 +234,7 @@ pub fn run(args: TheoryArgs) -> ExitCode {
                 "alpha", "overlap²", "eigenvalue", "bulk edge", "end"
             );
             for &a in &alphas {
-                let p = th.law.overlap(&*th.t, a, rs.order);
+                let p = th.law.overlap(&*th.t, a, rs.order, rs.shift);
                 println!(
                     "{:>10} {:>12.4} {:>+14.4} {:>+12.4} {:>8}",
                     a,

@@ -1,9 +1,11 @@
 //! Mechanism check (paper §4, §6.6): explicit power iterates
 //!   v_j(t) = (1 − η1β1) v_j(t−1) + η1 a_j Σ̂_T v_j(t−1),   v_j(0) = w_j(0),
-//!   Σ̂_T = (1/n1) Σ_i T(y_i) x_i x_iᵀ,  T = −ℓ'(0, ·),
+//!   Σ̂_T = (1/n1) Σ_i T(y_i) x_i x_iᵀ,  T = −ℓ'(0, ·)   (no identity shift mean(T)·I),
 //! run on the device and compared with the stage-1 rows by the mean cosine
 //! (1/m) Σ_j cos(w_j(t), v_j(t)). Rows are rescaled to unit norm after each iterate (the cosine
-//! does not depend on the scale; the map is linear).
+//! does not depend on the scale; the map is linear). With β1 = 1/η1 the rows converge to the
+//! eigenvector of largest |λ| of this unshifted Σ̂_T, the one `mim spectral` takes for
+//! `spectral.T = "loss"` with its defaults `order = "abs"`, `shift = "none"`.
 //!
 //! Two exact routes to V Σ̂_T, picked by cost ([`PowerIteration::dense_pays`]):
 //! - dense: Σ̂_T = Xᵀ diag(T) X / n1 (d×d) formed once (2·n1·d² flops), then V Σ̂_T costs

@@ -64,36 +64,39 @@ pub struct Csv {
 }
 
 impl Csv {
-    /// Parses simple comma-separated text (no quoted commas), the first line being the header;
-    /// lines starting with `#` are comments.
-    pub fn parse(text: &str) -> Csv {
-        let mut lines = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'));
-        let header = lines
-            .next()
-            .map(|h| {
-                h.split(',')
-                    .map(|c| c.trim().trim_matches('"').to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let rows = lines
-            .map(|l| {
-                l.split(',')
-                    .map(|c| c.trim().trim_matches('"').to_string())
-                    .collect()
-            })
-            .collect();
-        Csv { header, rows }
+    /// Parses CSV text with the `csv` crate: RFC 4180 quoting (a quoted cell may hold commas,
+    /// doubled quotes and line breaks), the first record being the header. Cells are trimmed,
+    /// rows may differ in length, lines starting with `#` are comments and blank lines are
+    /// skipped. Errors are one line with the record's position.
+    pub fn parse(text: &str) -> Result<Csv, String> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .comment(Some(b'#'))
+            .from_reader(text.as_bytes());
+        let mut records = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| e.to_string())?;
+            // A line of blanks reads as one empty cell.
+            if record.len() == 1 && record[0].is_empty() {
+                continue;
+            }
+            records.push(record.iter().map(str::to_string).collect::<Vec<_>>());
+        }
+        let mut records = records.into_iter();
+        let header = records.next().unwrap_or_default();
+        Ok(Csv {
+            header,
+            rows: records.collect(),
+        })
     }
 
-    /// Reads a CSV file.
+    /// Reads a CSV file (see [`Csv::parse`]).
     pub fn read(path: &Path) -> Result<Csv, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        Ok(Csv::parse(&text))
+        Csv::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// The numeric (x, y) pairs of two columns (rows where either is not a number are skipped).
@@ -159,7 +162,9 @@ mod tests {
 
     #[test]
     fn csv_columns_and_interpolation() {
-        let csv = Csv::parse("alpha,overlap_sq_theory,lambda\n1,0.23,3\n2,0.64,4\n# c\n4,0.8,x\n");
+        let csv =
+            Csv::parse("alpha,overlap_sq_theory,lambda\n1,0.23,3\n\n2,0.64,4\n# c\n  \n4,0.8,x\n")
+                .unwrap();
         assert_eq!(csv.xy("alpha", "overlap_sq_theory").unwrap().len(), 3);
         assert_eq!(csv.xy("alpha", "lambda").unwrap().len(), 2);
         let v = csv
@@ -168,5 +173,15 @@ mod tests {
             .unwrap();
         assert!((v - 0.435).abs() < 1e-12);
         assert!(csv.xy("alpha", "zz").unwrap_err().contains("`zz`"));
+    }
+
+    /// RFC 4180 quoting (what `mim results export --csv` writes): a quoted field keeps its
+    /// commas, and a doubled quote inside it is one quote.
+    #[test]
+    fn csv_quoted_fields() {
+        let csv = Csv::parse("name,\"a,b\"\n\"x, \"\"y\"\"\",2\n").unwrap();
+        assert_eq!(csv.header, vec!["name", "a,b"]);
+        assert_eq!(csv.rows, vec![vec!["x, \"y\"".to_string(), "2".into()]]);
+        assert_eq!(csv.xy("a,b", "a,b").unwrap(), vec![(2.0, 2.0)]);
     }
 }

@@ -60,22 +60,15 @@ pub fn series_color(i: usize) -> RGBColor {
     hex(C[i % C.len()])
 }
 
-/// Viridis colour map at t ∈ [0, 1].
+/// Viridis colour map at t ∈ [0, 1]: plotters' [`ViridisRGB`], with t clamped to [0, 1] and
+/// a non-finite t (e.g. 0/0 on a flat range) mapped to the low end.
 pub fn viridis(t: f64) -> RGBColor {
-    const V: [u32; 9] = [
-        0x440154, 0x472c7a, 0x3b518b, 0x2c718e, 0x21908d, 0x27ad81, 0x5cc863, 0xaadc32, 0xfde725,
-    ];
     let t = if t.is_finite() {
         t.clamp(0.0, 1.0)
     } else {
         0.0
     };
-    let pos = t * (V.len() - 1) as f64;
-    let i = (pos.floor() as usize).min(V.len() - 2);
-    let f = pos - i as f64;
-    let (a, b) = (hex(V[i]), hex(V[i + 1]));
-    let lerp = |a: u8, b: u8| (a as f64 + f * (b as f64 - a as f64)).round() as u8;
-    RGBColor(lerp(a.0, b.0), lerp(a.1, b.1), lerp(a.2, b.2))
+    ViridisRGB.get_color(t)
 }
 
 /// `?` for plotters results: the error as a string.

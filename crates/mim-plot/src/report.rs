@@ -49,7 +49,8 @@ use crate::rows::{filter_rows, filter_text, group_rows, row_metric, short_key};
 use crate::stats::{
     ci_text, flatness, fmt_num, mean_se, power_law_fit, threshold_bootstrap, Crossing, Direction,
 };
-use serde::Deserialize;
+use base64::prelude::{Engine as _, BASE64_STANDARD};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -739,37 +740,6 @@ pub struct ExperimentOut {
     pub seconds: f64,
 }
 
-/// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// Base64 (standard alphabet, padded).
-pub fn base64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if c.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
-}
-
 /// Everything above the experiments on the page.
 #[derive(Clone, Debug, Default)]
 pub struct PageMeta {
@@ -785,159 +755,161 @@ pub struct PageMeta {
     pub facts: Vec<String>,
 }
 
-const CSS: &str = r#"
-body{font-family:system-ui,-apple-system,"DejaVu Sans",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
-h1{font-size:1.7em;margin-bottom:.2em}h2{margin-top:2.2em;border-bottom:2px solid #ddd;padding-bottom:.2em}
-code,pre{font-family:"DejaVu Sans Mono",monospace;font-size:.86em}
-pre{background:#f5f5f5;padding:.6em .8em;border-radius:4px;white-space:pre-wrap;word-break:break-all}
-table{border-collapse:collapse;margin:.8em 0;width:100%}th,td{border:1px solid #ccc;padding:.35em .55em;text-align:left;vertical-align:top;font-size:.93em}
-th{background:#f0f0f0}.pass{color:#176917;font-weight:600}.fail{color:#b01515;font-weight:600}
-.badge{display:inline-block;padding:.12em .6em;border-radius:1em;font-size:.8em;font-weight:700;vertical-align:middle;margin-left:.5em;color:#fff}
-.reproduced{background:#2a8a2a}.not-reproduced{background:#c0392b}.not-run{background:#888}
-figure{margin:1.2em 0;border:1px solid #e3e3e3;border-radius:6px;padding:.6em}figure img{max-width:100%;height:auto;display:block;margin:auto}
-figcaption{font-size:.9em;color:#444}.claim{font-style:italic;background:#fafaf2;border-left:4px solid #c9b94a;padding:.4em .8em}
-.facts{font-size:.88em;color:#555}.err{color:#b01515}
-"#;
+/// The page template (minijinja; see the file for its whitespace rules).
+const TEMPLATE: &str = include_str!("../templates/report.html");
 
-/// Writes the self-contained HTML page (figures inlined as base64 SVG images).
-pub fn write_html(meta: &PageMeta, exps: &[ExperimentOut], path: &Path) -> Result<(), String> {
-    let mut h = String::new();
-    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
-    h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
-    h.push_str(&format!(
-        "<title>{}</title>\n<style>{CSS}</style></head><body>\n",
-        esc(&meta.title)
-    ));
-    h.push_str(&format!("<h1>{}</h1>\n", esc(&meta.title)));
-    if let Some(i) = &meta.intro {
-        h.push_str(&format!("<p>{}</p>\n", esc(i)));
+/// The page as the template sees it: numbers already formatted, figures base64-encoded.
+#[derive(Serialize)]
+struct PageView<'a> {
+    title: &'a str,
+    intro: Option<&'a str>,
+    command: &'a str,
+    seconds: String,
+    facts: &'a [String],
+    n_ok: usize,
+    experiments: Vec<ExperimentView<'a>>,
+}
+
+#[derive(Serialize)]
+struct ExperimentView<'a> {
+    id: &'a str,
+    title: &'a str,
+    claim: &'a str,
+    notes: Option<&'a str>,
+    /// The reason, for a verdict of "not run".
+    not_run: Option<&'a str>,
+    data_commands: &'a [String],
+    facts: &'a [String],
+    figures: Vec<FigureView<'a>>,
+    checks: Vec<CheckView<'a>>,
+    verdict: &'static str,
+    verdict_class: String,
+    seconds: String,
+}
+
+#[derive(Serialize)]
+struct FigureView<'a> {
+    title: &'a str,
+    /// The SVG, base64 (standard alphabet, padded): only `A–Z a–z 0–9 + / =`, so the
+    /// template may mark it safe.
+    svg_base64: Option<String>,
+    error: Option<&'a str>,
+    command: &'a str,
+    notes: &'a [String],
+}
+
+#[derive(Serialize)]
+struct CheckView<'a> {
+    text: &'a str,
+    left: SideView<'a>,
+    op: &'a str,
+    right: SideView<'a>,
+    result: &'static str,
+}
+
+/// One operand of a check: its value and description, or why it was not computed.
+#[derive(Serialize)]
+struct SideView<'a> {
+    value: Option<String>,
+    text: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+impl<'a> SideView<'a> {
+    fn new(r: &'a Result<Evaluated, String>) -> Self {
+        match r {
+            Ok(v) => SideView {
+                value: Some(fmt_num(v.value)),
+                text: Some(&v.text),
+                error: None,
+            },
+            Err(m) => SideView {
+                value: None,
+                text: None,
+                error: Some(m),
+            },
+        }
     }
-    let n_ok = exps
-        .iter()
-        .filter(|e| e.verdict == Verdict::Reproduced)
-        .count();
-    h.push_str(&format!(
-        "<p><b>{n_ok} of {} experiments reproduced.</b> Total time {:.0} s. Regenerate with:</p><pre>{}</pre>\n",
-        exps.len(),
-        meta.seconds,
-        esc(&meta.command)
-    ));
-    if !meta.facts.is_empty() {
-        h.push_str("<p class=\"facts\">");
-        h.push_str(
-            &meta
-                .facts
+}
+
+impl<'a> PageView<'a> {
+    fn new(meta: &'a PageMeta, exps: &'a [ExperimentOut]) -> Self {
+        let experiments = exps
+            .iter()
+            .map(|e| ExperimentView {
+                id: &e.id,
+                title: &e.title,
+                claim: &e.claim,
+                notes: e.notes.as_deref(),
+                not_run: match &e.verdict {
+                    Verdict::NotRun(reason) => Some(reason),
+                    _ => None,
+                },
+                data_commands: &e.data_commands,
+                facts: &e.facts,
+                figures: e
+                    .figures
+                    .iter()
+                    .map(|f| FigureView {
+                        title: &f.title,
+                        svg_base64: f.svg.as_ref().map(|svg| BASE64_STANDARD.encode(svg)),
+                        error: f.error.as_deref(),
+                        command: &f.command,
+                        notes: &f.notes,
+                    })
+                    .collect(),
+                checks: e
+                    .checks
+                    .iter()
+                    .map(|c| CheckView {
+                        text: &c.text,
+                        left: SideView::new(&c.left),
+                        op: &c.op,
+                        right: SideView::new(&c.right),
+                        result: if c.pass { "pass" } else { "fail" },
+                    })
+                    .collect(),
+                verdict: e.verdict.label(),
+                verdict_class: e.verdict.label().replace(' ', "-"),
+                seconds: format!("{:.0}", e.seconds),
+            })
+            .collect();
+        PageView {
+            title: &meta.title,
+            intro: meta.intro.as_deref(),
+            command: &meta.command,
+            seconds: format!("{:.0}", meta.seconds),
+            facts: &meta.facts,
+            n_ok: exps
                 .iter()
-                .map(|f| esc(f))
-                .collect::<Vec<_>>()
-                .join("<br>"),
-        );
-        h.push_str("</p>\n");
+                .filter(|e| e.verdict == Verdict::Reproduced)
+                .count(),
+            experiments,
+        }
     }
-    h.push_str("<table id=\"summary\"><tr><th>experiment</th><th>claim</th><th>verdict</th><th>time</th></tr>\n");
-    for e in exps {
-        let cls = e.verdict.label().replace(' ', "-");
-        h.push_str(&format!(
-            "<tr><td><a href=\"#{id}\">{id}</a> {}</td><td>{}</td><td><span class=\"badge {cls}\">{}</span></td><td>{:.0} s</td></tr>\n",
-            esc(&e.title),
-            esc(&e.claim),
-            e.verdict.label(),
-            e.seconds,
-            id = esc(&e.id)
-        ));
-    }
-    h.push_str("</table>\n");
-    for e in exps {
-        let cls = e.verdict.label().replace(' ', "-");
-        h.push_str(&format!(
-            "<section class=\"experiment\" id=\"{id}\" data-verdict=\"{v}\">\n<h2>{id}: {} <span class=\"badge {cls}\">{v}</span></h2>\n",
-            esc(&e.title),
-            id = esc(&e.id),
-            v = e.verdict.label()
-        ));
-        h.push_str(&format!(
-            "<p class=\"claim\">Claim: {}</p>\n",
-            esc(&e.claim)
-        ));
-        if let Some(n) = &e.notes {
-            h.push_str(&format!("<p>{}</p>\n", esc(n)));
-        }
-        if let Verdict::NotRun(reason) = &e.verdict {
-            h.push_str(&format!("<p class=\"err\">Not run: {}</p>\n", esc(reason)));
-        }
-        if !e.data_commands.is_empty() {
-            h.push_str("<p>Data:</p><pre>");
-            h.push_str(
-                &e.data_commands
-                    .iter()
-                    .map(|c| esc(c))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            );
-            h.push_str("</pre>\n");
-        }
-        if !e.facts.is_empty() {
-            h.push_str(&format!(
-                "<p class=\"facts\">{}</p>\n",
-                e.facts
-                    .iter()
-                    .map(|f| esc(f))
-                    .collect::<Vec<_>>()
-                    .join("<br>")
-            ));
-        }
-        for f in &e.figures {
-            h.push_str("<figure>\n");
-            match (&f.svg, &f.error) {
-                (Some(svg), _) => h.push_str(&format!(
-                    "<img class=\"fig\" alt=\"{}\" src=\"data:image/svg+xml;base64,{}\">\n",
-                    esc(&f.title),
-                    base64(svg.as_bytes())
-                )),
-                (None, Some(err)) => h.push_str(&format!(
-                    "<p class=\"err\">Figure not drawn: {}</p>\n",
-                    esc(err)
-                )),
-                _ => {}
-            }
-            h.push_str(&format!("<figcaption><b>{}</b>", esc(&f.title)));
-            for n in &f.notes {
-                h.push_str(&format!("<br>{}", esc(n)));
-            }
-            h.push_str(&format!(
-                "<pre>{}</pre></figcaption>\n</figure>\n",
-                esc(&f.command)
-            ));
-        }
-        if !e.checks.is_empty() {
-            h.push_str("<table class=\"checks\"><tr><th>criterion</th><th>left</th><th>op</th><th>right</th><th>result</th></tr>\n");
-            for c in &e.checks {
-                let side = |r: &Result<Evaluated, String>| match r {
-                    Ok(v) => format!(
-                        "<b>{}</b><br><span class=\"facts\">{}</span>",
-                        esc(&fmt_num(v.value)),
-                        esc(&v.text)
-                    ),
-                    Err(m) => format!("<span class=\"err\">not computed: {}</span>", esc(m)),
-                };
-                h.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>\n",
-                    esc(&c.text),
-                    side(&c.left),
-                    esc(&c.op),
-                    side(&c.right),
-                    if c.pass { "pass" } else { "fail" },
-                    if c.pass { "pass" } else { "fail" }
-                ));
-            }
-            h.push_str("</table>\n");
-        }
-        h.push_str(&format!(
-            "<p>Verdict: <span class=\"badge {cls}\">{}</span></p>\n</section>\n",
-            e.verdict.label()
-        ));
-    }
-    h.push_str("</body></html>\n");
+}
+
+/// Renders the self-contained HTML page (figures inlined as base64 SVG images) from the
+/// template `templates/report.html`. All text from the report file and the runs (titles,
+/// claims, notes, commands, facts, errors) is HTML-escaped.
+pub fn render_html(meta: &PageMeta, exps: &[ExperimentOut]) -> Result<String, String> {
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(true);
+    let fail = |e: minijinja::Error| format!("report template: {e:#}");
+    env.add_template("report.html", TEMPLATE).map_err(fail)?;
+    env.get_template("report.html")
+        .and_then(|t| t.render(PageView::new(meta, exps)))
+        .map_err(fail)
+}
+
+/// Writes the page of [`render_html`] to `path` (parent folders are created; the file is
+/// replaced atomically).
+pub fn write_html(meta: &PageMeta, exps: &[ExperimentOut], path: &Path) -> Result<(), String> {
+    let h = render_html(meta, exps)?;
     if let Some(p) = path.parent() {
         if !p.as_os_str().is_empty() {
             std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -1142,11 +1114,103 @@ mod tests {
         assert!(e.contains("not inside the grid"), "{e}");
     }
 
+    /// A page with every part filled in, user text carrying markup.
+    fn sample_page() -> (PageMeta, Vec<ExperimentOut>) {
+        let meta = PageMeta {
+            title: "A <script>alert(1)</script> & \"report\"".into(),
+            intro: Some("intro <b>bold</b>".into()),
+            command: "mim report r.toml --out runs/x".into(),
+            seconds: 12.4,
+            facts: vec!["mim 0.1".into(), "db <a.db>".into()],
+        };
+        let check = |pass| CheckResult {
+            text: "left > right & more".into(),
+            pass,
+            left: Ok(Evaluated {
+                value: 0.5,
+                text: "mean <0.5>".into(),
+            }),
+            op: ">".into(),
+            right: Err("no rows at d = 9".into()),
+        };
+        let exps = vec![
+            ExperimentOut {
+                id: "E1".into(),
+                title: "first <i>one</i>".into(),
+                claim: "claim \"quoted\" <script>x</script>".into(),
+                notes: Some("notes & caveats".into()),
+                data_commands: vec!["mim sweep run a.toml".into(), "mim sweep run b.toml".into()],
+                facts: vec!["4 points: 0 run now".into(), "1 failed".into()],
+                figures: vec![
+                    FigureOut {
+                        title: "fig \"one\"".into(),
+                        svg: Some("<svg xmlns=\"http://www.w3.org/2000/svg\"/>".into()),
+                        error: None,
+                        command: "mim plot --db x.db".into(),
+                        notes: vec!["α* = 3".into(), "n < 5".into()],
+                        png: None,
+                    },
+                    FigureOut {
+                        title: "fig two".into(),
+                        svg: None,
+                        error: Some("no <data>".into()),
+                        command: "mim plot --db y.db".into(),
+                        notes: vec![],
+                        png: None,
+                    },
+                ],
+                checks: vec![check(true), check(false)],
+                verdict: Verdict::NotReproduced,
+                seconds: 3.6,
+            },
+            ExperimentOut {
+                id: "E2".into(),
+                title: "second".into(),
+                claim: "c".into(),
+                notes: None,
+                data_commands: vec![],
+                facts: vec![],
+                figures: vec![],
+                checks: vec![],
+                verdict: Verdict::NotRun("needs <gpu>".into()),
+                seconds: 0.0,
+            },
+        ];
+        (meta, exps)
+    }
+
+    /// User text (titles, claims, notes, facts, errors) is HTML-escaped, and the page keeps its
+    /// parts: summary rows, sections with verdicts, inlined figures, check tables.
     #[test]
-    fn base64_known() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    fn html_escapes_user_text_and_keeps_the_structure() {
+        let (meta, exps) = sample_page();
+        let h = render_html(&meta, &exps).unwrap();
+        assert!(!h.contains("<script>") && !h.contains("<b>bold") && !h.contains("<i>one"));
+        assert!(h.contains("<title>A &lt;script&gt;alert(1)&lt;&#x2f;script&gt; &amp; &quot;report&quot;</title>"), "{h}");
+        assert!(h.contains("<h1>A &lt;script&gt;alert(1)"));
+        assert!(h.contains("<p class=\"claim\">Claim: claim &quot;quoted&quot; &lt;script&gt;x"));
+        assert!(h.contains("<p>notes &amp; caveats</p>"));
+        assert!(h.contains("<p class=\"facts\">mim 0.1<br>db &lt;a.db&gt;</p>"));
+        assert!(h.contains("<p class=\"err\">Not run: needs &lt;gpu&gt;</p>"));
+        assert!(h.contains("<p class=\"err\">Figure not drawn: no &lt;data&gt;</p>"));
+        assert!(h.contains("<pre>mim sweep run a.toml\nmim sweep run b.toml</pre>"));
+        assert!(h.contains("<p><b>0 of 2 experiments reproduced.</b> Total time 12 s."));
+        assert!(h.starts_with("<!DOCTYPE html>\n") && h.ends_with("</body></html>\n"));
+        assert_eq!(h.matches("<section class=\"experiment\"").count(), 2);
+        assert!(h.contains("id=\"E1\" data-verdict=\"not reproduced\""));
+        assert!(h.contains("<span class=\"badge not-run\">not run</span>"));
+        assert_eq!(h.matches("<td class=\"pass\">pass</td>").count(), 1);
+        assert_eq!(h.matches("<td class=\"fail\">fail</td>").count(), 1);
+        assert!(h.contains("<b>0.5</b><br><span class=\"facts\">mean &lt;0.5&gt;</span>"));
+        assert!(h.contains("<span class=\"err\">not computed: no rows at d = 9</span>"));
+        // The figure is inlined as base64 and decodes back to the SVG.
+        let b64 = h
+            .split("src=\"data:image/svg+xml;base64,")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap();
+        let svg = BASE64_STANDARD.decode(b64).unwrap();
+        assert_eq!(svg, exps[0].figures[0].svg.as_ref().unwrap().as_bytes());
+        assert!(h.contains("<img class=\"fig\" alt=\"fig &quot;one&quot;\""));
     }
 }

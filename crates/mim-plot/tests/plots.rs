@@ -190,3 +190,15 @@ fn empty_data_is_an_error() {
     );
     assert!(matches!(e, Err(PlotError::NoData(_))));
 }
+
+#[test]
+fn viridis_ends_and_non_finite_input() {
+    use mim_plot::plot::viridis;
+    use plotters::style::RGBColor;
+    assert_eq!(viridis(0.0), RGBColor(68, 1, 84));
+    assert_eq!(viridis(1.0), RGBColor(254, 232, 37));
+    assert_eq!(viridis(-3.0), viridis(0.0));
+    assert_eq!(viridis(7.0), viridis(1.0));
+    assert_eq!(viridis(f64::NAN), viridis(0.0));
+    assert_eq!(viridis(f64::INFINITY), viridis(0.0));
+}

@@ -188,8 +188,10 @@ pub enum Method {
     /// The layer-wise algorithm: stage 1 then stage 2.
     #[default]
     Layerwise,
-    /// DLS22: one stage-1 step with η1 = `one_step.lr_scale`·√d, β1 = 1/η1, the linear part of
-    /// y removed, then stage 2.
+    /// DLS22's one gradient step: by default their algorithm as their code runs it
+    /// ([`OneStepVariant::Dls22`]); `one_step.variant = "mim"` is mim's earlier preset (one
+    /// stage-1 step with η1 = `one_step.lr_scale`·√d, β1 = 1/η1, the linear part of y removed,
+    /// then stage 2).
     OneStep,
     /// Random features: no stage-1 step (rows of W random unit vectors), then stage 2.
     RandomFeatures,
@@ -215,17 +217,127 @@ impl Method {
     }
 }
 
+/// Which algorithm `method = "one_step"` runs (`one_step.variant`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OneStepVariant {
+    /// DLS22 as the authors' `main.py` runs it ([`mim_train::one_step`]): paired init with
+    /// w_j ~ N(0, I/d), b_j ~ N(0, 1) kept for the readout, a_j = ±1; labels minus C0 + C1ᵀx
+    /// (estimated on D1) for the step, the readout, the validation and the test; one
+    /// square-loss step W ← −∇W/rms_j‖∇w_j‖; ridge on the raw features of the same D1, no
+    /// intercept, λ on the grid `one_step.lambda_*` picked on D2 (the validation set). Not
+    /// used: `[stage1]`, `[stage2]`, `model.init_scale`, `one_step.lr_scale`.
+    #[default]
+    Dls22,
+    /// mim's own preset (before issue 16): the `[stage1]` step from mim's init with
+    /// η1 = `lr_scale`·√d, β1 = 1/η1 and y − β̂ᵀx, rows renormalised one by one, then
+    /// `[stage2]` (biases re-drawn, standardised ridge with an intercept) on D2.
+    Mim,
+}
+
+impl OneStepVariant {
+    /// The config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OneStepVariant::Dls22 => "dls22",
+            OneStepVariant::Mim => "mim",
+        }
+    }
+}
+
 /// `[one_step]`: the DLS22 baseline.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OneStepConfig {
-    /// η1 = lr_scale·√d.
+    /// η1 = lr_scale·√d (`variant = "mim"` only).
     pub lr_scale: f64,
+    /// `dls22` (the authors' algorithm) or `mim` (mim's earlier preset).
+    pub variant: OneStepVariant,
+    /// Smallest λ of the readout's grid (`variant = "dls22"`; theirs 1e−10).
+    pub lambda_min: f64,
+    /// Largest λ of the grid (theirs 1e15).
+    pub lambda_max: f64,
+    /// Grid points, log-spaced from `lambda_min` to `lambda_max` (theirs 100).
+    pub lambda_count: usize,
+    /// Set by [`RunConfig::to_toml`] on its copy: write `lr_scale` alone (see there).
+    #[serde(skip)]
+    lr_scale_only: bool,
 }
 
 impl Default for OneStepConfig {
     fn default() -> Self {
-        Self { lr_scale: 1.0 }
+        Self {
+            lr_scale: 1.0,
+            variant: OneStepVariant::Dls22,
+            lambda_min: 1e-10,
+            lambda_max: 1e15,
+            lambda_count: 100,
+            lr_scale_only: false,
+        }
+    }
+}
+
+impl OneStepConfig {
+    /// Whether every key but `lr_scale` is at its default.
+    fn only_lr_scale_set(&self) -> bool {
+        *self
+            == Self {
+                lr_scale: self.lr_scale,
+                ..Self::default()
+            }
+    }
+
+    /// The readout's λ grid (`variant = "dls22"`).
+    pub fn lambda_grid(&self) -> Vec<f64> {
+        mim_train::one_step::geometric_grid(self.lambda_min, self.lambda_max, self.lambda_count)
+    }
+
+    /// Checks every field; the message names the field.
+    fn validate(&self) -> Result<(), String> {
+        let positive = |field: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "one_step.{field} = {v}: must be positive and finite"
+                ))
+            }
+        };
+        positive("lr_scale", self.lr_scale)?;
+        positive("lambda_min", self.lambda_min)?;
+        positive("lambda_max", self.lambda_max)?;
+        if self.lambda_max < self.lambda_min {
+            return Err(format!(
+                "one_step.lambda_max = {} is below one_step.lambda_min = {}: the λ grid runs from min to max",
+                self.lambda_max, self.lambda_min
+            ));
+        }
+        match self.lambda_count {
+            0 => Err("one_step.lambda_count = 0: the λ grid needs at least one point".into()),
+            k if k > 10_000 => Err(format!(
+                "one_step.lambda_count = {k}: more than 10000 grid points is surely a typo"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Serialize for OneStepConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("OneStepConfig", 5)?;
+        st.serialize_field("lr_scale", &self.lr_scale)?;
+        if self.lr_scale_only {
+            for key in ["variant", "lambda_min", "lambda_max", "lambda_count"] {
+                st.skip_field(key)?;
+            }
+        } else {
+            st.serialize_field("variant", &self.variant)?;
+            st.serialize_field("lambda_min", &self.lambda_min)?;
+            st.serialize_field("lambda_max", &self.lambda_max)?;
+            st.serialize_field("lambda_count", &self.lambda_count)?;
+        }
+        st.end()
     }
 }
 
@@ -520,8 +632,26 @@ impl RunConfig {
     }
 
     /// The resolved config as TOML (re-runnable as is).
+    ///
+    /// The `[one_step]` keys other than `lr_scale` (added with `one_step.variant`) are written
+    /// only for `method = "one_step"` or when set away from their defaults: every other run's
+    /// text, hence its sweep key, is what it was before them, while a `one_step` run's text
+    /// (and key) changed with its algorithm.
     pub fn to_toml(&self) -> String {
+        if self.method != Method::OneStep && self.one_step.only_lr_scale_set() {
+            let mut shown = self.clone();
+            shown.one_step.lr_scale_only = true;
+            return toml::to_string(&shown).expect("config serialises");
+        }
         toml::to_string(self).expect("config serialises")
+    }
+
+    /// Whether this config runs DLS22's own algorithm: `method = "one_step"` with
+    /// `one_step.variant = "dls22"` (the default) and no `[[schedule]]`.
+    pub fn is_dls22(&self) -> bool {
+        self.schedule.is_empty()
+            && self.method == Method::OneStep
+            && self.one_step.variant == OneStepVariant::Dls22
     }
 
     /// Checks every field and resolves sizes and "auto" values. The error is one line naming
@@ -604,18 +734,21 @@ impl RunConfig {
         let n2 = resolve_size("2", data.n2, data.alpha2, data.d).map_err(e)?;
         let n3 = resolve_size("3", data.n3, data.alpha3, data.d).map_err(e)?;
         if n2 < 3 {
-            return Err(e(format!(
-                "data.n2 = {n2}: stage 2 needs at least 3 samples"
-            )));
+            return Err(e(if self.is_dls22() {
+                format!("data.n2 = {n2}: D2 is the validation set of one_step.variant = \"dls22\" (λ is picked on it); it needs at least 3 samples")
+            } else {
+                format!("data.n2 = {n2}: stage 2 needs at least 3 samples")
+            }));
         }
         self.model.validate().map_err(|err| e(err.to_string()))?;
         self.stage1.validate().map_err(e)?;
         self.stage2.validate().map_err(e)?;
         self.joint.validate().map_err(e)?;
-        if !(self.one_step.lr_scale.is_finite() && self.one_step.lr_scale > 0.0) {
+        self.one_step.validate().map_err(e)?;
+        let dls22 = self.is_dls22();
+        if dls22 && n1 < 2 {
             return Err(e(format!(
-                "one_step.lr_scale = {}: must be positive and finite",
-                self.one_step.lr_scale
+                "data.n1 = {n1}: one_step.variant = \"dls22\" estimates C0 and C1 and fits the readout on D1; it needs at least 2 samples"
             )));
         }
         if self.dtype == Precision::F64 && self.backend == Backend::Wgpu {
@@ -638,7 +771,13 @@ impl RunConfig {
                 data.d
             ));
         }
-        if n2 < self.model.width && self.method != Method::Joint {
+        if dls22 && n1 < self.model.width {
+            warnings.push(format!(
+                "n1 = {n1} < width = {}: the one_step readout (ridge on D1) has more coefficients than samples; only the ridge penalty λ keeps it determined",
+                self.model.width
+            ));
+        }
+        if n2 < self.model.width && self.method != Method::Joint && !dls22 {
             warnings.push(match self.stage2.ridge_lambda {
                 mim_train::Auto::Value(0.0) => format!(
                     "n2 = {n2} < width = {}: ridge with λ = 0 is singular",
@@ -714,6 +853,9 @@ impl RunConfig {
                 bytes / (1u64 << 30) as f64
             )));
         }
+        if streaming && dls22 {
+            return Err(e(format!("data.streaming: method = \"one_step\" with one_step.variant = \"dls22\" needs D1, D2 and the test set in memory (≈ {:.1} GiB); use data.streaming = \"off\", smaller sizes or one_step.variant = \"mim\"", bytes / (1u64 << 30) as f64)));
+        }
         if streaming && matches!(self.method, Method::Joint | Method::SpectralInit) {
             return Err(e(format!("data.streaming: method = \"{}\" needs D1 in memory; use data.streaming = \"off\" or smaller sizes", self.method.name())));
         }
@@ -734,9 +876,9 @@ impl RunConfig {
             )));
         }
         if self.metrics.spectral_twin
-            && (streaming || !self.schedule.is_empty() || self.method == Method::Joint)
+            && (streaming || !self.schedule.is_empty() || self.method == Method::Joint || dls22)
         {
-            return Err(e("metrics.spectral_twin: measured for the two-layer methods with D1 in memory (not joint, [[schedule]] or streamed runs)".into()));
+            return Err(e("metrics.spectral_twin: measured for the two-layer methods with D1 in memory (not joint, one_step.variant = \"dls22\", [[schedule]] or streamed runs)".into()));
         }
         if self.schedule.is_empty() && self.model.mlp.is_some() {
             return Err(e("model.widths: a deeper network is trained by an explicit [[schedule]] (the methods are two-layer presets)".into()));
@@ -794,7 +936,9 @@ impl ValidConfig {
     }
 
     /// The method as an explicit `[[schedule]]` (`None` for `spectral_init`, whose first layer
-    /// is set from eigenvectors rather than trained): `layerwise`, `one_step` and
+    /// is set from eigenvectors rather than trained, and for `one_step` with
+    /// `one_step.variant = "dls22"`, whose init, rescale and readout have no schedule keys):
+    /// `layerwise`, `one_step` (`variant = "mim"`) and
     /// `random_features` are GD on `w` over D1 (`stage1`, with T1, η1, β1 and the label
     /// preprocessing as resolved) then the biases re-drawn and the ridge readout on D2
     /// (`stage2`); `joint` is one Adam/SGD stage on every group. Run through the schedule
@@ -808,6 +952,11 @@ impl ValidConfig {
             l1_smoothing: s1.l1_smoothing,
             ..StageConfig::default()
         };
+        if cfg.is_dls22() {
+            // Paired Gaussian init, the global rms rescale and the raw ridge on a validation
+            // set have no schedule keys.
+            return None;
+        }
         match cfg.method {
             Method::SpectralInit => None,
             Method::Joint => Some(vec![StageConfig {
@@ -934,6 +1083,25 @@ mod tests {
                 &["data.link=hierarchical(K=5, gamma=1, g=h2)", "data.r=4"],
                 "data.link",
             ),
+            ("", &["one_step.lambda_count=0"], "one_step.lambda_count"),
+            ("", &["one_step.lambda_min=0"], "one_step.lambda_min"),
+            ("", &["one_step.lambda_min=nan"], "one_step.lambda_min"),
+            ("", &["one_step.lambda_max=1e-12"], "one_step.lambda_max"),
+            ("", &["one_step.lr_scale=-1"], "one_step.lr_scale"),
+            ("", &["one_step.variant=dls23"], "one_step.variant"),
+            ("", &["method=one_step", "data.n2=0"], "data.n2"),
+            ("", &["method=one_step", "data.n2=-3"], "data.n2"),
+            ("", &["method=one_step", "data.n1=1"], "data.n1"),
+            (
+                "",
+                &["method=one_step", "data.streaming=on"],
+                "data.streaming",
+            ),
+            (
+                "",
+                &["method=one_step", "metrics.spectral_twin=true"],
+                "metrics.spectral_twin",
+            ),
         ];
         for (text, sets, field) in cases {
             let err = load(text, sets)
@@ -947,6 +1115,64 @@ mod tests {
             err.0.contains("malformed TOML") && !err.0.contains('\n'),
             "{err}"
         );
+    }
+
+    /// The `[one_step]` keys of the dls22 variant appear in the config text (the sweep key)
+    /// of `one_step` runs and of runs that set them, never in the text of other runs, which is
+    /// what it was before them; every form reads back to the same config.
+    #[test]
+    fn one_step_keys_are_written_where_they_matter() {
+        let section = |c: &RunConfig| {
+            let text = c.to_toml();
+            let start = text.find("[one_step]").expect("a [one_step] section");
+            let rest = &text[start..];
+            let end = rest[1..].find("\n[").map_or(rest.len(), |k| k + 1);
+            rest[..end].trim().to_string()
+        };
+        let layerwise = load("", &[]).unwrap();
+        assert_eq!(section(&layerwise), "[one_step]\nlr_scale = 1.0");
+        let scaled = load("", &["one_step.lr_scale=2"]).unwrap();
+        assert_eq!(section(&scaled), "[one_step]\nlr_scale = 2.0");
+        let one_step = load("", &["method=one_step"]).unwrap();
+        assert_eq!(
+            section(&one_step),
+            "[one_step]\nlr_scale = 1.0\nvariant = \"dls22\"\nlambda_min = 0.0000000001\nlambda_max = 1000000000000000.0\nlambda_count = 100"
+        );
+        let mim = load("", &["method=one_step", "one_step.variant=mim"]).unwrap();
+        assert!(section(&mim).contains("variant = \"mim\""));
+        let set = load("", &["one_step.lambda_count=7"]).unwrap();
+        assert!(
+            section(&set).contains("lambda_count = 7"),
+            "{}",
+            section(&set)
+        );
+        for c in [layerwise, scaled, one_step, mim, set] {
+            let again = RunConfig::from_table(parse_toml(&c.to_toml(), "x").unwrap()).unwrap();
+            assert_eq!(c, again);
+        }
+    }
+
+    /// The dls22 variant has no explicit schedule; `variant = "mim"` expands as before.
+    #[test]
+    fn only_the_mim_variant_expands_into_a_schedule() {
+        let dls22 = load("", &["method=one_step"]).unwrap().validate().unwrap();
+        assert!(dls22.config.is_dls22());
+        assert!(dls22.expanded_schedule().is_none());
+        assert!(!dls22.config_text().contains("[[schedule]]"));
+        assert_eq!(dls22.config.one_step.lambda_grid().len(), 100);
+        let mim = load("", &["method=one_step", "one_step.variant=mim"])
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(!mim.config.is_dls22());
+        assert_eq!(mim.expanded_schedule().map(|s| s.len()), Some(2));
+        // An explicit [[schedule]] runs instead of any method.
+        let with_schedule = load(
+            "method = \"one_step\"\n[[schedule]]\nname = \"s\"\ntrain = [\"w\"]\nsteps = 1\n",
+            &[],
+        )
+        .unwrap();
+        assert!(!with_schedule.is_dls22());
     }
 
     #[test]

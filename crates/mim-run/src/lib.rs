@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod limits;
 pub mod model_config;
+mod one_step;
 pub mod progress;
 pub mod results;
 pub mod run;
@@ -26,5 +27,5 @@ pub mod tracker;
 pub mod twin;
 
 pub use backend::Backend;
-pub use config::{ConfigError, Method, RunConfig, ValidConfig};
+pub use config::{ConfigError, Method, OneStepVariant, RunConfig, ValidConfig};
 pub use run::{train, train_network, RunError, RunOptions, Summary};

@@ -237,10 +237,11 @@ pub fn resume(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErro
             }
         }
     }
-    // Streamed and joint runs write no checkpoints (a state can only come from a machine where
-    // `streaming = "auto"` resolved differently): they start again.
+    // Streamed, joint and DLS22 one-step runs write no checkpoints (a state can only come from
+    // a machine where `streaming = "auto"` resolved differently): they start again.
     let state = read_state(dir)?.filter(|_| {
         !valid.streaming
+            && !valid.config.is_dls22()
             && (!valid.config.schedule.is_empty() || valid.config.method != Method::Joint)
     });
     if let Some(st) = &state {
@@ -329,6 +330,9 @@ pub struct Fitted {
     pub stage1_seconds: f64,
     /// Wall time of stage 2.
     pub stage2_seconds: f64,
+    /// The step size of a first-layer step whose η is set by the data rather than the config
+    /// (`one_step.variant = "dls22"`: η = 1/rms_j‖∇w_j‖, β = 1/η); None otherwise.
+    pub step_lr: Option<f64>,
 }
 
 /// Fits the network with D1, D2 and the test set held in memory (on the device).
@@ -490,6 +494,7 @@ fn fit_in_memory(
         test_label_variance: label_variance(&y_test),
         stage1_seconds,
         stage2_seconds,
+        step_lr: None,
     })
 }
 
@@ -519,7 +524,8 @@ fn spectral_init(
     reporter
         .record(&serde_json::json!({
             "stage": "spectral_init", "T": spectral.preprocessing.name(),
-            "order": spectral.order.name(), "eigenvalues": &spectrum.eigenvalues,
+            "order": spectral.order.name(), "shift": spectral.shift.name(),
+            "eigenvalues": &spectrum.eigenvalues,
             "indices": &spectrum.indices, "bulk_edge": spectrum.bulk_edge,
             "solver": spectrum.method.name(), "converged": spectrum.converged,
         }))
@@ -701,12 +707,14 @@ fn train_inner(
     let checkpointer = Checkpointer::new(
         out,
         cfg.checkpoint.every,
-        !streaming && cfg.method != Method::Joint,
+        !streaming && cfg.method != Method::Joint && !cfg.is_dls22(),
         cfg.to_toml(),
         t0,
         resumed.as_ref().map_or(0.0, |st| st.total_seconds),
     );
-    let fit = if streaming {
+    let fit = if cfg.is_dls22() {
+        crate::one_step::fit_dls22(valid, &target, &device, &mut reporter)?
+    } else if streaming {
         crate::streaming::fit_streaming(valid, &target, model, &device, &mut reporter)?
     } else {
         fit_in_memory(
@@ -790,8 +798,9 @@ fn train_inner(
         );
         write_atomic(&path, text.as_bytes()).map_err(|e| io_err("writing", &path, e))?;
     }
-    let (steps, lr, weight_decay) = match cfg.method {
-        Method::Joint => (cfg.joint.steps, cfg.joint.lr, 0.0),
+    let (steps, lr, weight_decay) = match (cfg.method, fit.step_lr) {
+        (Method::Joint, _) => (cfg.joint.steps, cfg.joint.lr, 0.0),
+        (_, Some(lr)) => (1, lr, 1.0 / lr),
         _ => (
             valid.stage1.steps,
             valid.stage1.lr,

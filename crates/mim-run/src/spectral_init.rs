@@ -2,8 +2,13 @@
 //! stage-1 GD, then the usual stage 2. It asks how much of the network's result is the
 //! subspace alone: with the same T (`spectral.T = "loss"`), the network's stage 1 is power
 //! iteration on the same Σ̂_T (paper §4), so the two should agree once T1 is large enough.
+//! For `loss:*` the estimator's matrix is by default the one stage 1 and the power-iteration
+//! metric iterate, Σ̂_T = (1/n1) Σ T(y_i) x_i x_iᵀ with no identity shift
+//! (`spectral.shift = "none"`), and `order = "abs"` takes its largest |λ|, the end power
+//! iteration with β1 = 1/η1 converges to (test
+//! `tests::twin_takes_the_vector_power_iteration_converges_to`).
 //!
-//! Given the k eigenvectors V (k×d) of Σ̂_T = (1/n1) Σ T(y_i)(x_i x_iᵀ − I) on D1, row j of W is
+//! Given the k eigenvectors V (k×d) of Σ̂_T on D1, row j of W is
 //!
 //! ```text
 //! w_j = v̂_j / ‖v̂_j‖,   v̂_j = Vᵀ c_j / ‖c_j‖ + ε g_j,   c_j ~ N(0, I_k),  g_j ~ N(0, I_d / d)
@@ -62,6 +67,7 @@ mod tests {
             iterations: 0,
             max_residual: 0.0,
             converged: true,
+            shift: mim_spectral::Shift::None,
             mean_t: 0.0,
         }
     }
@@ -98,5 +104,95 @@ mod tests {
         let mut v = vec![0.0; d];
         v[0] = 1.0;
         v
+    }
+
+    /// Issue 16: the twin (`[spectral]` defaults: T = the stage-1 loss, order `auto`, shift
+    /// `auto`) takes the vector that the power-iteration metric converges to (β1 = 1/η1, the
+    /// paper's stage 1), also when mean(T) ≠ 0. Labels y = 3 + 0.5·He2(x_1) − He2(x_2) + noise,
+    /// uncentred (`stage1.center_labels = false`), square loss: T = y, mean(T) ≈ 3, and
+    /// (1/n) Σ T x xᵀ ≈ 3I + e1e1ᵀ − 2e2e2ᵀ has eigenvalues ≈ 4 (e1), 3 (bulk), 1 (e2). Power
+    /// iteration amplifies the largest |λ|, e1. The classical shifted matrix (eigenvalues ≈ 1,
+    /// 0 and −2) puts the largest |λ| at e2: before this fix the twin took e2 (|cos| ≈ 1e-16
+    /// with the iterates); `spectral.shift = "mean"` still gives that classical estimator.
+    #[test]
+    fn twin_takes_the_vector_power_iteration_converges_to() {
+        use burn::tensor::{Device, Tensor};
+        use mim_metrics::PowerIteration;
+        use mim_model::{from_host_1d, from_host_2d, Precision};
+        use mim_spectral::{Shift, ShiftChoice, SpectralConfig};
+
+        let (n, d, m) = (4000, 20, 6);
+        let mut rng = ChaCha8Rng::seed_from_u64(16);
+        let mut normal = || -> f64 { StandardNormal.sample(&mut rng) };
+        let x: Vec<f64> = (0..n * d).map(|_| normal()).collect();
+        let y: Vec<f64> = x
+            .chunks_exact(d)
+            .map(|r| 3.0 + 0.5 * (r[0] * r[0] - 1.0) - (r[1] * r[1] - 1.0) + 0.3 * normal())
+            .collect();
+        let stage1 = mim_train::Stage1Config {
+            loss: mim_train::LossName::Square,
+            center_labels: false,
+            ..Default::default()
+        };
+        let estimate = |shift| {
+            let section = SpectralConfig {
+                shift,
+                ..Default::default()
+            };
+            let rs = section.resolve(1, d, &stage1).unwrap();
+            (rs.shift, rs.estimate(&x, &y, d).unwrap())
+        };
+        let (shift, twin) = estimate(ShiftChoice::Auto);
+        assert_eq!((shift, twin.order), (Shift::None, Order::Abs));
+        assert!((twin.mean_t - 3.0).abs() < 0.1, "mean(T) = {}", twin.mean_t);
+        let (_, classical) = estimate(ShiftChoice::Mean);
+
+        // The power-iteration metric exactly as `mim train` sets it up: T from the stage-1
+        // labels, β1 = 1/η1, rows with a = ±1, many iterates.
+        let loss = stage1.loss();
+        let c = mim_train::label_shift(&y, stage1.centering(), &loss);
+        let t: Vec<f64> = mim_train::stage1_labels(&x, &y, d, c, stage1.remove_linear)
+            .iter()
+            .map(|&v| loss.label_transform(v))
+            .collect();
+        let (device, p) = (Device::default(), Precision::F64);
+        let a: Vec<f64> = (0..m).map(|j| if j < m / 2 { 1.0 } else { -1.0 }).collect();
+        let w0: Vec<f64> = (0..m * d).map(|_| normal()).collect();
+        let mut power = PowerIteration::new(
+            from_host_2d(&x, n, d, &device, p),
+            from_host_1d(&t, &device, p),
+            from_host_1d(&a, &device, p),
+            from_host_2d(&w0, m, d, &device, p),
+            (1.0, 1.0),
+            true,
+        );
+        (0..300).for_each(|_| power.step());
+        // |cos| of every iterate with a spectrum's top vector.
+        let cosines = |v: &[f64]| -> Vec<f64> {
+            let rows: Vec<f64> = (0..m).flat_map(|_| v.iter().copied()).collect();
+            let w: Tensor<2> = from_host_2d(&rows, m, d, &device, p);
+            mim_model::to_host(power.cosines(&w))
+                .iter()
+                .map(|c| c.abs())
+                .collect()
+        };
+        let with_twin = cosines(twin.eigenvector(0));
+        assert!(with_twin.iter().all(|&c| c > 0.99), "twin: {with_twin:?}");
+        let with_classical = cosines(classical.eigenvector(0));
+        assert!(
+            with_classical.iter().all(|&c| c < 0.2),
+            "classical: {with_classical:?}"
+        );
+        // The twin's eigenvalue is the unshifted one (≈ 4), the classical one ≈ −2.
+        assert!(
+            (twin.eigenvalues[0] - 4.0).abs() < 0.3,
+            "{:?}",
+            twin.eigenvalues
+        );
+        assert!(
+            (classical.eigenvalues[0] + 2.0).abs() < 0.3,
+            "{:?}",
+            classical.eigenvalues
+        );
     }
 }

@@ -412,5 +412,6 @@ fn fit_typed<T: Real + Element>(
         test_label_variance,
         stage1_seconds,
         stage2_seconds,
+        step_lr: None,
     })
 }

@@ -8,10 +8,14 @@
 //!
 //! and a row rescale does not change the row span. So the span of the a = +1 half of W after
 //! T1 steps is subspace iteration on Σ̂_T: it converges to the p = m/2 eigenvectors that the
-//! step amplifies most, the largest |1 − η1β1 + η1λ|. That is the target-agnostic spectral
-//! estimator (top-p algebraic eigenvectors, `mim spectral` with `order = "largest"`) when
-//! β1 = 0 and η1 small — the small-learning-rate limit — and the largest |λ| (`order = "abs"`)
-//! for the paper's β1 = 1/η1.
+//! step amplifies most, the largest |1 − η1β1 + η1λ|, λ an eigenvalue of this unshifted Σ̂_T
+//! (the same matrix the power-iteration metric iterates; no mean(T)·I is subtracted). That is
+//! the target-agnostic spectral estimator (top-p algebraic eigenvectors, `mim spectral` with
+//! `order = "largest"`, the same vectors with or without the shift) when β1 = 0 and η1 small —
+//! the small-learning-rate limit — and the largest |λ| of the unshifted Σ̂_T for the paper's
+//! β1 = 1/η1 (`mim spectral` with `order = "abs"` and `shift = "none"`, the defaults for
+//! `spectral.T = "loss"`; the classical `shift = "mean"` can pick the other end when
+//! mean(T) ≠ 0).
 //!
 //! [`twin_angles`] measures both: the largest principal angle between span(W₊) and each
 //! eigenspace.

@@ -6,6 +6,7 @@
 //! [spectral]
 //! T = "lal"          # preprocessing (see `preprocess`); default "loss" = the stage-1 loss
 //! order = "auto"     # auto | largest | smallest | abs (auto: `largest` for lal, else `abs`)
+//! shift = "auto"     # auto | none | mean: Xᵀdiag(T)X/n, or it − mean(T)·I (auto: none for loss:*)
 //! k = 1              # eigenvectors taken (default r)
 //! tau = 1.0          # threshold of `filtered`
 //! method = "auto"    # auto (dense for d ≤ 2000) | dense | iterative
@@ -15,7 +16,7 @@
 //! `mim train` reads the same section for `method = "spectral_init"` (W set from these
 //! eigenvectors, then stage 2).
 
-use crate::eigen::{Method, Order};
+use crate::eigen::{Method, Order, Shift};
 use crate::preprocess::{LabelPrep, Preprocessing};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,26 @@ pub enum OrderChoice {
     Abs,
 }
 
+/// `spectral.shift`: a [`Shift`] or `auto` (the preprocessing's default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShiftChoice {
+    /// [`Preprocessing::default_shift`]: `none` for `loss:*` (the network's twin), `mean`
+    /// for the classical estimators.
+    #[default]
+    Auto,
+    /// [`Shift::None`]: Xᵀdiag(T)X/n, the matrix stage 1 and power iteration iterate.
+    None,
+    /// [`Shift::Mean`]: Xᵀdiag(T)X/n − mean(T)·I, the classical spectral estimator.
+    Mean,
+}
+
+impl ShiftChoice {
+    fn is_auto(&self) -> bool {
+        *self == ShiftChoice::Auto
+    }
+}
+
 /// `[spectral]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -44,6 +65,10 @@ pub struct SpectralConfig {
     pub t: String,
     /// Which end of the spectrum.
     pub order: OrderChoice,
+    /// Which matrix: with or without the identity shift mean(T)·I (left out of the TOML when
+    /// `auto`, so configs written before the key existed keep their text).
+    #[serde(skip_serializing_if = "ShiftChoice::is_auto")]
+    pub shift: ShiftChoice,
     /// Number of eigenvectors (default r).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub k: Option<usize>,
@@ -61,6 +86,7 @@ impl Default for SpectralConfig {
         Self {
             t: "loss".into(),
             order: OrderChoice::Auto,
+            shift: ShiftChoice::Auto,
             k: None,
             tau: 1.0,
             method: Method::Auto,
@@ -76,6 +102,8 @@ pub struct ResolvedSpectral {
     pub preprocessing: Preprocessing,
     /// The end of the spectrum.
     pub order: Order,
+    /// The matrix.
+    pub shift: Shift,
     /// Eigenvectors taken.
     pub k: usize,
     /// The solver (`Dense` or `Iterative`).
@@ -86,7 +114,7 @@ pub struct ResolvedSpectral {
 
 impl ResolvedSpectral {
     /// The whole estimator on a dataset: T applied to the labels per [`LabelPrep`], then
-    /// [`crate::spectral_estimate`] with this order, k and solver. `x` is n×d row-major.
+    /// [`crate::spectral_estimate`] with this order, shift, k and solver. `x` is n×d row-major.
     pub fn estimate(
         &self,
         x: &[f64],
@@ -96,11 +124,11 @@ impl ResolvedSpectral {
         let t = crate::spectral_labels(&self.preprocessing, x, y, d, self.prep);
         crate::spectral_estimate(
             crate::Rows::Memory(x),
-            y.len(),
             d,
             &t,
             self.k,
             self.order,
+            self.shift,
             self.method,
         )
     }
@@ -137,16 +165,22 @@ impl SpectralConfig {
             OrderChoice::Smallest => Order::Smallest,
             OrderChoice::Abs => Order::Abs,
         };
+        let shift = match self.shift {
+            ShiftChoice::Auto => preprocessing.default_shift(),
+            ShiftChoice::None => Shift::None,
+            ShiftChoice::Mean => Shift::Mean,
+        };
         Ok(ResolvedSpectral {
             preprocessing,
             order,
+            shift,
             k,
             method: self.method.resolve(d),
             prep: LabelPrep::for_preprocessing(&preprocessing, stage1),
         })
     }
 
-    /// This section with `order`, `k` and `method` resolved (for the run folder's
+    /// This section with `order`, `shift`, `k` and `method` resolved (for the run folder's
     /// `config.toml`).
     pub fn resolved(&self, r: &ResolvedSpectral) -> SpectralConfig {
         SpectralConfig {
@@ -155,6 +189,10 @@ impl SpectralConfig {
                 Order::Largest => OrderChoice::Largest,
                 Order::Smallest => OrderChoice::Smallest,
                 Order::Abs => OrderChoice::Abs,
+            },
+            shift: match r.shift {
+                Shift::None => ShiftChoice::None,
+                Shift::Mean => ShiftChoice::Mean,
             },
             k: Some(r.k),
             tau: self.tau,
@@ -185,9 +223,18 @@ mod tests {
         assert!(!c.is_default() && SpectralConfig::default().is_default());
         let r = c.resolve(1, 5, &Default::default()).unwrap();
         assert_eq!((r.k, r.order, r.method), (2, Order::Largest, Method::Dense));
+        assert_eq!(r.shift, Shift::Mean);
         let again: SpectralConfig =
             toml::from_str(&toml::to_string(&c.resolved(&r)).unwrap()).unwrap();
-        assert_eq!(again.k, Some(2));
+        assert_eq!((again.k, again.shift), (Some(2), ShiftChoice::Mean));
+        // `loss` is the network's twin: unshifted unless asked; `auto` is not written out.
+        let twin = SpectralConfig::default().resolve(1, 5, &Default::default());
+        assert_eq!(twin.unwrap().shift, Shift::None);
+        let classical = section("shift = \"mean\"").resolve(1, 5, &Default::default());
+        assert_eq!(classical.unwrap().shift, Shift::Mean);
+        assert!(!toml::to_string(&SpectralConfig::default())
+            .unwrap()
+            .contains("shift"));
         assert_eq!(section(""), SpectralConfig::default());
         assert!(toml::from_str::<SpectralConfig>("foo = 1").is_err());
     }

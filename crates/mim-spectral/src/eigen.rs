@@ -1,4 +1,12 @@
-//! Eigenvectors of Σ̂_T = (1/n) Σ_i T_i (x_i x_iᵀ − I) = Xᵀ diag(T) X / n − mean(T)·I.
+//! Eigenvectors of Σ̂_T: the weighted second moment Xᵀdiag(T)X/n = (1/n) Σ_i T_i x_i x_iᵀ, or
+//! the classical spectral estimator (1/n) Σ_i T_i (x_i x_iᵀ − I) = Xᵀdiag(T)X/n − mean(T)·I
+//! ([`Shift`]).
+//!
+//! The two differ by a multiple of the identity: same eigenvectors, eigenvalues moved by
+//! mean(T). `Largest` and `Smallest` therefore take the same vectors from both, but `Abs` does
+//! not: the shift decides which end has the larger |λ|. Stage 1 with β1 = 1/η1 and the
+//! power-iteration metric iterate the unshifted matrix ([`Shift::None`]), so they amplify its
+//! largest |λ|; that is the network's spectral twin.
 //!
 //! Two solvers:
 //! - **dense** ([`Method::Dense`]): Σ̂_T is formed (d×d, one GEMM per block of rows) and
@@ -7,8 +15,8 @@
 //!   Rayleigh–Ritz. Each restart builds span{V, Σ̂V, …, Σ̂^{q−1}V} (block size
 //!   b = k + 1 + p, depth q), orthonormalised by block Gram–Schmidt applied twice,
 //!   projects H = QᵀΣ̂Q, and restarts from the b Ritz vectors at the wanted end. Σ̂_T is never
-//!   formed: only Σ̂_T V = Xᵀ(T ⊙ XV)/n − mean(T)·V, in fixed row groups (bit-for-bit
-//!   repeatable). Memory beyond X: the basis, b·q·d numbers (O(d·k)).
+//!   formed: only Σ̂_T V = Xᵀ(T ⊙ XV)/n − s·V (s = mean(T) or 0), in fixed row groups
+//!   (bit-for-bit repeatable). Memory beyond X: the basis, b·q·d numbers (O(d·k)).
 //!
 //! [`Method::Auto`] is dense for d ≤ [`DENSE_MAX_D`], iterative above.
 
@@ -32,9 +40,32 @@ pub enum Order {
     Largest,
     /// The k smallest (most negative) eigenvalues.
     Smallest,
-    /// The k eigenvalues of largest |λ| (what power iteration amplifies); they are always the
-    /// p largest and the k − p smallest for some p.
+    /// The k eigenvalues of largest |λ| (what power iteration on this matrix amplifies); they
+    /// are always the p largest and the k − p smallest for some p. Which end wins depends on
+    /// the [`Shift`].
     Abs,
+}
+
+/// Which matrix: the weighted second moment, or it minus mean(T)·I.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shift {
+    /// Xᵀdiag(T)X/n = (1/n) Σ_i T_i x_i x_iᵀ: the matrix stage 1 (β1 = 1/η1) and the
+    /// power-iteration metric iterate, so `Abs` selects what they amplify (the spectral twin).
+    None,
+    /// Xᵀdiag(T)X/n − mean(T)·I = (1/n) Σ_i T_i (x_i x_iᵀ − I): the classical spectral
+    /// estimator of the literature (its population matrix has rank ≤ r).
+    Mean,
+}
+
+impl Shift {
+    /// Config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shift::None => "none",
+            Shift::Mean => "mean",
+        }
+    }
 }
 
 impl Order {
@@ -133,7 +164,9 @@ pub struct Spectrum {
     pub max_residual: f64,
     /// Whether the iterative solver met its tolerance (always true for dense).
     pub converged: bool,
-    /// mean(T), the identity shift subtracted from Xᵀdiag(T)X/n.
+    /// Which matrix the pairs belong to.
+    pub shift: Shift,
+    /// mean(T); subtracted from Xᵀdiag(T)X/n (times I) when `shift` is [`Shift::Mean`].
     pub mean_t: f64,
 }
 
@@ -207,11 +240,16 @@ struct Operator<'a> {
     t: &'a [f64],
     n: usize,
     d: usize,
+    /// mean(T) (reported).
     mean_t: f64,
+    /// Which matrix.
+    kind: Shift,
+    /// s in Σ̂_T = Xᵀdiag(T)X/n − s·I: mean(T) for [`Shift::Mean`], 0 for [`Shift::None`].
+    shift: f64,
 }
 
 impl Operator<'_> {
-    /// Σ̂_T V = Xᵀ(T ⊙ XV)/n − mean(T)·V for V d×b.
+    /// Σ̂_T V = Xᵀ(T ⊙ XV)/n − s·V for V d×b.
     fn apply(&self, v: MatRef<'_, f64>) -> Mat<f64> {
         let (n, d, b) = (self.n, self.d, v.ncols());
         // Groups start at whole generator blocks (so streamed rows are generated once).
@@ -250,7 +288,7 @@ impl Operator<'_> {
             })
             .collect();
         let inv_n = 1.0 / n as f64;
-        let mut out = Mat::<f64>::from_fn(d, b, |i, j| -self.mean_t * v[(i, j)]);
+        let mut out = Mat::<f64>::from_fn(d, b, |i, j| -self.shift * v[(i, j)]);
         for p in &partials {
             for j in 0..b {
                 for i in 0..d {
@@ -292,7 +330,7 @@ impl Operator<'_> {
             }
         });
         for i in 0..d {
-            s[(i, i)] -= self.mean_t;
+            s[(i, i)] -= self.shift;
         }
         s
     }
@@ -325,22 +363,25 @@ fn select(ev: &[f64], order: Order, count: usize) -> Vec<usize> {
     }
 }
 
-/// The k eigenpairs of Σ̂_T = (1/n) Σ_i t_i (x_i x_iᵀ − I) at the `order` end. `rows` gives X
-/// (n×d, in memory or regenerated per pass), `t` the preprocessed labels T(y_i) (length n).
-/// The iterative solver runs with [`IterativeOptions::default`]; it only applies Σ̂_T to
-/// blocks of vectors, so a streamed X never exists whole (`Dense` forms the d×d matrix).
+/// The k eigenpairs of Σ̂_T at the `order` end, Σ̂_T = (1/n) Σ_i t_i x_i x_iᵀ for
+/// [`Shift::None`] (what power iteration amplifies) or (1/n) Σ_i t_i (x_i x_iᵀ − I) for
+/// [`Shift::Mean`]. `rows` gives X (n×d, in memory or regenerated per pass), `t` the
+/// preprocessed labels T(y_i) (length n = the number of rows). The iterative solver runs with
+/// [`IterativeOptions::default`]; it only applies Σ̂_T to blocks of vectors, so a streamed X
+/// never exists whole (`Dense` forms the d×d matrix).
 ///
 /// Errors ([`SpectralError::Input`]): n = 0, d = 0, wrong lengths, k = 0 or k > d,
 /// non-finite x or t; [`SpectralError::Solver`] if the eigen-solver fails.
 pub fn spectral_estimate(
     rows: Rows<'_>,
-    n: usize,
     d: usize,
     t: &[f64],
     k: usize,
     order: Order,
+    shift: Shift,
     method: Method,
 ) -> Result<Spectrum, SpectralError> {
+    let n = t.len();
     let opts = &IterativeOptions::default();
     let input = |s: String| Err(SpectralError::Input(s));
     if n == 0 || d == 0 {
@@ -353,9 +394,6 @@ pub fn spectral_estimate(
         if x.iter().any(|v| !v.is_finite()) {
             return input("x has non-finite values".into());
         }
-    }
-    if t.len() != n {
-        return input(format!("t has {} values, expected n = {n}", t.len()));
     }
     if k == 0 || k > d {
         return input(format!("k = {k}: need 1 ≤ k ≤ d = {d}"));
@@ -373,6 +411,11 @@ pub fn spectral_estimate(
         n,
         d,
         mean_t,
+        kind: shift,
+        shift: match shift {
+            Shift::None => 0.0,
+            Shift::Mean => mean_t,
+        },
     };
     let mut spec = match method.resolve(d) {
         Method::Iterative => iterative(&op, k, order, opts)?,
@@ -434,6 +477,7 @@ fn dense(op: &Operator<'_>, k: usize, order: Order) -> Result<Spectrum, Spectral
         iterations: 0,
         max_residual: 0.0,
         converged: true,
+        shift: op.kind,
         mean_t: op.mean_t,
     })
 }
@@ -610,6 +654,7 @@ fn iterative(
         iterations,
         max_residual: 0.0,
         converged,
+        shift: op.kind,
         mean_t: op.mean_t,
     })
 }
@@ -642,10 +687,26 @@ mod tests {
         let (x, t) = planted(n, d, 1.0, 0.7, 1);
         for order in [Order::Largest, Order::Smallest, Order::Abs] {
             for k in [1, 2] {
-                let a =
-                    spectral_estimate(Rows::Memory(&x), n, d, &t, k, order, Method::Dense).unwrap();
-                let b = spectral_estimate(Rows::Memory(&x), n, d, &t, k, order, Method::Iterative)
-                    .unwrap();
+                let a = spectral_estimate(
+                    Rows::Memory(&x),
+                    d,
+                    &t,
+                    k,
+                    order,
+                    Shift::Mean,
+                    Method::Dense,
+                )
+                .unwrap();
+                let b = spectral_estimate(
+                    Rows::Memory(&x),
+                    d,
+                    &t,
+                    k,
+                    order,
+                    Shift::Mean,
+                    Method::Iterative,
+                )
+                .unwrap();
                 assert!(b.converged, "{order:?} k={k}: not converged");
                 assert_eq!(a.indices, b.indices, "{order:?} k={k}");
                 for j in 0..k {
@@ -672,8 +733,16 @@ mod tests {
             }
         }
         // The spike: e1 at the top (≈ +2), e2 at the bottom (≈ −1.4).
-        let top = spectral_estimate(Rows::Memory(&x), n, d, &t, 1, Order::Largest, Method::Dense)
-            .unwrap();
+        let top = spectral_estimate(
+            Rows::Memory(&x),
+            d,
+            &t,
+            1,
+            Order::Largest,
+            Shift::Mean,
+            Method::Dense,
+        )
+        .unwrap();
         assert!(
             top.eigenvector(0)[0].abs() > 0.9,
             "{:?}",
@@ -682,18 +751,26 @@ mod tests {
         assert_eq!(top.indices, vec![d - 1]);
         let bottom = spectral_estimate(
             Rows::Memory(&x),
-            n,
             d,
             &t,
             1,
             Order::Smallest,
+            Shift::Mean,
             Method::Dense,
         )
         .unwrap();
         assert!(bottom.eigenvector(0)[1].abs() > 0.9);
         assert_eq!(bottom.indices, vec![0]);
-        let abs =
-            spectral_estimate(Rows::Memory(&x), n, d, &t, 2, Order::Abs, Method::Dense).unwrap();
+        let abs = spectral_estimate(
+            Rows::Memory(&x),
+            d,
+            &t,
+            2,
+            Order::Abs,
+            Shift::Mean,
+            Method::Dense,
+        )
+        .unwrap();
         assert_eq!(abs.indices, vec![d - 1, 0]);
         assert!(abs.eigenvalues[0] > 0.0 && abs.eigenvalues[1] < 0.0);
     }
@@ -713,9 +790,12 @@ mod tests {
             seed,
         };
         for method in [Method::Dense, Method::Iterative] {
-            let a = spectral_estimate(Rows::Memory(&data.x), n, d, &t, 2, Order::Abs, method);
-            let b = spectral_estimate(stream, n, d, &t, 2, Order::Abs, method);
-            assert_eq!(a.unwrap(), b.unwrap(), "{method:?}");
+            for shift in [Shift::None, Shift::Mean] {
+                let a =
+                    spectral_estimate(Rows::Memory(&data.x), d, &t, 2, Order::Abs, shift, method);
+                let b = spectral_estimate(stream, d, &t, 2, Order::Abs, shift, method);
+                assert_eq!(a.unwrap(), b.unwrap(), "{method:?} {shift:?}");
+            }
         }
     }
 
@@ -730,6 +810,8 @@ mod tests {
             n,
             d,
             mean_t,
+            kind: Shift::Mean,
+            shift: mean_t,
         };
         let s = op.dense();
         let v = Mat::<f64>::from_fn(d, 3, |i, j| ((i * 7 + j * 3) % 5) as f64 - 2.0);
@@ -752,23 +834,64 @@ mod tests {
     fn bad_inputs_are_errors() {
         let x = vec![0.0; 6];
         let t = vec![1.0; 3];
+        let est = |t: &[f64], k: usize| {
+            spectral_estimate(
+                Rows::Memory(&x),
+                2,
+                t,
+                k,
+                Order::Abs,
+                Shift::None,
+                Method::Dense,
+            )
+        };
+        assert!(est(&t, 3).is_err());
+        assert!(est(&t[..2], 1).is_err());
+        assert!(est(&[f64::NAN; 3], 1).is_err());
+        assert!(est(&t, 1).is_ok());
+    }
+
+    /// The shift moves every eigenvalue by mean(T) and keeps the eigenvectors, so `Largest`
+    /// takes the same vector from both matrices; with mean(T) = 3, `Abs` does not. Planted:
+    /// T = 3 + 0.5·(x_1² − 1) − (x_2² − 1) + noise, so (1/n) Σ T x xᵀ ≈ 3I + e1e1ᵀ − 2e2e2ᵀ:
+    /// eigenvalues ≈ 4 (e1), 3 (bulk), 1 (e2) unshifted, ≈ 1, 0, −2 shifted. Unshifted `Abs`
+    /// (what power iteration amplifies) takes e1, shifted `Abs` takes e2.
+    #[test]
+    fn shift_decides_which_end_abs_takes() {
+        let (n, d) = (4000, 20);
+        let (x, mut t) = planted(n, d, 0.5, 1.0, 4);
+        t.iter_mut().for_each(|v| *v += 3.0);
+        let est = |order, shift, method| {
+            spectral_estimate(Rows::Memory(&x), d, &t, 1, order, shift, method).unwrap()
+        };
+        let unshifted = est(Order::Abs, Shift::None, Method::Dense);
+        let shifted = est(Order::Abs, Shift::Mean, Method::Dense);
+        assert_eq!((unshifted.shift, shifted.shift), (Shift::None, Shift::Mean));
+        assert!(unshifted.eigenvector(0)[0].abs() > 0.95, "{unshifted:?}");
+        assert!(shifted.eigenvector(0)[1].abs() > 0.95, "{shifted:?}");
         assert!(
-            spectral_estimate(Rows::Memory(&x), 3, 2, &t, 3, Order::Abs, Method::Dense).is_err()
+            (unshifted.eigenvalues[0] - 4.0).abs() < 0.3,
+            "{unshifted:?}"
         );
-        assert!(spectral_estimate(
-            Rows::Memory(&x),
-            3,
-            2,
-            &t[..2],
-            1,
-            Order::Abs,
-            Method::Dense
-        )
-        .is_err());
-        let t_nan = vec![f64::NAN; 3];
-        assert!(
-            spectral_estimate(Rows::Memory(&x), 3, 2, &t_nan, 1, Order::Abs, Method::Dense)
-                .is_err()
+        assert!((shifted.eigenvalues[0] + 2.0).abs() < 0.3, "{shifted:?}");
+        assert!((unshifted.mean_t - 3.0).abs() < 0.1 && unshifted.mean_t == shifted.mean_t);
+        assert!(unshifted.max_residual < 1e-8 && shifted.max_residual < 1e-8);
+        // Largest: the same vector, eigenvalues mean(T) apart.
+        let (a, b) = (
+            est(Order::Largest, Shift::None, Method::Dense),
+            est(Order::Largest, Shift::Mean, Method::Dense),
         );
+        let dot: f64 = a
+            .eigenvector(0)
+            .iter()
+            .zip(b.eigenvector(0))
+            .map(|(p, q)| p * q)
+            .sum();
+        assert!((dot - 1.0).abs() < 1e-9, "{dot}");
+        assert!((a.eigenvalues[0] - b.eigenvalues[0] - a.mean_t).abs() < 1e-9);
+        // The matrix-free solver applies the same unshifted operator.
+        let it = est(Order::Abs, Shift::None, Method::Iterative);
+        assert!(it.converged && (it.eigenvalues[0] - unshifted.eigenvalues[0]).abs() < 1e-8);
+        assert_eq!(it.indices, unshifted.indices);
     }
 }

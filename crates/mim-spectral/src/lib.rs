@@ -1,21 +1,24 @@
 //! `mim-spectral`: spectral estimators of the hidden subspace of a multi-index model and the
 //! fixed-preprocessing spectral theory, in host-side `f64` (no tensors).
 //!
-//! Given D1 = {(x_i, y_i)} (x_i ~ N(0, I_d)) and a label preprocessing T, the estimator is
+//! Given D1 = {(x_i, y_i)} (x_i ~ N(0, I_d)) and a label preprocessing T, the estimator is the
+//! top-k eigenvectors, at the chosen end of the spectrum ([`Order`]), of one of
 //!
 //! ```text
-//! Σ̂_T = (1/n) Σ_i T(y_i) (x_i x_iᵀ − I_d)
+//! Σ̂_T = (1/n) Σ_i T(y_i) x_i x_iᵀ              (Shift::None: what stage 1 and power iteration iterate)
+//! Σ̂_T = (1/n) Σ_i T(y_i) (x_i x_iᵀ − I_d)      (Shift::Mean: the classical estimator)
 //! ```
 //!
-//! and its k eigenvectors at the chosen end of the spectrum ([`Order`]): at the population
-//! level E[T(y)(xxᵀ − I)] = Uᵀ E[T(y)(zzᵀ − I)] U has rank ≤ r, so its non-zero eigenvalues
-//! belong to span(Uᵀ); the finite-sample bulk has edges of order √(d/n).
+//! ([`Shift`]; they differ by mean(T)·I, which only matters for `order = abs`). At the
+//! population level E[T(y)(xxᵀ − I)] = Uᵀ E[T(y)(zzᵀ − I)] U has rank ≤ r, so its non-zero
+//! eigenvalues belong to span(Uᵀ); the finite-sample bulk has edges of order √(d/n) (around
+//! E[T] for the unshifted matrix).
 //!
 //! - [`preprocess`]: the preprocessings T (`loss:*`, `identity`, `lal`, `filtered`,
 //!   `clip:<c>`, `sign`) and which labels they see ([`LabelPrep`]).
 //! - [`eigen`]: [`spectral_estimate`] — dense (faer self-adjoint eigendecomposition of the
 //!   d×d matrix) or matrix-free restarted block Krylov with Rayleigh–Ritz that only applies
-//!   Σ̂_T V = Xᵀ(T ⊙ XV)/n − mean(T)·V.
+//!   Σ̂_T V = Xᵀ(T ⊙ XV)/n (− mean(T)·V when shifted).
 //! - [`config`]: the `[spectral]` config section ([`SpectralConfig`]).
 //! - [`exponents`]: the information exponent k* and the generative exponent s* of a
 //!   single-index link (seed 004), by quadrature in z and cross-fitted grouping in y.
@@ -31,8 +34,8 @@ pub mod exponents;
 pub mod preprocess;
 pub mod theory;
 
-pub use config::{OrderChoice, ResolvedSpectral, SpectralConfig};
-pub use eigen::{spectral_estimate, IterativeOptions, Method, Order, Rows, Spectrum};
+pub use config::{OrderChoice, ResolvedSpectral, ShiftChoice, SpectralConfig};
+pub use eigen::{spectral_estimate, IterativeOptions, Method, Order, Rows, Shift, Spectrum};
 pub use error::SpectralError;
 pub use preprocess::{spectral_labels, LabelPrep, Preprocessing};
 pub use theory::{AlphaC, Law, TheoryPoint};

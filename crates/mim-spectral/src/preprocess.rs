@@ -1,22 +1,26 @@
 //! Label preprocessings T and the labels they are applied to.
 //!
-//! | name | T(y) | default order |
-//! |---|---|---|
-//! | `loss` / `loss:square\|huber\|l1` | −ℓ'(0, y) of the stage-1 loss: y, clamp(y, ±δ), y/√(y² + s²) | `abs` |
-//! | `identity` | y | `abs` |
-//! | `lal` | max(1 − 1/y, −10) (y ≤ 1/11 ↦ −10) | `largest` |
-//! | `filtered` | 1{\|y\| > τ} | `abs` |
-//! | `clip:<c>` | clamp(y, −c, c) | `abs` |
-//! | `sign` | sign(y) (0 ↦ 0) | `abs` |
+//! | name | T(y) | default order | default shift |
+//! |---|---|---|---|
+//! | `loss` / `loss:square\|huber\|l1` | −ℓ'(0, y) of the stage-1 loss: y, clamp(y, ±δ), y/√(y² + s²) | `abs` | `none` |
+//! | `identity` | y | `abs` | `mean` |
+//! | `lal` | max(1 − 1/y, −10) (y ≤ 1/11 ↦ −10) | `largest` | `mean` |
+//! | `filtered` | 1{\|y\| > τ} | `abs` | `mean` |
+//! | `clip:<c>` | clamp(y, −c, c) | `abs` | `mean` |
+//! | `sign` | sign(y) (0 ↦ 0) | `abs` | `mean` |
 //!
 //! `loss:*` is the spectral twin of the network: it sees the stage-1 labels exactly as stage 1
-//! does (centred when `stage1.center_labels`, minus β̂ᵀx when `stage1.remove_linear`), and its
-//! default order `abs` is what power iteration with β1 = 1/η1 amplifies (paper §4). Every
-//! other T sees the raw labels y (never centred): `lal` in particular is only meaningful on
+//! does (centred when `stage1.center_labels`, minus β̂ᵀx when `stage1.remove_linear`) and, by
+//! default, takes the eigenvectors of largest |λ| of the matrix stage 1 and the power-iteration
+//! metric iterate, Xᵀdiag(T)X/n1 without the identity shift (`shift = none`): that is what
+//! power iteration with β1 = 1/η1 amplifies (paper §4). When mean(T) ≠ 0 (e.g. Huber on a
+//! skewed link centred by its mean) the shifted matrix can put the larger |λ| at the other end.
+//! Every other T is a classical estimator: it sees the raw labels y (never centred) and uses
+//! (1/n) Σ T(y_i)(x_i x_iᵀ − I) (`shift = mean`); `lal` in particular is only meaningful on
 //! non-negative labels such as y = z² with `data.normalize = false`, and centring would move
 //! its supremum away from 1.
 
-use crate::eigen::Order;
+use crate::eigen::{Order, Shift};
 use mim_train::Loss;
 
 /// Lower clip of `lal`: T(y) = max(1 − 1/y, LAL_FLOOR).
@@ -134,12 +138,21 @@ impl Preprocessing {
 
     /// The default end of the spectrum: `largest` for `lal` (its heavy negative tail puts a
     /// large negative bulk edge opposite the signal, so `abs` would pick noise), `abs`
-    /// otherwise (the end power iteration amplifies; e.g. clipped T on h4 links puts the
-    /// signal at the negative end).
+    /// otherwise (the largest |λ|, the end power iteration on the matrix amplifies; e.g.
+    /// clipped T on h4 links puts the signal at the negative end).
     pub fn default_order(&self) -> Order {
         match self {
             Preprocessing::Lal => Order::Largest,
             _ => Order::Abs,
+        }
+    }
+
+    /// The default matrix: unshifted for `loss:*` (the network's twin: what stage 1 and the
+    /// power-iteration metric iterate), the classical shifted estimator otherwise.
+    pub fn default_shift(&self) -> Shift {
+        match self {
+            Preprocessing::Loss(_) => Shift::None,
+            _ => Shift::Mean,
         }
     }
 
@@ -240,6 +253,9 @@ mod tests {
         assert_eq!(p("sign").apply(-0.1), -1.0);
         assert_eq!(p("lal").default_order(), Order::Largest);
         assert_eq!(p("loss:huber").default_order(), Order::Abs);
+        assert_eq!(p("loss").default_shift(), Shift::None);
+        assert_eq!(p("identity").default_shift(), Shift::Mean);
+        assert_eq!(p("lal").default_shift(), Shift::Mean);
         for bad in ["clip", "clip:-1", "clip:x", "lal:2", "foo", "loss:mse"] {
             let e = Preprocessing::parse(bad, &s1, 1.0).unwrap_err();
             assert!(e.starts_with("spectral.T"), "{e}");

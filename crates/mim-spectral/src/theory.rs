@@ -16,8 +16,10 @@
 //! (overlap² 0.23 at α = 1, 0.64 at α = 2; tested). Then, as n, d → ∞ with n/d = α,
 //! (u·v₁)² → ψ'_α(λ*)/(ψ'_α(λ*) − φ'(λ*)) when ψ'_α(λ*) > 0 and → 0 otherwise; the top
 //! eigenvalue of D → ζ_α(λ*) and the bulk edge → ψ_α(λ̄). Here
-//! ψ'_α(λ) = 1/α − E[Z²/(λ − Z)²] and φ'(λ) = −E[Z² z²/(λ − Z)²]. Σ̂_T = D − mean(Z)·I,
-//! so its eigenvalues are shifted by −E(Z); the bottom end is the same formula for −Z.
+//! ψ'_α(λ) = 1/α − E[Z²/(λ − Z)²] and φ'(λ) = −E[Z² z²/(λ − Z)²]. D is the unshifted Σ̂_T
+//! ([`Shift::None`]); the classical Σ̂_T = D − mean(Z)·I ([`Shift::Mean`]) has its eigenvalues
+//! shifted by −E(Z). The bottom end is the same formula for −Z; `abs` takes the end whose
+//! limit eigenvalue of the chosen matrix is larger in |·|.
 //!
 //! **Optimal weak-recovery threshold.** α_c⁻¹ = sup_{M ⪰ 0, ‖M‖_F = 1} ‖E_y[G(y) M G(y)]‖_F
 //! (Troiani et al.; for r = 1: α_c = 1/E_y[(E[z² − 1 | y])²], Mondelli–Montanari). The map
@@ -35,7 +37,7 @@
 //! Gaussian-kernel sums over the z grid; the reported error is the change from a 2× coarser
 //! grid. Available: overlap for r = 1; α_c for r + (σ > 0) ≤ 3.
 
-use crate::eigen::Order;
+use crate::eigen::{Order, Shift};
 use crate::error::SpectralError;
 use mim_data::{gauss_legendre, Link};
 use rayon::prelude::*;
@@ -351,13 +353,15 @@ impl Law {
         (ev.iter().fold(0.0f64, |m, v| m.max(v.abs())), first)
     }
 
-    /// Fixed-T spectral theory at sample ratio α for the `order` end (single-index laws).
-    /// `t` is applied to the raw label y (fold any centring into it).
+    /// Fixed-T spectral theory at sample ratio α for the `order` end of the `shift` matrix
+    /// (single-index laws; the shift moves the eigenvalues, and so decides `abs`). `t` is
+    /// applied to the raw label y (fold any centring into it).
     pub fn overlap(
         &self,
         t: &(dyn Fn(f64) -> f64 + Sync),
         alpha: f64,
         order: Order,
+        shift: Shift,
     ) -> TheoryPoint {
         let atoms: Vec<(f64, f64, f64)> = self
             .w
@@ -367,7 +371,10 @@ impl Law {
             .filter(|(_, (w, _))| **w > 0.0)
             .map(|(i, (w, y))| (*w, t(*y), self.m2[i * self.r * self.r]))
             .collect();
-        let mean_z: f64 = atoms.iter().map(|a| a.0 * a.1).sum();
+        let mean_z: f64 = match shift {
+            Shift::None => 0.0,
+            Shift::Mean => atoms.iter().map(|a| a.0 * a.1).sum(),
+        };
         let top = end_theory(&atoms, alpha);
         let neg: Vec<(f64, f64, f64)> = atoms.iter().map(|&(w, z, g)| (w, -z, g)).collect();
         let bottom = end_theory(&neg, alpha);
@@ -402,9 +409,15 @@ impl Law {
     }
 
     /// The fixed-T spectral weak-recovery threshold: the smallest α with overlap² > 0 at the
-    /// `order` end (bisection on a log scale over [10⁻³, 10⁴]); `None` if not reached.
-    pub fn spectral_threshold(&self, t: &(dyn Fn(f64) -> f64 + Sync), order: Order) -> Option<f64> {
-        let ok = |a: f64| self.overlap(t, a, order).overlap_sq > 1e-9;
+    /// `order` end of the `shift` matrix (bisection on a log scale over [10⁻³, 10⁴]); `None` if
+    /// not reached.
+    pub fn spectral_threshold(
+        &self,
+        t: &(dyn Fn(f64) -> f64 + Sync),
+        order: Order,
+        shift: Shift,
+    ) -> Option<f64> {
+        let ok = |a: f64| self.overlap(t, a, order, shift).overlap_sq > 1e-9;
         let (mut lo, mut hi) = (1e-3f64, 1e4f64);
         if ok(lo) {
             return Some(lo);
@@ -511,8 +524,8 @@ pub struct TheoryPoint {
     pub alpha: f64,
     /// Limit of (u·v)² for the top eigenvector at `end`.
     pub overlap_sq: f64,
-    /// Limit of the extreme eigenvalue of Σ̂_T at `end` (the outlier, or the bulk edge when
-    /// there is none).
+    /// Limit of the extreme eigenvalue of Σ̂_T (shifted or not, as asked) at `end` (the
+    /// outlier, or the bulk edge when there is none).
     pub eigenvalue: f64,
     /// Limit of the bulk edge of Σ̂_T at `end`.
     pub bulk_edge: f64,
@@ -605,13 +618,36 @@ mod tests {
     fn lal_overlap_matches_paper_values() {
         let law = Law::single_index(&link("z1^2"), 1.0, 0.0, &[]).unwrap();
         let t = |y: f64| Preprocessing::Lal.apply(y);
-        let q1 = law.overlap(&t, 1.0, Order::Largest).overlap_sq;
-        let q2 = law.overlap(&t, 2.0, Order::Largest).overlap_sq;
-        let q0 = law.overlap(&t, 0.25, Order::Largest).overlap_sq;
+        let q1 = law.overlap(&t, 1.0, Order::Largest, Shift::Mean).overlap_sq;
+        let q2 = law.overlap(&t, 2.0, Order::Largest, Shift::Mean).overlap_sq;
+        let q0 = law
+            .overlap(&t, 0.25, Order::Largest, Shift::Mean)
+            .overlap_sq;
         assert!((q1 - 0.23).abs() < 0.03, "α=1: {q1}");
         assert!((q2 - 0.64).abs() < 0.03, "α=2: {q2}");
         assert_eq!(q0, 0.0);
-        let th = law.spectral_threshold(&t, Order::Largest).unwrap();
+        // The unshifted matrix: same overlap, every eigenvalue E[T] higher.
+        let mean_t = law.overlap(&t, 2.0, Order::Largest, Shift::None).eigenvalue
+            - law.overlap(&t, 2.0, Order::Largest, Shift::Mean).eigenvalue;
+        for end in [Order::Largest, Order::Smallest] {
+            let (a, b) = (
+                law.overlap(&t, 2.0, end, Shift::None),
+                law.overlap(&t, 2.0, end, Shift::Mean),
+            );
+            assert_eq!(a.overlap_sq, b.overlap_sq, "{end:?}");
+            assert!(
+                (a.eigenvalue - b.eigenvalue - mean_t).abs() < 1e-12,
+                "{end:?}"
+            );
+            assert!(
+                (a.bulk_edge - b.bulk_edge - mean_t).abs() < 1e-12,
+                "{end:?}"
+            );
+        }
+        assert!(mean_t < -1.0, "E[lal(z²)] = {mean_t}");
+        let th = law
+            .spectral_threshold(&t, Order::Largest, Shift::Mean)
+            .unwrap();
         // Paper §8: the optimal threshold of phase retrieval is α = 1/2 (computed: 0.5003).
         assert!((th - 0.5).abs() < 0.005, "threshold {th}");
     }
@@ -620,10 +656,13 @@ mod tests {
     #[test]
     fn constant_t_has_no_outlier_and_marchenko_pastur_edges() {
         let law = Law::single_index(&link("z1^2"), 1.0, 0.0, &[]).unwrap();
-        let p = law.overlap(&|_| 1.0, 4.0, Order::Largest);
+        let p = law.overlap(&|_| 1.0, 4.0, Order::Largest, Shift::Mean);
         assert_eq!(p.overlap_sq, 0.0);
         // Σ̂ = XᵀX/n − I: top edge (1 + 1/√α)² − 1 = 1.25 at α = 4.
         assert!((p.bulk_edge - 1.25).abs() < 1e-6, "{p:?}");
+        // Unshifted, XᵀX/n: (1 + 1/√α)² = 2.25.
+        let q = law.overlap(&|_| 1.0, 4.0, Order::Largest, Shift::None);
+        assert!((q.bulk_edge - 2.25).abs() < 1e-6, "{q:?}");
     }
 
     /// Paper §8's fixed-T thresholds on y = h4(z) (not normalised; signal at the bottom end,
@@ -632,13 +671,19 @@ mod tests {
     fn h4_fixed_t_thresholds_match_paper() {
         let law = Law::single_index(&link("h4(z1)"), 1.0, 0.0, &[0.0, -3.0, 3.0]).unwrap();
         let clip3 = |y: f64| y.clamp(-3.0, 3.0);
-        let a = law.spectral_threshold(&clip3, Order::Smallest).unwrap();
+        let a = law
+            .spectral_threshold(&clip3, Order::Smallest, Shift::Mean)
+            .unwrap();
         assert!((a - 1.9).abs() < 0.2, "clip 3: {a}");
         let a = law
-            .spectral_threshold(&|y: f64| y.signum(), Order::Smallest)
+            .spectral_threshold(&|y: f64| y.signum(), Order::Smallest, Shift::Mean)
             .unwrap();
         assert!((a - 2.6).abs() < 0.26, "sign: {a}");
         // The top end never separates (paper: "top eigenvalue never separates").
-        assert_eq!(law.overlap(&clip3, 16.0, Order::Largest).overlap_sq, 0.0);
+        assert_eq!(
+            law.overlap(&clip3, 16.0, Order::Largest, Shift::Mean)
+                .overlap_sq,
+            0.0
+        );
     }
 }

@@ -10,6 +10,9 @@
 //!   fit over named parameter groups of any [`mim_model::Network`]; the stages above are presets.
 //! - [`online`]: online spherical SGD on the first layer with a label transformation and the
 //!   exact landscape smoothing (seed 004): a tight host loop, one fresh sample per step.
+//! - [`one_step`]: DLS22's one-step algorithm as the authors run it (paired Gaussian init,
+//!   the labels' linear part removed, the rms-rescaled gradient step, raw ridge with λ on a
+//!   validation set).
 //! - [`loss`]: the stage-1 losses ℓ(t, y) and their label transform T(y) = −ℓ'(0, y).
 #![warn(missing_docs)]
 
@@ -19,6 +22,7 @@ pub mod fused;
 pub mod joint;
 pub mod loss;
 pub mod observer;
+pub mod one_step;
 pub mod online;
 pub mod schedule;
 pub mod stage1;

@@ -248,16 +248,23 @@ pub fn fit_readout_from_sums(
     ))
 }
 
+/// The index of the smallest finite score (the first of equals); None if none is finite.
+pub(crate) fn argmin_finite(scores: impl IntoIterator<Item = f64>) -> Option<usize> {
+    scores
+        .into_iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite())
+        .fold(None, |best: Option<(usize, f64)>, (j, v)| match best {
+            Some((_, b)) if b <= v => best,
+            _ => Some((j, v)),
+        })
+        .map(|(j, _)| j)
+}
+
 /// The λ with the smallest finite held-out error (the first of equals).
 fn best_lambda(grid: &[(f64, f64)]) -> Result<f64, TrainError> {
-    grid.iter()
-        .copied()
-        .filter(|(_, mse)| mse.is_finite())
-        .fold(None, |best: Option<(f64, f64)>, (l, mse)| match best {
-            Some((_, b)) if b <= mse => best,
-            _ => Some((l, mse)),
-        })
-        .map(|(l, _)| l)
+    argmin_finite(grid.iter().map(|&(_, mse)| mse))
+        .map(|j| grid[j].0)
         .ok_or_else(|| TrainError::Diverged {
             stage: "stage2".into(),
             step: 0,
