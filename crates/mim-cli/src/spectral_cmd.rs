@@ -110,7 +110,7 @@ pub fn load(config: Option<&Path>, sets: &[String]) -> Result<Loaded, String> {
         .map_err(|e| e.to_string())?;
     let c = &valid.config;
     let spectral = c.spectral.clone();
-    let resolved = spectral.resolve(c.data.r, c.data.d, &c.stage1)?;
+    let resolved = spectral.resolve(c.data.r, c.data.d, &c.stage1.labels())?;
     let streaming = plan(&valid, &resolved)?;
     Ok(Loaded {
         valid,
@@ -273,7 +273,7 @@ fn execute(
     drop(d1);
     if !spectrum.converged {
         warnings.push(format!(
-            "the iterative eigen-solver stopped after {} restarts without meeting its tolerance (residual {:.2e})",
+            "the iterative eigen-solver stopped after {} operator products without meeting its tolerance (residual {:.2e})",
             spectrum.iterations, spectrum.max_residual
         ));
     }
@@ -385,15 +385,8 @@ fn execute(
         loaded.valid.link
     );
     println!(
-        "spectral          T = {} on {} labels, order = {}, shift = {}, k = {}, {} ({:.2} s)",
-        rs.preprocessing.name(),
-        if rs.prep.center.is_some() {
-            "centred"
-        } else {
-            "raw"
-        },
-        rs.order.name(),
-        rs.shift.name(),
+        "spectral          {}, k = {}, {} ({:.2} s)",
+        rs.describe(),
         rs.k,
         spectrum.method.name(),
         solve_seconds

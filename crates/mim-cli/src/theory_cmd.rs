@@ -214,17 +214,7 @@ pub fn run(args: TheoryArgs) -> ExitCode {
     let mut csv = String::from("alpha,overlap_sq_theory,alpha_c\n");
     match single_index_theory(&loaded, &target) {
         Ok(th) => {
-            println!(
-                "spectral          T = {} on {} labels, order = {}, shift = {}",
-                rs.preprocessing.name(),
-                if rs.prep.center.is_some() {
-                    "centred"
-                } else {
-                    "raw"
-                },
-                rs.order.name(),
-                rs.shift.name()
-            );
+            println!("spectral          {}", rs.describe());
             match th.law.spectral_threshold(&*th.t, rs.order, rs.shift) {
                 Some(a) => println!("α_T (this T)      {a:.4}   (overlap² > 0 above it)"),
                 None => println!("α_T (this T)      none below α = 10⁴ (no outlier at this end)"),

@@ -8,6 +8,9 @@
 //! - [`Target`]: a random `U` with orthonormal rows, the link, noise level and scale.
 //! - [`Bbp`]: BBP thresholds α_k and the theory curves of a hierarchical target (seed 003).
 //! - [`Dataset`]: counter-based, chunking-invariant seeded samples for each [`Split`].
+//! - [`Loss`]: the stage-1 losses, their label transform T(y) = −ℓ'(0, y) and the stage-1
+//!   labels ([`label_shift`], [`stage1_labels`], [`Stage1Labels`]), shared by the trainer and
+//!   the spectral estimators.
 //!
 //! Everything is deterministic given the seeds, independent of thread count.
 
@@ -20,6 +23,7 @@ mod expr;
 pub mod hermite;
 mod hierarchical;
 pub mod link;
+pub mod loss;
 pub mod moments;
 mod nested;
 pub mod target;
@@ -30,9 +34,10 @@ pub use dataset::{Dataset, Split, BLOCK_ROWS};
 pub use error::{DataError, LinkError};
 pub use hermite::{gaussian_moment, hermite, hermite_coefficients};
 pub use link::{
-    Factor, Hierarchical, HierarchicalG, HierarchicalSigns, Link, Term, MAX_DEPTH, MAX_EXPONENT,
-    MAX_HERMITE_DEGREE, MAX_HIERARCHICAL_K,
+    sign, Factor, Hierarchical, HierarchicalG, HierarchicalSigns, Link, Term, MAX_DEPTH,
+    MAX_EXPONENT, MAX_HERMITE_DEGREE, MAX_HIERARCHICAL_K,
 };
+pub use loss::{label_shift, stage1_labels, CenterBy, Loss, LossName, Stage1Labels};
 pub use moments::{gauss_legendre, gaussian_expectation, LinkMoments};
 pub use target::Target;
 pub use vector::dot;

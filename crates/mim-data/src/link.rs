@@ -89,6 +89,17 @@ use crate::expr::{fmt_terms, Expr, Func};
 use crate::hermite::hermite;
 pub use crate::hierarchical::{Hierarchical, HierarchicalG, HierarchicalSigns, MAX_HIERARCHICAL_K};
 
+/// sign(t) ∈ {−1, 0, 1} (0 at t = 0, unlike `f64::signum`).
+pub fn sign(t: f64) -> f64 {
+    if t > 0.0 {
+        1.0
+    } else if t < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
 /// Largest Hermite degree `K` accepted in `hK(zI)`.
 pub const MAX_HERMITE_DEGREE: usize = 8;
 /// Largest exponent `K` accepted in `zI^K`.
@@ -152,15 +163,7 @@ impl Factor {
             Factor::Hermite { degree, .. } => hermite(degree, t),
             Factor::Power { exponent, .. } => t.powi(exponent as i32),
             Factor::Abs { .. } => t.abs(),
-            Factor::Sign { .. } => {
-                if t > 0.0 {
-                    1.0
-                } else if t < 0.0 {
-                    -1.0
-                } else {
-                    0.0
-                }
-            }
+            Factor::Sign { .. } => sign(t),
             Factor::Tanh { .. } => t.tanh(),
             Factor::Relu { .. } => {
                 if t > 0.0 {

@@ -132,6 +132,17 @@ struct Cluster<'a> {
     factors: Vec<&'a EFactor>,
 }
 
+impl<'a> Cluster<'a> {
+    /// The factors that are not flat.
+    fn nested(&self) -> Vec<&'a EFactor> {
+        self.factors
+            .iter()
+            .copied()
+            .filter(|f| !matches!(f, EFactor::Flat(_)))
+            .collect()
+    }
+}
+
 impl Ctx {
     /// `E[Π_j f_j(z)]`, `z ~ N(0, I)`.
     fn expectation(&mut self, factors: &[&EFactor]) -> Result<f64, String> {
@@ -309,12 +320,7 @@ impl Ctx {
     /// (tilted by the flat factors `u_i`), refined until two resolutions agree. `None` when the
     /// grid would be too large.
     fn separable(&mut self, cluster: &Cluster, s: &Expr) -> Option<f64> {
-        let nested: Vec<&EFactor> = cluster
-            .factors
-            .iter()
-            .copied()
-            .filter(|f| !matches!(f, EFactor::Flat(_)))
-            .collect();
+        let nested = cluster.nested();
         let mut tilts: BTreeMap<usize, Vec<Factor>> = BTreeMap::new();
         for f in &cluster.factors {
             if let EFactor::Flat(x) = f {
@@ -782,12 +788,7 @@ fn function_of(x: &Expr, s: &Expr) -> bool {
 
 /// The separable sum `S` every nested factor of the cluster is a function of, if any.
 fn separable_sum<'a>(cluster: &Cluster<'a>) -> Option<&'a Expr> {
-    let nested: Vec<&EFactor> = cluster
-        .factors
-        .iter()
-        .copied()
-        .filter(|f| !matches!(f, EFactor::Flat(_)))
-        .collect();
+    let nested = cluster.nested();
     let mut cands = Vec::new();
     candidates(nested.first()?, &mut cands);
     cands.into_iter().find(|s| {

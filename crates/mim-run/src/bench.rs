@@ -305,6 +305,20 @@ pub fn run_bench(
             setup,
             None,
         ));
+        // The W metrics of one step alone (`metrics.svd` default), on W after one step.
+        let w1 = run_stage1(model.clone(), &x, &y, &params(1), &mut NoObserver)
+            .map_err(|e| e.to_string())?;
+        let w_host = to_host(w1.w.val());
+        let mut failed = None;
+        let runs = time_reps(reps, || {
+            if let Err(e) = crate::tracker::w_metrics(&w_host, m, &target, SvdMethod::Subspace) {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        timings.push(timing(format!("metrics_w d={d} m={m}"), runs, None));
         // Stage 2: features n×m, Gram, Cholesky solve (fixed λ), on the same data.
         let cfg = Stage2Config {
             ridge_lambda: mim_train::Auto::Value(1e-3),

@@ -829,7 +829,7 @@ impl RunConfig {
         // Resolved for every method, so a bad `[spectral]` never passes silently.
         let spectral = self
             .spectral
-            .resolve(data.r, data.d, &self.stage1)
+            .resolve(data.r, data.d, &self.stage1.labels())
             .map_err(e)?;
         let dtype_bytes = if self.dtype == Precision::F64 { 8 } else { 4 };
         let bytes = crate::streaming::in_memory_bytes(

@@ -139,7 +139,7 @@ mod tests {
                 shift,
                 ..Default::default()
             };
-            let rs = section.resolve(1, d, &stage1).unwrap();
+            let rs = section.resolve(1, d, &stage1.labels()).unwrap();
             (rs.shift, rs.estimate(&x, &y, d).unwrap())
         };
         let (shift, twin) = estimate(ShiftChoice::Auto);

@@ -18,6 +18,7 @@
 
 use crate::eigen::{Method, Order, Shift};
 use crate::preprocess::{LabelPrep, Preprocessing};
+use mim_data::loss::Stage1Labels;
 use serde::{Deserialize, Serialize};
 
 /// `spectral.order`: an [`Order`] or `auto` (the preprocessing's default).
@@ -113,6 +114,22 @@ pub struct ResolvedSpectral {
 }
 
 impl ResolvedSpectral {
+    /// `T = <name> on <centred|raw> labels, order = <order>, shift = <shift>`: the estimator in
+    /// one line, as `mim spectral` and `mim theory` print it.
+    pub fn describe(&self) -> String {
+        format!(
+            "T = {} on {} labels, order = {}, shift = {}",
+            self.preprocessing.name(),
+            if self.prep.center.is_some() {
+                "centred"
+            } else {
+                "raw"
+            },
+            self.order.name(),
+            self.shift.name()
+        )
+    }
+
     /// The whole estimator on a dataset: T applied to the labels per [`LabelPrep`], then
     /// [`crate::spectral_estimate`] with this order, shift, k and solver. `x` is n×d row-major.
     pub fn estimate(
@@ -135,12 +152,13 @@ impl ResolvedSpectral {
 }
 
 impl SpectralConfig {
-    /// Validates against the run's r, d and `[stage1]` (for `loss:*`). Errors name the field.
+    /// Validates against the run's r, d and `[stage1]`'s loss and label fields (for `loss:*`;
+    /// `mim_train::Stage1Config::labels`). Errors name the field.
     pub fn resolve(
         &self,
         r: usize,
         d: usize,
-        stage1: &mim_train::Stage1Config,
+        stage1: &Stage1Labels,
     ) -> Result<ResolvedSpectral, String> {
         if !(self.init_noise.is_finite() && self.init_noise >= 0.0) {
             return Err(format!(
@@ -211,6 +229,7 @@ impl SpectralConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preprocess::stage1_defaults;
 
     fn section(s: &str) -> SpectralConfig {
         toml::from_str(s).unwrap()
@@ -221,16 +240,16 @@ mod tests {
         let c = section("T = \"lal\"\nk = 2\n");
         assert_eq!(c.t, "lal");
         assert!(!c.is_default() && SpectralConfig::default().is_default());
-        let r = c.resolve(1, 5, &Default::default()).unwrap();
+        let r = c.resolve(1, 5, &stage1_defaults()).unwrap();
         assert_eq!((r.k, r.order, r.method), (2, Order::Largest, Method::Dense));
         assert_eq!(r.shift, Shift::Mean);
         let again: SpectralConfig =
             toml::from_str(&toml::to_string(&c.resolved(&r)).unwrap()).unwrap();
         assert_eq!((again.k, again.shift), (Some(2), ShiftChoice::Mean));
         // `loss` is the network's twin: unshifted unless asked; `auto` is not written out.
-        let twin = SpectralConfig::default().resolve(1, 5, &Default::default());
+        let twin = SpectralConfig::default().resolve(1, 5, &stage1_defaults());
         assert_eq!(twin.unwrap().shift, Shift::None);
-        let classical = section("shift = \"mean\"").resolve(1, 5, &Default::default());
+        let classical = section("shift = \"mean\"").resolve(1, 5, &stage1_defaults());
         assert_eq!(classical.unwrap().shift, Shift::Mean);
         assert!(!toml::to_string(&SpectralConfig::default())
             .unwrap()
@@ -241,7 +260,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let s1 = Default::default();
+        let s1 = stage1_defaults();
         for (c, field) in [
             (
                 SpectralConfig {

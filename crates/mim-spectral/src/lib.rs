@@ -1,5 +1,6 @@
 //! `mim-spectral`: spectral estimators of the hidden subspace of a multi-index model and the
-//! fixed-preprocessing spectral theory, in host-side `f64` (no tensors).
+//! fixed-preprocessing spectral theory, in host-side `f64` (no tensors, no Burn: the stage-1
+//! loss and labels that `loss:*` mirrors come from [`mim_data::loss`], which `mim-train` shares).
 //!
 //! Given D1 = {(x_i, y_i)} (x_i ~ N(0, I_d)) and a label preprocessing T, the estimator is the
 //! top-k eigenvectors, at the chosen end of the spectrum ([`Order`]), of one of
@@ -17,8 +18,9 @@
 //! - [`preprocess`]: the preprocessings T (`loss:*`, `identity`, `lal`, `filtered`,
 //!   `clip:<c>`, `sign`) and which labels they see ([`LabelPrep`]).
 //! - [`eigen`]: [`spectral_estimate`] — dense (faer self-adjoint eigendecomposition of the
-//!   d×d matrix) or matrix-free restarted block Krylov with Rayleigh–Ritz that only applies
-//!   Σ̂_T V = Xᵀ(T ⊙ XV)/n (− mean(T)·V when shifted).
+//!   d×d matrix) or matrix-free: faer's thick-restart Lanczos (`partial_self_adjoint_eigen`)
+//!   on an operator that only applies Σ̂_T v = Xᵀ(T ⊙ Xv)/n (− mean(T)·v when shifted), moved
+//!   by a multiple of I for `largest` / `smallest` (faer returns the largest-|λ| end).
 //! - [`config`]: the `[spectral]` config section ([`SpectralConfig`]).
 //! - [`exponents`]: the information exponent k* and the generative exponent s* of a
 //!   single-index link (seed 004), by quadrature in z and cross-fitted grouping in y.

@@ -10,7 +10,8 @@
 //! | `sign` | sign(y) (0 ↦ 0) | `abs` | `mean` |
 //!
 //! `loss:*` is the spectral twin of the network: it sees the stage-1 labels exactly as stage 1
-//! does (centred when `stage1.center_labels`, minus β̂ᵀx when `stage1.remove_linear`) and, by
+//! does (centred when `stage1.center_labels`, minus β̂ᵀx when `stage1.remove_linear`, read from
+//! [`Stage1Labels`]) and, by
 //! default, takes the eigenvectors of largest |λ| of the matrix stage 1 and the power-iteration
 //! metric iterate, Xᵀdiag(T)X/n1 without the identity shift (`shift = none`): that is what
 //! power iteration with β1 = 1/η1 amplifies (paper §4). When mean(T) ≠ 0 (e.g. Huber on a
@@ -21,7 +22,7 @@
 //! its supremum away from 1.
 
 use crate::eigen::{Order, Shift};
-use mim_train::Loss;
+use mim_data::loss::{label_shift, stage1_labels, CenterBy, Loss, LossName, Stage1Labels};
 
 /// Lower clip of `lal`: T(y) = max(1 − 1/y, LAL_FLOOR).
 pub const LAL_FLOOR: f64 = -10.0;
@@ -55,7 +56,7 @@ impl Preprocessing {
     /// Parses a `spectral.T` value. `loss` alone means the config's stage-1 loss; `loss:<name>`
     /// takes that loss with the config's `huber_delta` / `l1_smoothing`; `tau` is used by
     /// `filtered`. The error names `spectral.T` (or `spectral.tau`).
-    pub fn parse(spec: &str, stage1: &mim_train::Stage1Config, tau: f64) -> Result<Self, String> {
+    pub fn parse(spec: &str, stage1: &Stage1Labels, tau: f64) -> Result<Self, String> {
         let bad = |why: &str| format!("spectral.T = {spec:?}: {why}");
         let s = spec.trim();
         let (head, arg) = match s.split_once(':') {
@@ -68,12 +69,12 @@ impl Preprocessing {
         };
         match head {
             "loss" => {
-                let mut cfg = stage1.clone();
+                let mut cfg = *stage1;
                 if let Some(name) = arg {
                     cfg.loss = match name {
-                        "square" => mim_train::LossName::Square,
-                        "huber" => mim_train::LossName::Huber,
-                        "l1" => mim_train::LossName::L1,
+                        "square" => LossName::Square,
+                        "huber" => LossName::Huber,
+                        "l1" => LossName::L1,
                         _ => return Err(bad("unknown loss; expected loss:square, loss:huber or loss:l1")),
                     };
                 }
@@ -193,7 +194,7 @@ impl Preprocessing {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LabelPrep {
     /// Centre y first: by its mean, or at the loss's location (mean T(y − c) = 0); `None`: raw.
-    pub center: Option<mim_train::CenterBy>,
+    pub center: Option<CenterBy>,
     /// Then subtract the linear part β̂ᵀx, β̂ = (1/n) Σ y_i x_i.
     pub remove_linear: bool,
 }
@@ -201,10 +202,10 @@ pub struct LabelPrep {
 impl LabelPrep {
     /// The rule of this crate: `loss:*` sees the stage-1 labels (`center_labels`,
     /// `remove_linear` from `[stage1]`), every other T the raw labels.
-    pub fn for_preprocessing(pre: &Preprocessing, stage1: &mim_train::Stage1Config) -> Self {
+    pub fn for_preprocessing(pre: &Preprocessing, stage1: &Stage1Labels) -> Self {
         if pre.is_loss() {
             LabelPrep {
-                center: stage1.centering(),
+                center: stage1.center,
                 remove_linear: stage1.remove_linear,
             }
         } else {
@@ -225,11 +226,24 @@ pub fn spectral_labels(
     // another T centres at the square loss's location, the mean.
     let loss = match pre {
         Preprocessing::Loss(loss) => *loss,
-        _ => mim_train::Loss::Square,
+        _ => Loss::Square,
     };
-    let shift = mim_train::label_shift(y, prep.center, &loss);
-    let lab = mim_train::stage1_labels(x, y, d, shift, prep.remove_linear);
+    let shift = label_shift(y, prep.center, &loss);
+    let lab = stage1_labels(x, y, d, shift, prep.remove_linear);
     lab.iter().map(|&v| pre.apply(v)).collect()
+}
+
+/// `[stage1]`'s defaults, as `mim_train::Stage1Config::default().labels()` gives them (Huber
+/// δ = 1, s = 0.1, centred by the mean), for the tests of this crate.
+#[cfg(test)]
+pub(crate) fn stage1_defaults() -> Stage1Labels {
+    Stage1Labels {
+        loss: LossName::Huber,
+        huber_delta: 1.0,
+        l1_smoothing: 0.1,
+        center: Some(CenterBy::Mean),
+        remove_linear: false,
+    }
 }
 
 #[cfg(test)]
@@ -238,7 +252,7 @@ mod tests {
 
     #[test]
     fn parses_and_applies() {
-        let s1 = mim_train::Stage1Config::default();
+        let s1 = stage1_defaults();
         let p = |s: &str| Preprocessing::parse(s, &s1, 1.5).unwrap();
         assert_eq!(p("loss").apply(3.0), 1.0); // default stage-1 loss: Huber δ = 1
         assert_eq!(p("loss:square").apply(3.0), 3.0);
@@ -267,7 +281,7 @@ mod tests {
 
     #[test]
     fn labels_centred_only_for_loss() {
-        let s1 = mim_train::Stage1Config::default();
+        let s1 = stage1_defaults();
         let y = [1.0, 2.0, 3.0];
         let x = [0.0; 3];
         let sq = Preprocessing::parse("loss:square", &s1, 1.0).unwrap();

@@ -39,7 +39,7 @@
 
 use crate::eigen::{Order, Shift};
 use crate::error::SpectralError;
-use mim_data::{gauss_legendre, Link};
+use mim_data::{gauss_legendre, Link, Loss};
 use rayon::prelude::*;
 
 /// Half-width of the z (and ε) integration range.
@@ -271,9 +271,9 @@ impl Law {
         self.w.iter().zip(&self.y).map(|(w, y)| w * y).sum()
     }
 
-    /// The population location of `loss`: the c with E[T(y − c)] = 0 ([`mim_train::Loss::location`] on
+    /// The population location of `loss`: the c with E[T(y − c)] = 0 ([`Loss::location`] on
     /// this law's atoms).
-    pub fn location(&self, loss: &mim_train::Loss) -> f64 {
+    pub fn location(&self, loss: &Loss) -> f64 {
         loss.location(&self.y, Some(&self.w))
     }
 

@@ -2,6 +2,7 @@
 //! `[stage2]` of a run config. Every field has a default here, the one source of truth.
 
 use crate::loss::Loss;
+pub use mim_data::loss::{CenterBy, LossName, Stage1Labels};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
@@ -119,31 +120,6 @@ impl<T: fmt::Display> fmt::Display for Auto<T> {
     }
 }
 
-/// Name of a stage-1 loss (its parameters are separate keys).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LossName {
-    /// ℓ = (t − y)²/2.
-    Square,
-    /// Huber, threshold `huber_delta`.
-    Huber,
-    /// Smoothed ℓ1, smoothing `l1_smoothing`.
-    L1,
-}
-
-impl LossName {
-    /// The loss with its parameter: δ for Huber, s for smoothed ℓ1 (the other is unused).
-    pub fn with(self, huber_delta: f64, l1_smoothing: f64) -> Loss {
-        match self {
-            LossName::Square => Loss::Square,
-            LossName::Huber => Loss::Huber { delta: huber_delta },
-            LossName::L1 => Loss::L1 {
-                smoothing: l1_smoothing,
-            },
-        }
-    }
-}
-
 /// How stage 1 controls the scale of W.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -181,27 +157,6 @@ pub enum Gradient {
     Autodiff,
     /// The closed form G = (1/n) [ℓ'(f, y) ⊙ σ'(Z) ⊙ a]ᵀ X (paper §3).
     ClosedForm,
-}
-
-/// What `stage1.center_labels` subtracts from the stage-1 labels (`stage1.center_by`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CenterBy {
-    /// c = mean(y over D1).
-    #[default]
-    Mean,
-    /// c solving (1/n1) Σ T(y_i − c) = 0, T = −ℓ'(0,·) of the stage-1 loss: the loss's location
-    /// M-estimate (the mean for square, about the median for smoothed ℓ1, Huber's location for
-    /// huber). Then mean T = 0 on D1, so Σ̂_T carries no identity shift E[T]·I that would
-    /// shrink the signal-to-bulk ratio of power iteration (paper §4).
-    Loss,
-}
-
-impl CenterBy {
-    /// True for the default (left out of `config.toml`, so sweep keys do not change).
-    pub fn is_default(&self) -> bool {
-        *self == Self::default()
-    }
 }
 
 /// `[stage1]`: first-layer training on D1.
@@ -316,6 +271,18 @@ impl Stage1Config {
     /// The loss with its parameter.
     pub fn loss(&self) -> Loss {
         self.loss.with(self.huber_delta, self.l1_smoothing)
+    }
+
+    /// The loss and label fields of this section as the host-side [`Stage1Labels`] (what the
+    /// spectral twin `loss:*` reads).
+    pub fn labels(&self) -> Stage1Labels {
+        Stage1Labels {
+            loss: self.loss,
+            huber_delta: self.huber_delta,
+            l1_smoothing: self.l1_smoothing,
+            center: self.centering(),
+            remove_linear: self.remove_linear,
+        }
     }
 
     /// Checks every field; the message names the field (`stage1.lr = NaN: …`).
@@ -451,6 +418,30 @@ mod tests {
             .resolved_steps(200),
             3
         );
+    }
+
+    /// `labels()` carries the loss and label fields the spectral twin reads.
+    #[test]
+    fn labels_carry_the_loss_and_label_fields() {
+        let d = Stage1Config::default();
+        let l = d.labels();
+        assert_eq!(
+            (l.loss(), l.center, l.remove_linear),
+            (d.loss(), Some(CenterBy::Mean), false)
+        );
+        let c = Stage1Config {
+            loss: LossName::L1,
+            l1_smoothing: 0.3,
+            center_labels: false,
+            remove_linear: true,
+            ..d
+        };
+        let l = c.labels();
+        assert_eq!(
+            (l.loss(), l.center, l.remove_linear),
+            (c.loss(), None, true)
+        );
+        assert_eq!(l.loss(), Loss::L1 { smoothing: 0.3 });
     }
 
     #[test]

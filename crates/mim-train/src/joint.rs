@@ -112,6 +112,7 @@ pub fn run_joint(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loss::TensorLoss;
     use crate::observer::NoObserver;
     use burn::tensor::Device;
     use mim_model::{

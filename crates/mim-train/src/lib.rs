@@ -13,7 +13,8 @@
 //! - [`one_step`]: DLS22's one-step algorithm as the authors run it (paired Gaussian init,
 //!   the labels' linear part removed, the rms-rescaled gradient step, raw ridge with λ on a
 //!   validation set).
-//! - [`loss`]: the stage-1 losses ℓ(t, y) and their label transform T(y) = −ℓ'(0, y).
+//! - [`loss`]: the stage-1 losses ℓ(t, y) ([`Loss`], defined with its label transform
+//!   T(y) = −ℓ'(0, y) in [`mim_data::loss`]) and their tensor forms ([`TensorLoss`]).
 #![warn(missing_docs)]
 
 pub mod config;
@@ -30,12 +31,12 @@ pub mod stage2;
 pub mod stage_config;
 
 pub use config::{
-    Auto, BiasInit, CenterBy, Gradient, LossName, Mode, Stage1Config, Stage2Config, Stage2Solver,
-    Steps, WeightDecay,
+    Auto, BiasInit, CenterBy, Gradient, LossName, Mode, Stage1Config, Stage1Labels, Stage2Config,
+    Stage2Solver, Steps, WeightDecay,
 };
 pub use error::TrainError;
 pub use joint::{run_joint, BatchSource, Batches, JointConfig, JointOptimizer};
-pub use loss::Loss;
+pub use loss::{Loss, TensorLoss};
 pub use observer::{NoObserver, Observer, Stage1State};
 pub use schedule::{
     gd_stage, gd_stage_with, optimizer_stage, ridge_stage, FirstLayerGradient, GdStage,

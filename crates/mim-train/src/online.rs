@@ -144,14 +144,7 @@ impl LabelTransform {
             Self::Identity => y,
             Self::Sign => {
                 let median = pilot.get(pilot.len() / 2).copied().unwrap_or(0.0);
-                let v = y - median;
-                if v > 0.0 {
-                    1.0
-                } else if v < 0.0 {
-                    -1.0
-                } else {
-                    0.0
-                }
+                mim_data::sign(y - median)
             }
             Self::Tanh => y.tanh(),
             Self::Clip(c) => y.clamp(-c, *c),

@@ -19,7 +19,7 @@ use crate::config::{Gradient, Mode, Stage2Config};
 use crate::error::TrainError;
 use crate::fused::HostStage1;
 use crate::joint::{BatchSource, JointOptimizer};
-use crate::loss::Loss;
+use crate::loss::{Loss, TensorLoss};
 use crate::observer::{Observer, Stage1State};
 use crate::stage2::{fit_readout, Stage2Report};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};

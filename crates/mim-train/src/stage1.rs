@@ -4,9 +4,9 @@
 //! For small weights σ'(u) ≈ u, so with β1 = 1/η1 a step is w_j ← η1 a_j Σ̂_T w_j,
 //! Σ̂_T = (1/n1) Σ_i T(y_i) x_i x_iᵀ: power iteration (paper §4).
 
-use crate::config::{CenterBy, Gradient, Mode};
+use crate::config::{Gradient, Mode};
 use crate::error::TrainError;
-use crate::loss::Loss;
+use crate::loss::{Loss, TensorLoss};
 use crate::observer::Observer;
 use crate::schedule::{gd_stage, GdStage};
 use burn::tensor::Tensor;
@@ -32,6 +32,7 @@ pub struct Stage1Params {
 }
 
 pub use crate::schedule::normalize_rows;
+pub use mim_data::loss::{label_shift, stage1_labels};
 
 /// The closed-form gradient (paper §3) and L̂, X: n×d, y: n → (m×d, 1):
 /// G = (1/n) [ℓ'(f(X), y) 1ᵀ ⊙ σ'(X Wᵀ + 1bᵀ) ⊙ 1 aᵀ]ᵀ X. Computed on detached tensors, so
@@ -122,37 +123,6 @@ pub fn run_stage1_from(
     start_step: usize,
 ) -> Result<TwoLayer, TrainError> {
     gd_stage(model, x, y, &params.gd_stage(), observer, start_step)
-}
-
-/// The shift c subtracted from the stage-1 labels: 0 when `center` is `None`, mean(y) for
-/// [`CenterBy::Mean`], and for [`CenterBy::Loss`] the loss's location M-estimate
-/// ([`Loss::location`]: mean_i T(y_i − c) = 0).
-pub fn label_shift(y: &[f64], center: Option<CenterBy>, loss: &Loss) -> f64 {
-    match center {
-        None => 0.0,
-        Some(CenterBy::Loss) => loss.location(y, None),
-        Some(CenterBy::Mean) => y.iter().sum::<f64>() / y.len().max(1) as f64,
-    }
-}
-
-/// Stage-1 labels: y − `shift` (see [`label_shift`]), then minus its linear part β̂ᵀx
-/// (β̂ = (1/n) Σ y_i x_i) if `remove_linear`. `x` is n×d row-major (read only for
-/// `remove_linear`).
-pub fn stage1_labels(x: &[f64], y: &[f64], d: usize, shift: f64, remove_linear: bool) -> Vec<f64> {
-    let nf = y.len().max(1) as f64;
-    let mut lab: Vec<f64> = y.iter().map(|v| v - shift).collect();
-    if remove_linear {
-        let mut beta = vec![0.0; d];
-        for (yi, row) in lab.iter().zip(x.chunks_exact(d)) {
-            for (b, xv) in beta.iter_mut().zip(row) {
-                *b += yi * xv / nf;
-            }
-        }
-        for (yi, row) in lab.iter_mut().zip(x.chunks_exact(d)) {
-            *yi -= row.iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>();
-        }
-    }
-    lab
 }
 
 #[cfg(test)]
