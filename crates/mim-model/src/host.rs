@@ -70,9 +70,20 @@ pub fn from_host_1d(values: &[f64], device: &Device, precision: Precision) -> Te
 
 /// Downloads any float tensor as row-major `f64` values.
 pub fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    download(t)
+}
+
+/// Downloads any float tensor as row-major values of element type `T` (`f32` or `f64`),
+/// leaving the tensor in place (the host kernels' copy of x, y and the parameters).
+pub fn to_host_as<T: burn::tensor::Element, const D: usize>(t: &Tensor<D>) -> Vec<T> {
+    download(t.clone())
+}
+
+/// The one device → host copy behind [`to_host`] and [`to_host_as`].
+fn download<T: burn::tensor::Element, const D: usize>(t: Tensor<D>) -> Vec<T> {
     t.into_data()
-        .try_into_vec_as::<f64>()
-        .expect("float tensor converts to f64")
+        .try_into_vec_as::<T>()
+        .expect("a float tensor converts to any float element type")
 }
 
 /// Rows of a matrix tensor rescaled to norm `norm`: w_j ← norm · w_j/‖w_j‖ (a zero row stays

@@ -163,7 +163,7 @@ impl<T: Real + Element> FirstLayerGradient for StreamedGradient<'_, '_, T> {
     fn gradient(&mut self, model: &TwoLayer) -> Result<(Tensor<2>, f64), TrainError> {
         let wt = model.w.val();
         let [m, d] = wt.dims();
-        let w: Vec<T> = host(wt.clone().detach());
+        let w: Vec<T> = mim_model::to_host_as(&wt.clone().detach());
         let mut sums = GradientSums::<T>::new(m, d);
         let (x_buf, y_buf) = (&mut self.x_buf, &mut self.y_buf);
         let (shift, beta_lin, remove_linear) = (self.shift, &self.beta_lin, self.remove_linear);
@@ -221,9 +221,9 @@ pub fn stream_stage1<T: Real + Element>(
         shift,
         beta_lin,
         remove_linear,
-        b: host(model.b.val()),
-        a: host(model.a.val()),
-        c: host::<T, 1>(model.c.val())[0],
+        b: mim_model::to_host_as(&model.b.val()),
+        a: mim_model::to_host_as(&model.a.val()),
+        c: mim_model::to_host_as::<T, 1>(&model.c.val())[0],
         activation: model.activation,
         loss: params.loss,
         x_buf: Vec::new(),
@@ -344,12 +344,6 @@ pub fn fit_streaming(
     }
 }
 
-fn host<T: Element, const D: usize>(t: Tensor<D>) -> Vec<T> {
-    t.into_data()
-        .try_into_vec_as::<T>()
-        .expect("float tensor converts")
-}
-
 fn fit_typed<T: Real + Element>(
     valid: &crate::config::ValidConfig,
     target: &Target,
@@ -367,7 +361,7 @@ fn fit_typed<T: Real + Element>(
         seed: derive_seed(cfg.seed, Purpose::Data),
         chunk: chunk_rows(d, cfg.data.chunk_rows),
     };
-    let b0: Vec<T> = host(model.b.val());
+    let b0: Vec<T> = mim_model::to_host_as(&model.b.val());
 
     let mut tracker = Stage1Tracker::new(target, reporter, cfg.metrics.svd);
     let t1 = tracker.start;
@@ -380,7 +374,7 @@ fn fit_typed<T: Real + Element>(
         model.clone(),
         &mut tracker,
     )?;
-    let w: Vec<T> = host(trained.w.val());
+    let w: Vec<T> = mim_model::to_host_as(&trained.w.val());
     let stage1_seconds = t1.elapsed().as_secs_f64();
 
     let t2 = std::time::Instant::now();

@@ -483,21 +483,15 @@ pub struct HostData<T> {
     loss: Loss,
 }
 
-fn host_vec<T: burn::tensor::Element, const D: usize>(t: &Tensor<D>) -> Vec<T> {
-    t.to_data()
-        .try_into_vec_as::<T>()
-        .expect("float tensor converts")
-}
-
 impl<T: Real + burn::tensor::Element> HostData<T> {
     fn new(x: &Tensor<2>, y: &Tensor<1>, model: &TwoLayer, loss: Loss) -> Self {
         let [n, d] = x.dims();
         Self {
-            x: host_vec(x),
-            y: host_vec(y),
-            b: host_vec(&model.b.val()),
-            a: host_vec(&model.a.val()),
-            c: host_vec::<T, 1>(&model.c.val())[0],
+            x: mim_model::to_host_as(x),
+            y: mim_model::to_host_as(y),
+            b: mim_model::to_host_as(&model.b.val()),
+            a: mim_model::to_host_as(&model.a.val()),
+            c: mim_model::to_host_as::<T, 1>(&model.c.val())[0],
             n,
             d,
             activation: model.activation,
@@ -517,7 +511,7 @@ impl<T: Real + burn::tensor::Element> HostData<T> {
             activation: self.activation,
             loss: self.loss,
         };
-        let (g, l) = fused_gradient(&p, &host_vec::<T, 2>(w));
+        let (g, l) = fused_gradient(&p, &mim_model::to_host_as::<T, 2>(w));
         let m = g.len() / self.d;
         let g = Tensor::from_data(TensorData::new(g, [m, self.d]), (&w.device(), w.dtype()));
         (g, l)
