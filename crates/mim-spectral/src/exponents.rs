@@ -264,12 +264,14 @@ pub fn optimal_transform(
     })?;
     let (z, y, w) = atoms(link, scale, noise);
     let (group, groups, _) = grouping(&y, &w, BINS);
+    // h_k at every atom once: for the bin means and for the cross-fitted λ_k² below.
+    let hk: Vec<f64> = z.iter().map(|&zi| h(k, zi)).collect();
     // Per group: Σ w, Σ w h_k, and the range of y.
     let mut acc = vec![(0.0f64, 0.0f64, f64::INFINITY, f64::NEG_INFINITY); groups];
-    for (((&zi, &yi), &wi), &g) in z.iter().zip(&y).zip(&w).zip(&group) {
+    for (((&hi, &yi), &wi), &g) in hk.iter().zip(&y).zip(&w).zip(&group) {
         let a = &mut acc[g];
         a.0 += wi;
-        a.1 += wi * h(k, zi);
+        a.1 += wi * hi;
         a.2 = a.2.min(yi);
         a.3 = a.3.max(yi);
     }
@@ -284,7 +286,6 @@ pub fn optimal_transform(
     let edges: Vec<f64> = used.windows(2).map(|p| 0.5 * (p[0].3 + p[1].2)).collect();
     // Whether degree k carries signal: the cross-fitted λ_k² and the rule of [`exponents`]
     // (the in-sample Σ p m² is biased up by the bins that split tied labels).
-    let hk: Vec<f64> = z.iter().map(|&zi| h(k, zi)).collect();
     let (lambda2, se) = cross_fitted(&hk, atoms_per_point(&z), &w, &group, groups);
     if lambda2.is_nan()
         || !(Coefficient {
