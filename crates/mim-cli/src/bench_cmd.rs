@@ -83,6 +83,15 @@ pub fn run(args: BenchArgs) -> ExitCode {
             two(t.ratio_to_peak)
         );
     }
+    for t in &report.timings {
+        if let Some(share) = t.share_of_step {
+            println!(
+                "{}: {:.1} % of the rest of the step (both timed in the same runs)",
+                t.name,
+                100.0 * share
+            );
+        }
+    }
     if let Some(path) = args.json {
         if let Err(e) = write_json_atomic(&path, &report) {
             eprintln!("error: writing {}: {e}", path.display());

@@ -24,6 +24,28 @@ fn same_seed_same_data() {
     assert_ne!(a.x, c.x);
 }
 
+/// Rows drawn straight into f32 are the f64 rows cast, with the same labels, at any offset
+/// and across block boundaries; a labels-only pass gives the same labels and writes no x.
+#[test]
+fn rows_cast_at_generation_equal_the_cast_rows() {
+    let t = target("h2(z1)*tanh(z2)", 9, 2, 0.4);
+    for (start, len) in [(0, 5), (BLOCK_ROWS - 2, 7), (3, 2 * BLOCK_ROWS)] {
+        let full = t.sample_rows(Split::Stage2, 11, start, len);
+        let (mut x32, mut y) = (vec![7.0f32; 3], Vec::new());
+        t.sample_rows_as(Split::Stage2, 11, start, len, Some(&mut x32), &mut y, |v| {
+            v as f32
+        });
+        let want: Vec<f32> = full.x.iter().map(|&v| v as f32).collect();
+        assert_eq!(x32, want, "rows {start}..+{len}");
+        assert_eq!(y, full.y);
+        let mut y_only = vec![1.0; 1];
+        t.sample_rows_as::<f32>(Split::Stage2, 11, start, len, None, &mut y_only, |v| {
+            v as f32
+        });
+        assert_eq!(y_only, full.y);
+    }
+}
+
 #[test]
 fn sample_rows_match_full_sample() {
     let t = target("tanh(z1)*relu(z2)", 5, 2, 0.5);

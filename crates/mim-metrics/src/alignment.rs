@@ -1,7 +1,7 @@
 //! Per-neuron alignment ρ_j = ‖U w_j‖ / ‖w_j‖ ∈ [0, 1] (paper §6.1). A random direction has
 //! E ρ ≈ √(r/d).
 
-use crate::{dot, RowMajor};
+use crate::{Projections, RowMajor};
 use serde::Serialize;
 
 /// Summary of the ρ_j.
@@ -17,14 +17,18 @@ pub struct AlignmentSummary {
 
 /// ρ_j for every row of W (m×d) against U (r×d, orthonormal rows). Zero rows give ρ = 0.
 pub fn per_neuron_alignment(w: RowMajor<'_>, u: RowMajor<'_>) -> Vec<f64> {
-    (0..w.rows)
+    rho(&Projections::new(w, u))
+}
+
+/// ρ_j = √(Σ_k M_jk² / ‖w_j‖²) from M = W Uᵀ and the row norms.
+fn rho(p: &Projections) -> Vec<f64> {
+    (0..p.norm2.len())
         .map(|j| {
-            let wj = w.row(j);
-            let norm2 = dot(wj, wj);
+            let norm2 = p.norm2[j];
             if norm2 == 0.0 {
                 return 0.0;
             }
-            let proj2: f64 = (0..u.rows).map(|k| dot(u.row(k), wj).powi(2)).sum();
+            let proj2: f64 = p.row(j).iter().map(|v| v * v).sum();
             (proj2 / norm2).sqrt().min(1.0)
         })
         .collect()
@@ -32,7 +36,12 @@ pub fn per_neuron_alignment(w: RowMajor<'_>, u: RowMajor<'_>) -> Vec<f64> {
 
 /// Mean, median and fraction above 0.9 of the ρ_j.
 pub fn alignment(w: RowMajor<'_>, u: RowMajor<'_>) -> AlignmentSummary {
-    let mut rho = per_neuron_alignment(w, u);
+    alignment_of(&Projections::new(w, u))
+}
+
+/// [`alignment`] from projections already computed.
+pub fn alignment_of(p: &Projections) -> AlignmentSummary {
+    let mut rho = rho(p);
     let m = rho.len();
     rho.sort_by(|a, b| a.total_cmp(b));
     let median = if m % 2 == 1 {

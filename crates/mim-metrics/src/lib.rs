@@ -18,10 +18,10 @@ pub mod overlaps;
 pub mod power_iteration;
 pub mod subspace;
 
-pub use alignment::{alignment, AlignmentSummary};
+pub use alignment::{alignment, alignment_of, AlignmentSummary};
 pub use directions::{direction_recovery, quadratic_oracle_error, DirectionRecovery};
 pub use lowrank::{top_singular, top_singular_values, w_spectra, SvdMethod, TopSingular, WSpectra};
-pub use overlaps::{overlaps, Overlaps};
+pub use overlaps::{overlaps, Overlaps, Projections};
 pub use power_iteration::PowerIteration;
 pub use subspace::{learned_span, principal_cosines, subspace_cosines};
 
@@ -52,6 +52,4 @@ impl<'a> RowMajor<'a> {
     }
 }
 
-pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
+pub(crate) use mim_data::dot;

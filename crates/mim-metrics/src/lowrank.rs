@@ -136,9 +136,9 @@ pub fn top_singular_values(
         }
         SvdMethod::Subspace if gram_is_cheaper(rows, cols, k) => {
             let gram = if rows < cols {
-                a * a.transpose()
+                gram_lower(a)
             } else {
-                a.transpose() * a
+                gram_lower(a.transpose())
             };
             let mut eig = gram
                 .self_adjoint_eigenvalues(faer::Side::Lower)
@@ -177,7 +177,7 @@ pub fn w_spectra(
     let (rows, cols) = (w.rows, w.cols);
     let scales: Vec<f64> = (0..rows)
         .map(|i| {
-            let n = w.row(i).iter().map(|v| v * v).sum::<f64>().sqrt();
+            let n = crate::dot(w.row(i), w.row(i)).sqrt();
             if n > 0.0 {
                 1.0 / n
             } else {
@@ -188,7 +188,13 @@ pub fn w_spectra(
     let a = faer::MatRef::from_row_major_slice(w.data, rows, cols);
     let (span_k, values_k) = (span_k.min(rows).min(cols), values_k.min(rows).min(cols));
     if method == SvdMethod::Exact || gram_is_cheaper(rows, cols, span_k.max(values_k)) {
-        let normalised = Mat::from_fn(rows, cols, |i, j| a[(i, j)] * scales[i]);
+        let normalised: Vec<f64> = w
+            .data
+            .chunks_exact(cols.max(1))
+            .zip(&scales)
+            .flat_map(|(row, &s)| row.iter().map(move |v| v * s))
+            .collect();
+        let normalised = faer::MatRef::from_row_major_slice(&normalised, rows, cols);
         // Small Gram matrices (≤ GRAM_BLOCKS·(k + OVERSAMPLE) on a side) decompose faster on
         // one thread than with rayon's hand-offs (m = 1000, d = 100: `mim bench`'s metrics_w
         // 8.1 → 5.5 ms); faer's global setting is restored afterwards. The exact mode's
@@ -198,12 +204,16 @@ pub fn w_spectra(
         if small {
             faer::set_global_parallelism(faer::Par::Seq);
         }
-        let spectra = top_singular(normalised.as_ref(), span_k, method).and_then(|span| {
-            Ok(WSpectra {
-                span: span.vectors,
-                values: top_singular_values(a, values_k, method)?,
+        let spectra = if small && equal_norms(&scales) {
+            ritz_values_on_normalised_span(a, normalised, span_k, values_k)
+        } else {
+            top_singular(normalised, span_k, method).and_then(|span| {
+                Ok(WSpectra {
+                    span: span.vectors,
+                    values: top_singular_values(a, values_k, method)?,
+                })
             })
-        });
+        };
         faer::set_global_parallelism(previous);
         return spectra;
     }
@@ -218,6 +228,47 @@ pub fn w_spectra(
     Ok(WSpectra {
         span: span.vectors,
         values: values.values,
+    })
+}
+
+/// Relative spread of the row norms below which [`w_spectra`]'s Gram route takes the values
+/// of W from the decomposition of the row-normalised W (stage 1's projected modes keep every
+/// row at one norm up to f32 rounding, ≈ 1e-7).
+pub const EQUAL_NORMS_TOL: f64 = 1e-6;
+
+/// Whether all row scales agree to [`EQUAL_NORMS_TOL`] (and none is zero).
+fn equal_norms(scales: &[f64]) -> bool {
+    let (lo, hi) = scales.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &s| {
+        (lo.min(s), hi.max(s))
+    });
+    lo > 0.0 && hi <= lo * (1.0 + EQUAL_NORMS_TOL)
+}
+
+/// The Gram route when the rows of W share one norm c (W = c·W_n up to a relative spread δ ≤
+/// [`EQUAL_NORMS_TOL`]): one decomposition of W_n's Gram matrix gives its top b = values_k +
+/// [`OVERSAMPLE`] right singular vectors V_b; the span is their first span_k, and the values
+/// of W are the Ritz values on span(V_b), the singular values of W V_b (m×b). They are lower
+/// bounds of W's (Courant–Fischer), equal to them for δ = 0 and off by O(δ) at most otherwise
+/// (≈ 1e-13 relative at the f32 spread δ ≈ 1e-7: test `equal_norm_rows_take_one_decomposition`).
+/// This saves the second Gram product and eigendecomposition.
+fn ritz_values_on_normalised_span(
+    a: MatRef<'_, f64>,
+    normalised: MatRef<'_, f64>,
+    span_k: usize,
+    values_k: usize,
+) -> Result<WSpectra, String> {
+    let b = (values_k + OVERSAMPLE)
+        .max(span_k)
+        .min(a.nrows())
+        .min(a.ncols());
+    let top = top_singular(normalised, b, SvdMethod::Subspace)?;
+    let mut values = (a * &top.vectors)
+        .singular_values()
+        .map_err(|e| format!("SVD failed: {e:?}"))?;
+    values.truncate(values_k);
+    Ok(WSpectra {
+        span: top.vectors.subcols(0, span_k).to_owned(),
+        values,
     })
 }
 
@@ -322,10 +373,30 @@ fn iterate<const T: usize>(
     Ok(tracks.map(|t| t.done.expect("every track ends at its cap")))
 }
 
+/// The lower triangle of B Bᵀ (B: n×k), the half a self-adjoint decomposition reads: half the
+/// flops of the full product.
+fn gram_lower(b: MatRef<'_, f64>) -> Mat<f64> {
+    use faer::linalg::matmul::triangular::{matmul, BlockStructure};
+    let n = b.nrows();
+    let mut g = Mat::<f64>::zeros(n, n);
+    matmul(
+        g.as_mut(),
+        BlockStructure::TriangularLower,
+        faer::Accum::Replace,
+        b,
+        BlockStructure::Rectangular,
+        b.transpose(),
+        BlockStructure::Rectangular,
+        1.0,
+        faer::get_global_parallelism(),
+    );
+    g
+}
+
 /// Exact route through A Aᵀ (rows×rows): v = Aᵀû/√λ.
 fn gram_rows(a: MatRef<'_, f64>, k: usize) -> Result<TopSingular, String> {
     let (rows, cols) = (a.nrows(), a.ncols());
-    let evd = (a * a.transpose())
+    let evd = gram_lower(a)
         .self_adjoint_eigen(faer::Side::Lower)
         .map_err(|e| format!("eigendecomposition failed: {e:?}"))?;
     let (u, s) = (evd.U(), evd.S().column_vector());
@@ -349,7 +420,7 @@ fn gram_rows(a: MatRef<'_, f64>, k: usize) -> Result<TopSingular, String> {
 /// Exact route through AᵀA (cols×cols): its top eigenvectors are the v_k.
 fn gram_cols(a: MatRef<'_, f64>, k: usize) -> Result<TopSingular, String> {
     let cols = a.ncols();
-    let evd = (a.transpose() * a)
+    let evd = gram_lower(a.transpose())
         .self_adjoint_eigen(faer::Side::Lower)
         .map_err(|e| format!("eigendecomposition failed: {e:?}"))?;
     let (v, s) = (evd.U(), evd.S().column_vector());
@@ -469,6 +540,45 @@ mod tests {
                 assert!((v - reference.S()[i]).abs() < 1e-5 * reference.S()[0]);
             }
         }
+    }
+
+    /// Rows of one norm (up to a relative spread of 1e-7, as stage 1 leaves them in f32) take
+    /// the one-decomposition Gram route, and its span and values equal the exact ones; with
+    /// unequal norms the route is not taken, and the values still equal the exact ones.
+    #[test]
+    fn equal_norm_rows_take_one_decomposition() {
+        for (rows, cols) in [(300, 40), (40, 300)] {
+            let (a, _) = planted(rows, cols, 2, 13);
+            let mut data: Vec<f64> = (0..rows * cols).map(|i| a[(i / cols, i % cols)]).collect();
+            for (i, row) in data.chunks_exact_mut(cols).enumerate() {
+                let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+                let c = 0.7 * (1.0 + 1e-7 * ((i % 5) as f64 - 2.0) / 2.0);
+                row.iter_mut().for_each(|v| *v *= c / norm);
+            }
+            let scales: Vec<f64> = data
+                .chunks_exact(cols)
+                .map(|r| 1.0 / r.iter().map(|v| v * v).sum::<f64>().sqrt())
+                .collect();
+            assert!(equal_norms(&scales));
+            // The subspace method's values against the exact ones; its span.
+            let compare = |data: &[f64]| {
+                let w = crate::RowMajor::new(data, rows, cols);
+                let fast = w_spectra(w, 2, 4, SvdMethod::Subspace).unwrap();
+                let exact = w_spectra(w, 2, 4, SvdMethod::Exact).unwrap();
+                for (f, e) in fast.values.iter().zip(&exact.values) {
+                    let tol = 1e-10 * exact.values[0];
+                    assert!((f - e).abs() < tol, "{rows}×{cols}: {f} vs {e}");
+                }
+                cosines(&fast.span, &exact.span)
+            };
+            for c in compare(&data) {
+                assert!((c - 1.0).abs() < 1e-9, "{rows}×{cols}: {c}");
+            }
+            // One row at twice the norm: the route is not taken; values still exact.
+            data[..cols].iter_mut().for_each(|v| *v *= 2.0);
+            compare(&data);
+        }
+        assert!(!equal_norms(&[1.0, 1.0 + 2e-6]) && !equal_norms(&[0.0, 0.0]));
     }
 
     /// Both Gram routes and the thin SVD agree on a small matrix; the subspace method takes

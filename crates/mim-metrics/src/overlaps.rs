@@ -16,29 +16,64 @@ pub struct Overlaps {
     pub q_spectrum: Vec<f64>,
 }
 
+/// What the per-neuron metrics read of W: M = W Uᵀ (m×r, row-major) and ‖w_j‖², from one
+/// pass over the rows (r + 1 dot products of length d per row). [`alignment`](crate::alignment)
+/// and [`overlaps`] both derive from it, so a step's metrics read W once for them.
+#[derive(Clone, Debug)]
+pub struct Projections {
+    /// M_jk = w_j · u_k.
+    pub m: Vec<f64>,
+    /// ‖w_j‖².
+    pub norm2: Vec<f64>,
+    /// r.
+    pub r: usize,
+}
+
+impl Projections {
+    /// M and the squared row norms of W (m×d) against U (r×d).
+    pub fn new(w: RowMajor<'_>, u: RowMajor<'_>) -> Self {
+        let r = u.rows;
+        let mut m = Vec::with_capacity(w.rows * r);
+        let norm2 = (0..w.rows)
+            .map(|j| {
+                let wj = w.row(j);
+                m.extend((0..r).map(|k| dot(wj, u.row(k))));
+                dot(wj, wj)
+            })
+            .collect();
+        Self { m, norm2, r }
+    }
+
+    /// Row j of M.
+    pub fn row(&self, j: usize) -> &[f64] {
+        &self.m[j * self.r..(j + 1) * self.r]
+    }
+
+    /// [`Overlaps`] given the top min(r + 2, m, d) singular values of W.
+    pub fn overlaps(&self, singular_values: &[f64]) -> Overlaps {
+        let (m, r) = (self.norm2.len(), self.r);
+        let m_gram = (0..r * r)
+            .map(|kl| {
+                (0..m)
+                    .map(|j| self.m[j * r + kl / r] * self.m[j * r + kl % r])
+                    .sum::<f64>()
+                    / m as f64
+            })
+            .collect();
+        let total: f64 = self.norm2.iter().sum();
+        let inside: f64 = self.m.iter().map(|v| v * v).sum();
+        Overlaps {
+            m_gram,
+            energy_fraction: if total > 0.0 { inside / total } else { 0.0 },
+            q_spectrum: singular_values.iter().map(|s| s * s / m as f64).collect(),
+        }
+    }
+}
+
 /// Computes [`Overlaps`] for W (m×d) and U (r×d), given the top min(r + 2, m, d) singular
 /// values of W (from [`crate::lowrank::w_spectra`] or [`crate::top_singular_values`]).
 pub fn overlaps(w: RowMajor<'_>, u: RowMajor<'_>, singular_values: &[f64]) -> Overlaps {
-    let (m, r) = (w.rows, u.rows);
-    let proj: Vec<f64> = (0..m)
-        .flat_map(|j| (0..r).map(move |k| (j, k)))
-        .map(|(j, k)| dot(w.row(j), u.row(k)))
-        .collect();
-    let m_gram = (0..r * r)
-        .map(|kl| {
-            (0..m)
-                .map(|j| proj[j * r + kl / r] * proj[j * r + kl % r])
-                .sum::<f64>()
-                / m as f64
-        })
-        .collect();
-    let total: f64 = w.data.iter().map(|v| v * v).sum();
-    let inside: f64 = proj.iter().map(|v| v * v).sum();
-    Overlaps {
-        m_gram,
-        energy_fraction: if total > 0.0 { inside / total } else { 0.0 },
-        q_spectrum: singular_values.iter().map(|s| s * s / m as f64).collect(),
-    }
+    Projections::new(w, u).overlaps(singular_values)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub mod two_layer;
 pub use activation::{Activation, ActivationError};
 pub use host::{
     from_host_1d, from_host_2d, normalize_rows, set_norm, standard_normals, to_host, to_host_as,
-    Precision,
+    to_host_into, Precision,
 };
 pub use mlp::{Dense, Mlp, MlpConfig, MlpInit, Standardize};
 pub use network::{Network, Readout};

@@ -19,8 +19,24 @@ use mim_model::{
 };
 use mim_train::observer::NoObserver;
 use mim_train::{run_stage1, run_stage2, Gradient, Loss, Mode, Stage1Params, Stage2Config};
+use mim_train::{Observer, Stage1State, TrainError};
 use serde::Serialize;
 use std::time::Instant;
+
+/// Times the observer it wraps: the per-step metrics' own cost, inside a timed run.
+struct TimedObserver<'a> {
+    inner: &'a mut dyn Observer,
+    ms: f64,
+}
+
+impl Observer for TimedObserver<'_> {
+    fn stage1_step(&mut self, state: &Stage1State<'_>) -> Result<(), TrainError> {
+        let t = Instant::now();
+        let out = self.inner.stage1_step(state);
+        self.ms += t.elapsed().as_secs_f64() * 1e3;
+        out
+    }
+}
 
 /// One stage-1 problem size.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -63,6 +79,10 @@ pub struct Timing {
     pub ratio_to_sgemm: Option<f64>,
     /// gflops / the stated peak ([`BenchReport::with_peak`]), when one was given.
     pub ratio_to_peak: Option<f64>,
+    /// For `metrics_per_step`: the median over repetitions of the observer's time per step
+    /// over the rest of that step, both from the same observed runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_of_step: Option<f64>,
 }
 
 /// The whole report.
@@ -110,6 +130,7 @@ fn timing(name: String, mut runs: Vec<f64>, flops: Option<f64>) -> Timing {
         gflops,
         ratio_to_sgemm: None,
         ratio_to_peak: None,
+        share_of_step: None,
     }
 }
 
@@ -260,7 +281,9 @@ pub fn run_bench(
         };
         // The dense-route decision of a default run (T1 = ⌈2√ln d⌉ steps), for both timings.
         let t1 = mim_train::Stage1Config::default().resolved_steps(d);
-        let run_observed = |steps: usize| -> Result<f64, String> {
+        let neurons = crate::config::MetricsConfig::default().power_neurons;
+        // (wall ms, ms spent inside the observer) of a run of `steps` observed steps.
+        let run_observed = |steps: usize| -> Result<(f64, f64), String> {
             let t = Instant::now();
             let mut reporter = Reporter::new(
                 JsonlWriter::create(&jsonl).map_err(|e| format!("{}: {e}", jsonl.display()))?,
@@ -273,11 +296,16 @@ pub fn run_bench(
                 model.a.val(),
                 model.w.val(),
                 (1.0, 1.0),
-                PowerIteration::dense_pays(n, d, m, t1),
+                PowerIteration::dense_pays(n, d, neurons.count(m), t1),
+                neurons.rows(m).as_deref(),
             ));
-            run_stage1(model.clone(), &x, &y, &params(steps), &mut tracker)
+            let mut timed = TimedObserver {
+                inner: &mut tracker,
+                ms: 0.0,
+            };
+            run_stage1(model.clone(), &x, &y, &params(steps), &mut timed)
                 .map_err(|e| e.to_string())?;
-            Ok(t.elapsed().as_secs_f64() * 1e3)
+            Ok((t.elapsed().as_secs_f64() * 1e3, timed.ms))
         };
         let run_plain = |steps| {
             let t = Instant::now();
@@ -285,14 +313,22 @@ pub fn run_bench(
             t.elapsed().as_secs_f64() * 1e3
         };
         run_observed(1)?;
-        let (mut user, mut setup) = (Vec::new(), Vec::new());
+        let (mut user, mut setup, mut metrics, mut share) = (vec![], vec![], vec![], vec![]);
+        let steps = t1.max(2);
         for _ in 0..reps {
             sgemm.sample();
             let plain = run_plain(1);
-            let one = run_observed(1)?;
-            let more = run_observed(t1.max(2))?;
-            user.push(((more - one) / (t1.max(2) - 1) as f64).max(0.0));
+            let (one, in_one) = run_observed(1)?;
+            let (more, in_more) = run_observed(steps)?;
+            // Per step from the difference (setup and the step-0 metrics cancel); the
+            // observer's share is timed inside the same runs, so it sees the same machine
+            // state as the step it is compared with (this VM drifts by ±20–40 % in a minute).
+            let user_step = ((more - one) / (steps - 1) as f64).max(0.0);
+            let observer = ((in_more - in_one) / (steps - 1) as f64).max(0.0);
+            user.push(user_step);
             setup.push((one - plain).max(0.0));
+            metrics.push(observer);
+            share.push(observer / (user_step - observer).max(1e-9));
         }
         let _ = std::fs::remove_file(&jsonl);
         timings.push(timing(
@@ -305,6 +341,10 @@ pub fn run_bench(
             setup,
             None,
         ));
+        let mut per_step_metrics =
+            timing(format!("metrics_per_step d={d} n={n} m={m}"), metrics, None);
+        per_step_metrics.share_of_step = Some(median(&mut share));
+        timings.push(per_step_metrics);
         // The W metrics of one step alone (`metrics.svd` default), on W after one step.
         let w1 = run_stage1(model.clone(), &x, &y, &params(1), &mut NoObserver)
             .map_err(|e| e.to_string())?;

@@ -142,6 +142,12 @@ fn resolve_size(
 pub struct MetricsConfig {
     /// Run explicit power iterates of Σ̂_T next to stage 1 and report `power_iteration_cos`.
     pub power_iteration: bool,
+    /// How many neurons the power iterates follow: P spread evenly over the m
+    /// ([`mim_metrics::power_iteration::neuron_subset`]; the check then costs P/m of the full
+    /// one), or `"all"`. Omitted from `config.toml` at its default, so that the config text
+    /// (a sweep's point key) of runs from before the option stays what it was.
+    #[serde(skip_serializing_if = "PowerNeurons::is_default")]
+    pub power_neurons: PowerNeurons,
     /// After stage 1, the largest principal angles between the a = +1 half of W and the
     /// top-m/2 eigenspaces of the dense Σ̂_T on D1 (`twin_angle_deg`,
     /// `twin_angle_amplified_deg`; see [`crate::twin`]). Costs n1·d² + d³ once; layer-wise
@@ -158,9 +164,83 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             power_iteration: true,
+            power_neurons: PowerNeurons::Count(PowerNeurons::DEFAULT),
             spectral_twin: false,
             svd: mim_metrics::SvdMethod::Subspace,
         }
+    }
+}
+
+/// `metrics.power_neurons`: a positive number of neurons, or every neuron (`"all"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerNeurons {
+    /// This many neurons, spread evenly (all of them when at least m).
+    Count(usize),
+    /// Every neuron: the exact mean over the m rows.
+    All,
+}
+
+impl PowerNeurons {
+    /// The default count: at m = 1000 the check costs 1/8 of following every neuron.
+    pub const DEFAULT: usize = 128;
+
+    /// The rows followed out of m (`None`: all of them).
+    pub fn rows(self, m: usize) -> Option<Vec<usize>> {
+        match self {
+            Self::Count(p) => mim_metrics::power_iteration::neuron_subset(m, p),
+            Self::All => None,
+        }
+    }
+
+    /// How many rows are followed out of m.
+    pub fn count(self, m: usize) -> usize {
+        self.rows(m).map_or(m, |r| r.len())
+    }
+
+    /// Whether this is the default count (then left out of `config.toml`).
+    pub fn is_default(&self) -> bool {
+        *self == Self::Count(Self::DEFAULT)
+    }
+}
+
+impl Serialize for PowerNeurons {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Count(p) => s.serialize_u64(*p as u64),
+            Self::All => s.serialize_str("all"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PowerNeurons {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = PowerNeurons;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a positive number of neurons or \"all\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PowerNeurons, E> {
+                match usize::try_from(v) {
+                    Ok(p) if p > 0 => Ok(PowerNeurons::Count(p)),
+                    _ => Err(E::custom(format!(
+                        "invalid value `{v}`, expected a positive number of neurons or \"all\""
+                    ))),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PowerNeurons, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PowerNeurons, E> {
+                match v {
+                    "all" => Ok(PowerNeurons::All),
+                    _ => Err(E::custom(format!(
+                        "invalid value `{v}`, expected a positive number of neurons or \"all\""
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -1044,6 +1124,23 @@ mod tests {
         assert_eq!(c.model.width, 64);
     }
 
+    /// `metrics.power_neurons`: a count or "all"; left out of the config text at its
+    /// default (so earlier runs' sweep keys are unchanged), written back when set.
+    #[test]
+    fn power_neurons_reads_a_count_or_all() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.metrics.power_neurons, PowerNeurons::Count(128));
+        assert!(!c.to_toml().contains("power_neurons"));
+        let c = load("[metrics]\npower_neurons = \"all\"\n", &[]).unwrap();
+        assert_eq!(c.metrics.power_neurons, PowerNeurons::All);
+        assert_eq!(c.metrics.power_neurons.rows(1000), None);
+        let c = load("", &["metrics.power_neurons=64"]).unwrap();
+        assert_eq!(c.metrics.power_neurons.count(1000), 64);
+        assert_eq!(c.metrics.power_neurons.count(40), 40);
+        let back = load(&c.to_toml(), &[]).unwrap();
+        assert_eq!(back.metrics.power_neurons, PowerNeurons::Count(64));
+    }
+
     #[test]
     fn size_forms_replace_each_other_but_not_in_one_file() {
         let both = "[data]\nn1 = 100\nalpha1 = 2.0\n";
@@ -1102,6 +1199,9 @@ mod tests {
                 &["method=one_step", "metrics.spectral_twin=true"],
                 "metrics.spectral_twin",
             ),
+            ("", &["metrics.power_neurons=0"], "metrics.power_neurons"),
+            ("", &["metrics.power_neurons=-4"], "metrics.power_neurons"),
+            ("", &["metrics.power_neurons=some"], "metrics.power_neurons"),
         ];
         for (text, sets, field) in cases {
             let err = load(text, sets)

@@ -106,6 +106,10 @@ pub struct Summary {
     pub w: WMetrics,
     /// Mean cosine with explicit power iterates after the last step (null when disabled).
     pub power_iteration_cos: Option<f64>,
+    /// How many neurons `power_iteration_cos` averages over (`metrics.power_neurons`; absent
+    /// when disabled, and in summaries written before the option, which averaged over all m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_iteration_neurons: Option<usize>,
     /// mean (f − y)²/Var(y) on the test set.
     pub test_mse: f64,
     /// Var(y) over the test labels, so that test_mse · Var(y) is the raw test MSE.
@@ -169,6 +173,7 @@ impl Summary {
             ridge_lambda: None,
             w: WMetrics::default(),
             power_iteration_cos: None,
+            power_iteration_neurons: None,
             test_mse: f64::NAN,
             test_label_variance: f64::NAN,
             test_excess_risk: f64::NAN,
@@ -380,7 +385,13 @@ fn fit_in_memory(
                 model.a.val().detach(),
                 model.w.val().detach(),
                 (params.lr, params.weight_decay),
-                PowerIteration::dense_pays(valid.n1, d, cfg.model.width, params.steps),
+                PowerIteration::dense_pays(
+                    valid.n1,
+                    d,
+                    cfg.metrics.power_neurons.count(cfg.model.width),
+                    params.steps,
+                ),
+                cfg.metrics.power_neurons.rows(cfg.model.width).as_deref(),
             )
         });
         let template = model.clone();
@@ -814,6 +825,9 @@ fn train_inner(
         ridge_lambda: fit.ridge_lambda,
         w: wm,
         power_iteration_cos: fit.power_iteration_cos,
+        power_iteration_neurons: fit
+            .power_iteration_cos
+            .map(|_| cfg.metrics.power_neurons.count(cfg.model.width)),
         test_mse: fit.test_mse,
         test_label_variance: fit.test_label_variance,
         test_excess_risk: fit.test_mse * fit.test_label_variance - target.noise.powi(2),

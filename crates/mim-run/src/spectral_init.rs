@@ -165,6 +165,7 @@ mod tests {
             from_host_2d(&w0, m, d, &device, p),
             (1.0, 1.0),
             true,
+            None,
         );
         (0..300).for_each(|_| power.step());
         // |cos| of every iterate with a spectrum's top vector.

@@ -97,6 +97,38 @@ impl Streams<'_> {
     }
 }
 
+impl Streams<'_> {
+    /// Calls `f(start, rows, x, y)` for consecutive chunks of the first `n` rows of `split`,
+    /// x drawn straight into the kernel's precision (bit-identical to casting the f64 rows:
+    /// [`Target::sample_rows_as`]) or left empty when `with_x` is false (a pass over the
+    /// labels alone); both buffers reused.
+    pub fn for_chunks_as<T: Real, E>(
+        &self,
+        split: Split,
+        n: usize,
+        with_x: bool,
+        mut f: impl FnMut(usize, usize, &[T], &[f64]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        let mut start = 0;
+        while start < n {
+            let len = self.chunk.min(n - start);
+            self.target.sample_rows_as(
+                split,
+                self.seed,
+                start,
+                len,
+                with_x.then_some(&mut x),
+                &mut y,
+                T::of,
+            );
+            f(start, len, &x, &y)?;
+            start += len;
+        }
+        Ok(())
+    }
+}
+
 /// `v` in the kernel's precision, element by element, into `out` (reused across chunks; in
 /// parallel: at d = 16 384 a step casts n1·d values, too many for one core).
 fn cast_into<'a, T: Real>(v: &[f64], out: &'a mut Vec<T>) -> &'a [T] {
@@ -119,18 +151,24 @@ fn label_transform_sums(
     remove_linear: bool,
 ) -> (f64, Vec<f64>) {
     let (mut ys, mut syx, mut sx) = (Vec::with_capacity(n), vec![0.0; d], vec![0.0; d]);
-    let _ = streams.for_chunks::<()>(Split::Stage1, n, |_, ds| {
-        for i in 0..ds.n {
-            ys.push(ds.y[i]);
-            if remove_linear {
+    if remove_linear {
+        let _ = streams.for_chunks::<()>(Split::Stage1, n, |_, ds| {
+            for i in 0..ds.n {
+                ys.push(ds.y[i]);
                 for (k, &xv) in ds.row(i).iter().enumerate() {
                     syx[k] += ds.y[i] * xv;
                     sx[k] += xv;
                 }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        });
+    } else {
+        // The labels alone: the rows are drawn (y needs them) but never written out.
+        let _ = streams.for_chunks_as::<f32, ()>(Split::Stage1, n, false, |_, _, _, y| {
+            ys.extend_from_slice(y);
+            Ok(())
+        });
+    }
     let nf = n as f64;
     let shift = label_shift(&ys, centering, loss);
     let beta = if remove_linear {
@@ -167,33 +205,56 @@ impl<T: Real + Element> FirstLayerGradient for StreamedGradient<'_, '_, T> {
         let mut sums = GradientSums::<T>::new(m, d);
         let (x_buf, y_buf) = (&mut self.x_buf, &mut self.y_buf);
         let (shift, beta_lin, remove_linear) = (self.shift, &self.beta_lin, self.remove_linear);
-        self.streams.for_chunks(Split::Stage1, self.n1, |_, ds| {
-            // y − c − β̂·x, the β̂ term only when the linear part is removed.
-            let y: Vec<f64> = (0..ds.n)
-                .into_par_iter()
-                .map(|i| {
-                    let lin = if remove_linear {
-                        ds.row(i).iter().zip(beta_lin).map(|(x, b)| x * b).sum()
-                    } else {
-                        0.0
+        let (b, a, c, activation, loss) = (&self.b, &self.a, self.c, self.activation, self.loss);
+        if remove_linear {
+            // y − c − β̂·x needs the f64 rows: drawn in f64, then cast.
+            self.streams.for_chunks(Split::Stage1, self.n1, |_, ds| {
+                let y: Vec<f64> = (0..ds.n)
+                    .into_par_iter()
+                    .map(|i| {
+                        let lin: f64 = ds.row(i).iter().zip(beta_lin).map(|(x, b)| x * b).sum();
+                        ds.y[i] - shift - lin
+                    })
+                    .collect();
+                let p = FusedProblem {
+                    x: cast_into(&ds.x, x_buf),
+                    y: cast_into(&y, y_buf),
+                    n: ds.n,
+                    d,
+                    b,
+                    a,
+                    c,
+                    activation,
+                    loss,
+                };
+                sums.add(&p, &w);
+                Ok::<(), TrainError>(())
+            })?;
+        } else {
+            // x drawn straight into T; y − c cast alongside.
+            self.streams.for_chunks_as::<T, TrainError>(
+                Split::Stage1,
+                self.n1,
+                true,
+                |_, n, x, y| {
+                    y_buf.clear();
+                    y_buf.extend(y.iter().map(|&v| T::of(v - shift)));
+                    let p = FusedProblem {
+                        x,
+                        y: y_buf,
+                        n,
+                        d,
+                        b,
+                        a,
+                        c,
+                        activation,
+                        loss,
                     };
-                    ds.y[i] - shift - lin
-                })
-                .collect();
-            let p = FusedProblem {
-                x: cast_into(&ds.x, x_buf),
-                y: cast_into(&y, y_buf),
-                n: ds.n,
-                d,
-                b: &self.b,
-                a: &self.a,
-                c: self.c,
-                activation: self.activation,
-                loss: self.loss,
-            };
-            sums.add(&p, &w);
-            Ok::<(), TrainError>(())
-        })?;
+                    sums.add(&p, &w);
+                    Ok(())
+                },
+            )?;
+        }
         let (g, loss) = sums.mean();
         let g = Tensor::from_data(TensorData::new(g, [m, d]), (&wt.device(), wt.dtype()));
         Ok((g, loss))
@@ -285,12 +346,11 @@ pub fn stream_stage2<T: Real>(
     let m = b.len();
     let n_tr = n2 * 4 / 5;
     let (mut train, mut val) = (GramSums::new(m), GramSums::new(m));
-    let mut x_buf = Vec::new();
-    streams.for_chunks::<TrainError>(Split::Stage2, n2, |start, ds| {
-        let phi = features(cast_into(&ds.x, &mut x_buf), ds.n, d, w, b, activation);
-        let cut = n_tr.saturating_sub(start).min(ds.n);
-        train.add(&phi[..cut * m], &ds.y[..cut]);
-        val.add(&phi[cut * m..], &ds.y[cut..]);
+    streams.for_chunks_as::<T, TrainError>(Split::Stage2, n2, true, |start, n, x, y| {
+        let phi = features(x, n, d, w, b, activation);
+        let cut = n_tr.saturating_sub(start).min(n);
+        train.add(&phi[..cut * m], &y[..cut]);
+        val.add(&phi[cut * m..], &y[cut..]);
         Ok(())
     })?;
     if train.count() < 2 || val.count() < 1 {
@@ -314,14 +374,13 @@ pub fn stream_test_mse<T: Real>(
 ) -> (f64, f64) {
     let d = streams.target.d;
     let (mut sse, mut sy, mut syy) = (0.0, 0.0, 0.0);
-    let mut x_buf = Vec::new();
-    let _ = streams.for_chunks::<()>(Split::Test, n_test, |_, ds| {
-        let phi = features(cast_into(&ds.x, &mut x_buf), ds.n, d, w, b, activation);
+    let _ = streams.for_chunks_as::<T, ()>(Split::Test, n_test, true, |_, n, x, y| {
+        let phi = features(x, n, d, w, b, activation);
         for (i, row) in phi.chunks_exact(b.len()).enumerate() {
             let f = c + row.iter().zip(a).map(|(p, q)| p * q).sum::<f64>();
-            sse += (f - ds.y[i]).powi(2);
-            sy += ds.y[i];
-            syy += ds.y[i] * ds.y[i];
+            sse += (f - y[i]).powi(2);
+            sy += y[i];
+            syy += y[i] * y[i];
         }
         Ok(())
     });

@@ -4,10 +4,10 @@
 use crate::progress::Reporter;
 use mim_data::{HierarchicalG, Target};
 use mim_metrics::{
-    alignment, direction_recovery, overlaps, principal_cosines, quadratic_oracle_error, w_spectra,
-    AlignmentSummary, DirectionRecovery, PowerIteration, RowMajor, SvdMethod,
+    alignment_of, direction_recovery, principal_cosines, quadratic_oracle_error, w_spectra,
+    AlignmentSummary, DirectionRecovery, PowerIteration, Projections, RowMajor, SvdMethod,
 };
-use mim_model::to_host;
+use mim_model::to_host_into;
 use mim_train::{Observer, Stage1State, TrainError};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -124,11 +124,12 @@ pub fn bbp_theory(target: &Target, alpha: f64) -> Option<BbpTheory> {
 pub fn w_metrics(w: &[f64], m: usize, target: &Target, svd: SvdMethod) -> Result<WMetrics, String> {
     let (r, d) = (target.r, target.d);
     let (w, u) = (RowMajor::new(w, m, d), RowMajor::new(&target.u, r, d));
+    let projections = Projections::new(w, u);
     let AlignmentSummary {
         alignment_mean,
         alignment_median,
         frac_aligned_0_9,
-    } = alignment(w, u);
+    } = alignment_of(&projections);
     let spectra = w_spectra(w, r, r + 2, svd)?;
     let SpanMetrics {
         subspace_cos,
@@ -137,7 +138,7 @@ pub fn w_metrics(w: &[f64], m: usize, target: &Target, svd: SvdMethod) -> Result
         weighted_subspace_error,
         oracle_excess_risk,
     } = span_metrics(target, &spectra.span)?;
-    let o = overlaps(w, u, &spectra.values);
+    let o = projections.overlaps(&spectra.values);
     Ok(WMetrics {
         alignment_mean,
         alignment_median,
@@ -188,6 +189,8 @@ pub struct Stage1Tracker<'a> {
     pub start: Instant,
     /// The last record.
     pub last: Option<Stage1Record>,
+    /// W on the host, refilled at every step.
+    host_w: Vec<f64>,
 }
 
 impl<'a> Stage1Tracker<'a> {
@@ -201,6 +204,7 @@ impl<'a> Stage1Tracker<'a> {
             reporter,
             start: Instant::now(),
             last: None,
+            host_w: Vec::new(),
         }
     }
 }
@@ -227,12 +231,13 @@ fn finite(v: f64) -> Option<f64> {
 impl Observer for Stage1Tracker<'_> {
     fn stage1_step(&mut self, s: &Stage1State<'_>) -> Result<(), TrainError> {
         let m = s.w.dims()[0];
-        let w = to_host(s.w.clone());
-        let metrics =
-            w_metrics(&w, m, self.target, self.svd).map_err(|e| TrainError::Numerical {
+        to_host_into(s.w, &mut self.host_w);
+        let metrics = w_metrics(&self.host_w, m, self.target, self.svd).map_err(|e| {
+            TrainError::Numerical {
                 stage: "stage1".into(),
                 message: format!("metrics at step {}: {e}", s.step),
-            })?;
+            }
+        })?;
         if let Some((quantity, value)) = first_non_finite(&metrics) {
             return Err(TrainError::Diverged {
                 stage: s.stage.into(),
