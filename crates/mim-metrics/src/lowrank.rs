@@ -188,12 +188,14 @@ pub fn w_spectra(
     let a = faer::MatRef::from_row_major_slice(w.data, rows, cols);
     let (span_k, values_k) = (span_k.min(rows).min(cols), values_k.min(rows).min(cols));
     if method == SvdMethod::Exact || gram_is_cheaper(rows, cols, span_k.max(values_k)) {
-        let normalised: Vec<f64> = w
-            .data
-            .chunks_exact(cols.max(1))
+        let mut normalised = vec![0.0; rows * cols];
+        for ((out, row), &s) in normalised
+            .chunks_exact_mut(cols.max(1))
+            .zip(w.data.chunks_exact(cols.max(1)))
             .zip(&scales)
-            .flat_map(|(row, &s)| row.iter().map(move |v| v * s))
-            .collect();
+        {
+            out.iter_mut().zip(row).for_each(|(o, v)| *o = v * s);
+        }
         let normalised = faer::MatRef::from_row_major_slice(&normalised, rows, cols);
         // Small Gram matrices (≤ GRAM_BLOCKS·(k + OVERSAMPLE) on a side) decompose faster on
         // one thread than with rayon's hand-offs (m = 1000, d = 100: `mim bench`'s metrics_w
