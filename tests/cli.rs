@@ -481,9 +481,12 @@ fn bench_smoke_test() {
 /// chunk) give the in-memory result: f64 metrics agree to 1e-9.
 #[test]
 fn streaming_equals_in_memory() {
-    // Both label centrings: the streamed label pass computes the same shift as in memory.
-    for by in ["mean", "loss"] {
+    // Both label centrings: the streamed label pass computes the same shift as in memory;
+    // with the linear part removed, the passes that need the f64 rows (β̂ and y − c − β̂·x).
+    for (by, linear) in [("mean", false), ("loss", false), ("mean", true)] {
         let center = format!("stage1.center_by={by}");
+        let remove = format!("stage1.remove_linear={linear}");
+        let by = if linear { "mean-linear" } else { by };
         let sets = [
             "dtype=f64",
             "data.n1=5000",
@@ -492,6 +495,7 @@ fn streaming_equals_in_memory() {
             "data.chunk_rows=1024",
             "model.width=64",
             &center,
+            &remove,
         ];
         let mem = train(
             &format!("st-off-{by}"),

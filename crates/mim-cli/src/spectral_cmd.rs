@@ -239,8 +239,8 @@ fn execute(
             chunk: chunk_rows(d, c.data.chunk_rows),
         };
         let mut y = Vec::with_capacity(n1);
-        let _ = streams.for_chunks::<()>(Split::Stage1, n1, |_, ds| {
-            y.extend_from_slice(&ds.y);
+        let _ = streams.for_chunks::<f64, ()>(Split::Stage1, n1, false, |_, _, _, labels| {
+            y.extend_from_slice(labels);
             Ok(())
         });
         (None, y)

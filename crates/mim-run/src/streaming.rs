@@ -11,7 +11,7 @@ use crate::tracker::Stage1Tracker;
 use burn::tensor::{Device, Element, Tensor, TensorData};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
-use mim_data::{Dataset, Split, Target};
+use mim_data::{Split, Target};
 use mim_model::Activation;
 use mim_model::TwoLayer;
 use mim_train::fused::{FusedProblem, GradientSums, Real};
@@ -76,33 +76,11 @@ pub struct Streams<'a> {
 }
 
 impl Streams<'_> {
-    /// Calls `f(start, chunk)` for consecutive chunks of the first `n` rows of `split`, all
-    /// generated into one reused buffer.
-    pub fn for_chunks<E>(
-        &self,
-        split: Split,
-        n: usize,
-        mut f: impl FnMut(usize, &Dataset) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let mut ds = Dataset::default();
-        let mut start = 0;
-        while start < n {
-            let len = self.chunk.min(n - start);
-            self.target
-                .sample_rows_into(split, self.seed, start, len, &mut ds);
-            f(start, &ds)?;
-            start += len;
-        }
-        Ok(())
-    }
-}
-
-impl Streams<'_> {
     /// Calls `f(start, rows, x, y)` for consecutive chunks of the first `n` rows of `split`,
-    /// x drawn straight into the kernel's precision (bit-identical to casting the f64 rows:
-    /// [`Target::sample_rows_as`]) or left empty when `with_x` is false (a pass over the
-    /// labels alone); both buffers reused.
-    pub fn for_chunks_as<T: Real, E>(
+    /// x drawn straight into precision T (bit-identical to casting the f64 rows:
+    /// [`Target::sample_rows_as`]; T = f64 for the rows themselves) or left empty when
+    /// `with_x` is false (a pass over the labels alone); both buffers reused across chunks.
+    pub fn for_chunks<T: Real, E>(
         &self,
         split: Split,
         n: usize,
@@ -151,24 +129,17 @@ fn label_transform_sums(
     remove_linear: bool,
 ) -> (f64, Vec<f64>) {
     let (mut ys, mut syx, mut sx) = (Vec::with_capacity(n), vec![0.0; d], vec![0.0; d]);
-    if remove_linear {
-        let _ = streams.for_chunks::<()>(Split::Stage1, n, |_, ds| {
-            for i in 0..ds.n {
-                ys.push(ds.y[i]);
-                for (k, &xv) in ds.row(i).iter().enumerate() {
-                    syx[k] += ds.y[i] * xv;
-                    sx[k] += xv;
-                }
+    // The rows are drawn (y needs them) but written out only when β̂ needs them.
+    let _ = streams.for_chunks::<f64, ()>(Split::Stage1, n, remove_linear, |_, _, x, y| {
+        ys.extend_from_slice(y);
+        for (row, &yi) in x.chunks_exact(d).zip(y) {
+            for (k, &xv) in row.iter().enumerate() {
+                syx[k] += yi * xv;
+                sx[k] += xv;
             }
-            Ok(())
-        });
-    } else {
-        // The labels alone: the rows are drawn (y needs them) but never written out.
-        let _ = streams.for_chunks_as::<f32, ()>(Split::Stage1, n, false, |_, _, _, y| {
-            ys.extend_from_slice(y);
-            Ok(())
-        });
-    }
+        }
+        Ok(())
+    });
     let nf = n as f64;
     let shift = label_shift(&ys, centering, loss);
     let beta = if remove_linear {
@@ -208,31 +179,37 @@ impl<T: Real + Element> FirstLayerGradient for StreamedGradient<'_, '_, T> {
         let (b, a, c, activation, loss) = (&self.b, &self.a, self.c, self.activation, self.loss);
         if remove_linear {
             // y − c − β̂·x needs the f64 rows: drawn in f64, then cast.
-            self.streams.for_chunks(Split::Stage1, self.n1, |_, ds| {
-                let y: Vec<f64> = (0..ds.n)
-                    .into_par_iter()
-                    .map(|i| {
-                        let lin: f64 = ds.row(i).iter().zip(beta_lin).map(|(x, b)| x * b).sum();
-                        ds.y[i] - shift - lin
-                    })
-                    .collect();
-                let p = FusedProblem {
-                    x: cast_into(&ds.x, x_buf),
-                    y: cast_into(&y, y_buf),
-                    n: ds.n,
-                    d,
-                    b,
-                    a,
-                    c,
-                    activation,
-                    loss,
-                };
-                sums.add(&p, &w);
-                Ok::<(), TrainError>(())
-            })?;
+            self.streams.for_chunks::<f64, TrainError>(
+                Split::Stage1,
+                self.n1,
+                true,
+                |_, n, x, y| {
+                    let y: Vec<f64> = (0..n)
+                        .into_par_iter()
+                        .map(|i| {
+                            let row = &x[i * d..(i + 1) * d];
+                            let lin: f64 = row.iter().zip(beta_lin).map(|(x, b)| x * b).sum();
+                            y[i] - shift - lin
+                        })
+                        .collect();
+                    let p = FusedProblem {
+                        x: cast_into(x, x_buf),
+                        y: cast_into(&y, y_buf),
+                        n,
+                        d,
+                        b,
+                        a,
+                        c,
+                        activation,
+                        loss,
+                    };
+                    sums.add(&p, &w);
+                    Ok(())
+                },
+            )?;
         } else {
             // x drawn straight into T; y − c cast alongside.
-            self.streams.for_chunks_as::<T, TrainError>(
+            self.streams.for_chunks::<T, TrainError>(
                 Split::Stage1,
                 self.n1,
                 true,
@@ -346,7 +323,7 @@ pub fn stream_stage2<T: Real>(
     let m = b.len();
     let n_tr = n2 * 4 / 5;
     let (mut train, mut val) = (GramSums::new(m), GramSums::new(m));
-    streams.for_chunks_as::<T, TrainError>(Split::Stage2, n2, true, |start, n, x, y| {
+    streams.for_chunks::<T, TrainError>(Split::Stage2, n2, true, |start, n, x, y| {
         let phi = features(x, n, d, w, b, activation);
         let cut = n_tr.saturating_sub(start).min(n);
         train.add(&phi[..cut * m], &y[..cut]);
@@ -374,7 +351,7 @@ pub fn stream_test_mse<T: Real>(
 ) -> (f64, f64) {
     let d = streams.target.d;
     let (mut sse, mut sy, mut syy) = (0.0, 0.0, 0.0);
-    let _ = streams.for_chunks_as::<T, ()>(Split::Test, n_test, true, |_, n, x, y| {
+    let _ = streams.for_chunks::<T, ()>(Split::Test, n_test, true, |_, n, x, y| {
         let phi = features(x, n, d, w, b, activation);
         for (i, row) in phi.chunks_exact(b.len()).enumerate() {
             let f = c + row.iter().zip(a).map(|(p, q)| p * q).sum::<f64>();
