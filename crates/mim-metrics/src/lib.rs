@@ -20,7 +20,10 @@ pub mod subspace;
 
 pub use alignment::{alignment, alignment_of, AlignmentSummary};
 pub use directions::{direction_recovery, quadratic_oracle_error, DirectionRecovery};
-pub use lowrank::{top_singular, top_singular_values, w_spectra, SvdMethod, TopSingular, WSpectra};
+pub use lowrank::{
+    top_singular, top_singular_values, w_spectra, w_spectra_with_norms, SvdMethod, TopSingular,
+    WSpectra,
+};
 pub use overlaps::{overlaps, Overlaps, Projections};
 pub use power_iteration::PowerIteration;
 pub use subspace::{learned_span, principal_cosines, subspace_cosines};

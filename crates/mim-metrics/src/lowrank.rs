@@ -174,16 +174,25 @@ pub fn w_spectra(
     values_k: usize,
     method: SvdMethod,
 ) -> Result<WSpectra, String> {
+    let norm2: Vec<f64> = (0..w.rows)
+        .map(|i| crate::dot(w.row(i), w.row(i)))
+        .collect();
+    w_spectra_with_norms(w, &norm2, span_k, values_k, method)
+}
+
+/// [`w_spectra`] given the squared row norms ‖w_j‖² (e.g. [`crate::Projections::norm2`], which
+/// the per-step metrics compute anyway).
+pub fn w_spectra_with_norms(
+    w: crate::RowMajor<'_>,
+    norm2: &[f64],
+    span_k: usize,
+    values_k: usize,
+    method: SvdMethod,
+) -> Result<WSpectra, String> {
     let (rows, cols) = (w.rows, w.cols);
-    let scales: Vec<f64> = (0..rows)
-        .map(|i| {
-            let n = crate::dot(w.row(i), w.row(i)).sqrt();
-            if n > 0.0 {
-                1.0 / n
-            } else {
-                0.0
-            }
-        })
+    let scales: Vec<f64> = norm2
+        .iter()
+        .map(|&n2| if n2 > 0.0 { 1.0 / n2.sqrt() } else { 0.0 })
         .collect();
     let a = faer::MatRef::from_row_major_slice(w.data, rows, cols);
     let (span_k, values_k) = (span_k.min(rows).min(cols), values_k.min(rows).min(cols));

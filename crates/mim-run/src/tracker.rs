@@ -4,8 +4,9 @@
 use crate::progress::Reporter;
 use mim_data::{HierarchicalG, Target};
 use mim_metrics::{
-    alignment_of, direction_recovery, principal_cosines, quadratic_oracle_error, w_spectra,
-    AlignmentSummary, DirectionRecovery, PowerIteration, Projections, RowMajor, SvdMethod,
+    alignment_of, direction_recovery, principal_cosines, quadratic_oracle_error,
+    w_spectra_with_norms, AlignmentSummary, DirectionRecovery, PowerIteration, Projections,
+    RowMajor, SvdMethod,
 };
 use mim_model::to_host_into;
 use mim_train::{Observer, Stage1State, TrainError};
@@ -130,7 +131,7 @@ pub fn w_metrics(w: &[f64], m: usize, target: &Target, svd: SvdMethod) -> Result
         alignment_median,
         frac_aligned_0_9,
     } = alignment_of(&projections);
-    let spectra = w_spectra(w, r, r + 2, svd)?;
+    let spectra = w_spectra_with_norms(w, &projections.norm2, r, r + 2, svd)?;
     let SpanMetrics {
         subspace_cos,
         direction_projection,
