@@ -91,7 +91,7 @@ fn sigma_t(x: Tensor<2>, t: Tensor<2>) -> Tensor<2> {
 
 /// Σ̂_T on the host: the lower triangle of Xᵀ (diag(T/n) X) by faer, mirrored to a full
 /// row-major d×d matrix. `x`: n×d row-major, `t`: n, `inv_n` = 1/n in T.
-fn host_sigma_t<T: faer::traits::RealField + Copy + std::ops::Mul<Output = T>>(
+fn host_sigma_t<T: faer::traits::RealField + Copy + std::ops::MulAssign>(
     x: &[T],
     t: &[T],
     d: usize,
@@ -99,11 +99,11 @@ fn host_sigma_t<T: faer::traits::RealField + Copy + std::ops::Mul<Output = T>>(
 ) -> Vec<T> {
     use faer::linalg::matmul::triangular::{matmul, BlockStructure};
     let n = t.len();
-    let weighted: Vec<T> = x
-        .chunks_exact(d)
-        .zip(t)
-        .flat_map(|(row, &ti)| row.iter().map(move |&v| v * (ti * inv_n)))
-        .collect();
+    let mut weighted = x.to_vec();
+    for (row, &ti) in weighted.chunks_exact_mut(d).zip(t) {
+        let s = ti * inv_n;
+        row.iter_mut().for_each(|v| *v *= s);
+    }
     let xm = faer::MatRef::from_row_major_slice(x, n, d);
     let ym = faer::MatRef::from_row_major_slice(&weighted, n, d);
     let mut sigma = faer::Mat::<T>::zeros(d, d);
