@@ -483,12 +483,20 @@ fn bench_smoke_test() {
 fn streaming_equals_in_memory() {
     // Both label centrings: the streamed label pass computes the same shift as in memory;
     // with the linear part removed, the passes that need the f64 rows (β̂ and y − c − β̂·x).
-    for (by, linear) in [("mean", false), ("loss", false), ("mean", true)] {
+    // And both generators: v2 streams rows by their counters, any chunk start.
+    for (by, linear, gen) in [
+        ("mean", false, "v1"),
+        ("loss", false, "v1"),
+        ("mean", true, "v1"),
+        ("mean", false, "v2"),
+    ] {
         let center = format!("stage1.center_by={by}");
         let remove = format!("stage1.remove_linear={linear}");
-        let by = if linear { "mean-linear" } else { by };
+        let generator = format!("data.generator={gen}");
+        let by = format!("{}-{gen}", if linear { "mean-linear" } else { by });
         let sets = [
             "dtype=f64",
+            &generator,
             "data.n1=5000",
             "data.n2=4500",
             "data.n_test=2500",
@@ -511,6 +519,10 @@ fn streaming_equals_in_memory() {
         );
         assert_eq!(st["streaming"], true);
         assert_eq!(mem["streaming"], false);
+        assert_eq!(
+            (&mem["data_generator"], &st["data_generator"]),
+            (&gen.into(), &gen.into())
+        );
         assert_close(&mem, &st, 1e-9, &format!("in memory vs streaming ({by})"));
         assert_eq!(mem["ridge_lambda"], st["ridge_lambda"]);
     }

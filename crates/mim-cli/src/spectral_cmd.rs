@@ -12,7 +12,7 @@ use mim_run::limits::{format_bytes, MemoryLimit};
 use mim_run::results::write_atomic;
 use mim_run::seeds::{derive_seed, Purpose};
 use mim_run::streaming::{chunk_rows, Streams};
-use mim_run::{RunConfig, ValidConfig};
+use mim_run::{target_of, RunConfig, ValidConfig};
 use mim_spectral::theory::alpha_c;
 use mim_spectral::Preprocessing;
 use mim_spectral::{
@@ -118,18 +118,6 @@ pub fn load(config: Option<&Path>, sets: &[String]) -> Result<Loaded, String> {
         resolved,
         streaming,
     })
-}
-
-/// The target of the run config, U drawn from `derive_seed(seed, Target)` as in `mim train`.
-pub fn target_of(valid: &ValidConfig) -> Result<Target, String> {
-    let c = &valid.config;
-    let seed = derive_seed(c.seed, Purpose::Target);
-    let (link, noise, normalize) = (valid.link.clone(), c.data.noise, c.data.normalize);
-    match c.data.sparsity {
-        Some(k) => Target::new_sparse(c.data.d, k, link, noise, normalize, seed),
-        None => Target::new(c.data.d, c.data.r, link, noise, normalize, seed),
-    }
-    .map_err(|e| format!("data: {e}"))
 }
 
 /// The theory of the configured T for a single-index target: the law and T(y) (with the

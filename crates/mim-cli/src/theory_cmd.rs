@@ -3,9 +3,10 @@
 //! α_c (paper §8), by deterministic quadrature.
 
 use crate::run_args::ConfigArgs;
-use crate::spectral_cmd::{load, single_index_theory, target_of};
+use crate::spectral_cmd::{load, single_index_theory};
 use clap::Args;
 use mim_run::results::write_atomic;
+use mim_run::target_of;
 use mim_spectral::theory::alpha_c;
 use std::fmt::Write as _;
 use std::path::PathBuf;

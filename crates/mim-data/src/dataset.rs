@@ -1,6 +1,7 @@
-//! Seeded, counter-based datasets `(x, y)` for each [`Split`].
+//! Seeded, counter-based datasets `(x, y)` for each [`Split`], from one of two versioned
+//! generators ([`Generator`]); a target's generator is [`Target::generator`].
 //!
-//! Rows are generated in fixed blocks of [`BLOCK_ROWS`] rows. Block `b` of split `s` under seed
+//! **v1** (the default). Rows are generated in fixed blocks of [`BLOCK_ROWS`] rows. Block `b` of split `s` under seed
 //! `seed` has its own ChaCha8 generator: key = (`seed`, split tag, domain constant), stream
 //! = `b`. Within a block, row by row, it draws `d` standard normals for `x` and then one standard
 //! normal `ε` for the label noise (always drawn, even when `noise = 0`). Consequences:
@@ -9,6 +10,11 @@
 //! - `sample(split, n, seed)` is a prefix of `sample(split, n', seed)` for `n ≤ n'`;
 //! - splits, and the stream that draws `U` ([`Target::new`]), use distinct ChaCha keys, hence
 //!   independent streams.
+//!
+//! **v2** ([`crate::philox`]): every value of row `i` is a pure function of (split key, `i`,
+//! column), Philox4x32-10 counters and an f32 Box–Muller transform, vectorised. The same three
+//! properties hold, every row costs only itself (no block prefix), and the values are drawn
+//! several vector lanes at a time. Values are f32, exact in f64.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -16,6 +22,7 @@ use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::philox;
 use crate::target::Target;
 
 /// Rows per generator block.
@@ -65,6 +72,40 @@ pub(crate) fn block_rng(seed: u64, tag: u64, stream: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::from_seed(key);
     rng.set_stream(stream);
     rng
+}
+
+/// Which generator draws the rows of a dataset. Results name it (`config.toml`'s
+/// `data.generator`, `summary.json`'s `data_generator`), so rows of either version can always be
+/// regenerated; a config without the key means v1, the generator of every earlier result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Generator {
+    /// ChaCha8 per block of [`BLOCK_ROWS`] rows, `rand_distr` ziggurat normals in f64.
+    #[default]
+    V1,
+    /// Philox4x32-10 counters per value and an f32 Box–Muller transform ([`crate::philox`]).
+    V2,
+}
+
+impl Generator {
+    /// `"v1"` or `"v2"`, as in a config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Generator::V1 => "v1",
+            Generator::V2 => "v2",
+        }
+    }
+
+    /// Whether this is v1, the generator a config without `data.generator` means.
+    pub fn is_v1(&self) -> bool {
+        *self == Generator::V1
+    }
+}
+
+impl std::fmt::Display for Generator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// `n` samples: inputs `x` (`n×d`, row-major) and labels `y` (length `n`).
@@ -204,9 +245,71 @@ impl Target {
             .for_each(|job| self.fill_block(seed, tag, job, &cast));
     }
 
-    /// Generate block-local rows `0..hi` of block `job.block`, keeping rows `lo..hi`: each row
-    /// is drawn in f64 into one row buffer, its label computed from it, then cast into `x`.
+    /// Generate the kept rows `lo..hi` of block `job.block`: each row is drawn into one f64 row
+    /// buffer, its label computed from it, then cast into `x`.
     fn fill_block<T: Copy>(
+        &self,
+        seed: u64,
+        tag: u64,
+        job: BlockJob<'_, T>,
+        cast: &impl Fn(f64) -> T,
+    ) {
+        match self.generator {
+            Generator::V1 => self.fill_block_v1(seed, tag, job, cast),
+            Generator::V2 => self.fill_block_v2(seed, tag, job, cast),
+        }
+    }
+
+    /// The label of a row (f64, or f32 widened exactly) with projection `z = U x` and noise
+    /// draw `eps`, and the row cast into `out` when kept.
+    fn finish_row<X: Copy + Into<f64>, T: Copy>(
+        &self,
+        x_row: &[X],
+        eps: f64,
+        z: &[f64],
+        y: &mut f64,
+        out: Option<&mut [T]>,
+        cast: &impl Fn(f64) -> T,
+    ) {
+        *y = self.scale * self.link.eval(z) + self.noise * eps;
+        if let Some(out) = out {
+            out.iter_mut()
+                .zip(x_row)
+                .for_each(|(o, &v)| *o = cast(v.into()));
+        }
+    }
+
+    /// v2: rows `lo..hi` of the block, each from its own counters ([`crate::philox`]).
+    fn fill_block_v2<T: Copy>(
+        &self,
+        seed: u64,
+        tag: u64,
+        job: BlockJob<'_, T>,
+        cast: &impl Fn(f64) -> T,
+    ) {
+        let d = self.d;
+        let key = philox::split_key(seed, tag);
+        let mut values = vec![0.0f32; philox::row_len(d)];
+        let mut z = vec![0.0; self.r];
+        let BlockJob {
+            block,
+            lo,
+            hi,
+            mut x,
+            y,
+        } = job;
+        for row in lo..hi {
+            philox::gaussian_row(key, (block * BLOCK_ROWS + row) as u64, &mut values);
+            let kept = row - lo;
+            let out = x.as_deref_mut().map(|x| &mut x[kept * d..(kept + 1) * d]);
+            let (x_row, eps) = (&values[..d], f64::from(values[d]));
+            self.project(x_row, &mut z);
+            self.finish_row(x_row, eps, &z, &mut y[kept], out, cast);
+        }
+    }
+
+    /// v1: block-local rows `0..hi` from the block's ChaCha8 stream, keeping rows `lo..hi`.
+    fn fill_block_v1<T: Copy>(
         &self,
         seed: u64,
         tag: u64,
@@ -227,12 +330,9 @@ impl Target {
             let eps: f64 = rng.sample(StandardNormal);
             if row >= lo {
                 let kept = row - lo;
+                let out = x.as_deref_mut().map(|x| &mut x[kept * d..(kept + 1) * d]);
                 self.project(&x_row, &mut z);
-                y[kept] = self.scale * self.link.eval(&z) + self.noise * eps;
-                if let Some(x) = x.as_deref_mut() {
-                    let out = &mut x[kept * d..(kept + 1) * d];
-                    out.iter_mut().zip(&x_row).for_each(|(o, &v)| *o = cast(v));
-                }
+                self.finish_row(&x_row, eps, &z, &mut y[kept], out, cast);
             }
         }
     }

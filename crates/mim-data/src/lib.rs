@@ -26,11 +26,13 @@ pub mod link;
 pub mod loss;
 pub mod moments;
 mod nested;
+pub mod philox;
+pub mod simd;
 pub mod target;
 pub mod vector;
 
 pub use bbp::Bbp;
-pub use dataset::{Dataset, Split, BLOCK_ROWS};
+pub use dataset::{Dataset, Generator, Split, BLOCK_ROWS};
 pub use error::{DataError, LinkError};
 pub use hermite::{gaussian_moment, hermite, hermite_coefficients};
 pub use link::{

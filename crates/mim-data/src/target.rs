@@ -4,7 +4,7 @@
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-use crate::dataset::{block_rng, U_STREAM_TAG};
+use crate::dataset::{block_rng, Generator, U_STREAM_TAG};
 use crate::error::DataError;
 use crate::link::Link;
 
@@ -27,6 +27,9 @@ pub struct Target {
     /// Multiplier on `g`: `1/√Var g` when normalised (unit-variance noiseless labels, not
     /// centred), else 1.
     pub scale: f64,
+    /// The generator of the data rows (v1 unless set by [`Target::with_generator`]); `U` is
+    /// drawn the same way under both.
+    pub generator: Generator,
 }
 
 impl Target {
@@ -99,7 +102,14 @@ impl Target {
             link,
             noise,
             scale,
+            generator: Generator::V1,
         })
+    }
+
+    /// This target with its data rows drawn by `generator`.
+    pub fn with_generator(mut self, generator: Generator) -> Target {
+        self.generator = generator;
+        self
     }
 
     /// A single-index target (`r = 1`) whose θ* (the one row of `U`) is `k`-sparse (seed 004
@@ -158,13 +168,19 @@ impl Target {
         &self.u[k * self.d..(k + 1) * self.d]
     }
 
-    /// `z = U x` into `z[..r]`.
+    /// `z = U x` into `z[..r]`, for an f64 row or an f32 row (widened exactly), summed as the
+    /// target's generator labels its rows: sequentially for v1 (so earlier results regenerate
+    /// bit for bit), by the vectorised [`crate::vector::dot`] for v2.
     ///
     /// # Panics
     /// If `x.len() < d` or `z.len() < r`.
-    pub fn project(&self, x: &[f64], z: &mut [f64]) {
+    pub fn project<X: Copy + Into<f64>>(&self, x: &[X], z: &mut [f64]) {
         for (k, zk) in z[..self.r].iter_mut().enumerate() {
-            *zk = dot(self.u_row(k), &x[..self.d]);
+            let (u, x) = (self.u_row(k), &x[..self.d]);
+            *zk = match self.generator {
+                Generator::V1 => dot(u, x),
+                Generator::V2 => crate::vector::dot(u, x),
+            };
         }
     }
 
@@ -179,8 +195,10 @@ impl Target {
     }
 }
 
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(p, q)| p * q).sum()
+/// The sequential sum of `U`'s Gram–Schmidt and of v1's labels, kept so that earlier results
+/// regenerate bit for bit.
+fn dot<B: Copy + Into<f64>>(a: &[f64], b: &[B]) -> f64 {
+    a.iter().zip(b).map(|(&p, &q)| p * q.into()).sum()
 }
 
 /// One pass of modified Gram–Schmidt over the `r` rows (length `d`) of `u`.

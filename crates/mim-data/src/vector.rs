@@ -3,8 +3,9 @@
 /// ⟨a, b⟩ = Σ_i a_i b_i over the common length, summed in 8 interleaved partial sums so the
 /// compiler keeps them in vector registers (a sequential `sum` is one dependent add chain,
 /// latency-bound at ~4 cycles per element). The summation order is fixed, so the result is
-/// bit-for-bit reproducible; it differs from the sequential sum only by rounding.
-pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+/// bit-for-bit reproducible; it differs from the sequential sum only by rounding. `b` may be
+/// f32 (widened exactly, e.g. the f32 rows of the v2 generator against an f64 `U`).
+pub fn dot<B: Copy + Into<f64>>(a: &[f64], b: &[B]) -> f64 {
     const LANES: usize = 8;
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -13,10 +14,10 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (pa, pb) in ca.zip(cb) {
         for l in 0..LANES {
-            acc[l] += pa[l] * pb[l];
+            acc[l] += pa[l] * pb[l].into();
         }
     }
-    let tail: f64 = ra.iter().zip(rb).map(|(p, q)| p * q).sum();
+    let tail: f64 = ra.iter().zip(rb).map(|(&p, &q)| p * q.into()).sum();
     let (lo, hi) = acc.split_at(LANES / 2);
     let half: [f64; LANES / 2] = std::array::from_fn(|l| lo[l] + hi[l]);
     (half[0] + half[2]) + (half[1] + half[3]) + tail

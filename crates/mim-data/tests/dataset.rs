@@ -1,9 +1,14 @@
 //! Seeded datasets: reproducibility, chunking invariance, split independence, statistics.
 
-use mim_data::{Dataset, Link, Split, Target, BLOCK_ROWS};
+use mim_data::{Dataset, Generator, Link, Split, Target, BLOCK_ROWS};
 
 fn target(s: &str, d: usize, r: usize, noise: f64) -> Target {
     Target::new(d, r, Link::parse(s).unwrap(), noise, true, 42).unwrap()
+}
+
+/// The target under each generator: the invariants below hold for v1 and v2 alike.
+fn targets(s: &str, d: usize, r: usize, noise: f64) -> [Target; 2] {
+    [Generator::V1, Generator::V2].map(|g| target(s, d, r, noise).with_generator(g))
 }
 
 fn rows(ds: &Dataset, start: usize, len: usize) -> (Vec<f64>, Vec<f64>) {
@@ -15,99 +20,102 @@ fn rows(ds: &Dataset, start: usize, len: usize) -> (Vec<f64>, Vec<f64>) {
 
 #[test]
 fn same_seed_same_data() {
-    let t = target("h4(z1)+h4(z2)", 7, 2, 0.3);
-    let a = t.sample(Split::Stage1, 3000, 9);
-    let b = t.sample(Split::Stage1, 3000, 9);
-    assert_eq!(a, b);
-    assert_eq!((a.n, a.d, a.x.len(), a.y.len()), (3000, 7, 21000, 3000));
-    let c = t.sample(Split::Stage1, 3000, 10);
-    assert_ne!(a.x, c.x);
+    for t in targets("h4(z1)+h4(z2)", 7, 2, 0.3) {
+        let a = t.sample(Split::Stage1, 3000, 9);
+        let b = t.sample(Split::Stage1, 3000, 9);
+        assert_eq!(a, b);
+        assert_eq!((a.n, a.d, a.x.len(), a.y.len()), (3000, 7, 21000, 3000));
+        let c = t.sample(Split::Stage1, 3000, 10);
+        assert_ne!(a.x, c.x);
+    }
 }
 
 /// Rows drawn straight into f32 are the f64 rows cast, with the same labels, at any offset
 /// and across block boundaries; a labels-only pass gives the same labels and writes no x.
 #[test]
 fn rows_cast_at_generation_equal_the_cast_rows() {
-    let t = target("h2(z1)*tanh(z2)", 9, 2, 0.4);
-    for (start, len) in [(0, 5), (BLOCK_ROWS - 2, 7), (3, 2 * BLOCK_ROWS)] {
-        let full = t.sample_rows(Split::Stage2, 11, start, len);
-        let (mut x32, mut y) = (vec![7.0f32; 3], Vec::new());
-        t.sample_rows_as(Split::Stage2, 11, start, len, Some(&mut x32), &mut y, |v| {
-            v as f32
-        });
-        let want: Vec<f32> = full.x.iter().map(|&v| v as f32).collect();
-        assert_eq!(x32, want, "rows {start}..+{len}");
-        assert_eq!(y, full.y);
-        let mut y_only = vec![1.0; 1];
-        t.sample_rows_as::<f32>(Split::Stage2, 11, start, len, None, &mut y_only, |v| {
-            v as f32
-        });
-        assert_eq!(y_only, full.y);
+    for t in targets("h2(z1)*tanh(z2)", 9, 2, 0.4) {
+        for (start, len) in [(0, 5), (BLOCK_ROWS - 2, 7), (3, 2 * BLOCK_ROWS)] {
+            let full = t.sample_rows(Split::Stage2, 11, start, len);
+            let (mut x32, mut y) = (vec![7.0f32; 3], Vec::new());
+            t.sample_rows_as(Split::Stage2, 11, start, len, Some(&mut x32), &mut y, |v| {
+                v as f32
+            });
+            let want: Vec<f32> = full.x.iter().map(|&v| v as f32).collect();
+            assert_eq!(x32, want, "rows {start}..+{len}");
+            assert_eq!(y, full.y);
+            let mut y_only = vec![1.0; 1];
+            t.sample_rows_as::<f32>(Split::Stage2, 11, start, len, None, &mut y_only, |v| {
+                v as f32
+            });
+            assert_eq!(y_only, full.y);
+        }
     }
 }
 
 #[test]
 fn sample_rows_match_full_sample() {
-    let t = target("tanh(z1)*relu(z2)", 5, 2, 0.5);
-    let n = 5 * BLOCK_ROWS + 17;
-    let full = t.sample(Split::Test, n, 3);
-    let ranges = [
-        (0, 0),
-        (0, 1),
-        (0, n),
-        (1, 10),
-        (BLOCK_ROWS - 3, 7),
-        (BLOCK_ROWS, BLOCK_ROWS),
-        (2 * BLOCK_ROWS + 5, 2 * BLOCK_ROWS + 1),
-        (n - 1, 1),
-        (1000, 3000),
-    ];
-    for (start, len) in ranges {
-        let part = t.sample_rows(Split::Test, 3, start, len);
-        assert_eq!((part.n, part.d), (len, 5));
-        assert_eq!(
-            (part.x, part.y),
-            rows(&full, start, len),
-            "rows {start}..+{len}"
-        );
-    }
-    // Streaming in irregular chunks reproduces the whole dataset.
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    let mut start = 0;
-    for len in [1, 700, 1500, 333, 4096].iter().cycle() {
-        if start >= n {
-            break;
+    for t in targets("tanh(z1)*relu(z2)", 5, 2, 0.5) {
+        let n = 5 * BLOCK_ROWS + 17;
+        let full = t.sample(Split::Test, n, 3);
+        let ranges = [
+            (0, 0),
+            (0, 1),
+            (0, n),
+            (1, 10),
+            (BLOCK_ROWS - 3, 7),
+            (BLOCK_ROWS, BLOCK_ROWS),
+            (2 * BLOCK_ROWS + 5, 2 * BLOCK_ROWS + 1),
+            (n - 1, 1),
+            (1000, 3000),
+        ];
+        for (start, len) in ranges {
+            let part = t.sample_rows(Split::Test, 3, start, len);
+            assert_eq!((part.n, part.d), (len, 5));
+            assert_eq!(
+                (part.x, part.y),
+                rows(&full, start, len),
+                "rows {start}..+{len}"
+            );
         }
-        let len = (*len).min(n - start);
-        let part = t.sample_rows(Split::Test, 3, start, len);
-        x.extend(part.x);
-        y.extend(part.y);
-        start += len;
+        // Streaming in irregular chunks reproduces the whole dataset.
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        let mut start = 0;
+        for len in [1, 700, 1500, 333, 4096].iter().cycle() {
+            if start >= n {
+                break;
+            }
+            let len = (*len).min(n - start);
+            let part = t.sample_rows(Split::Test, 3, start, len);
+            x.extend(part.x);
+            y.extend(part.y);
+            start += len;
+        }
+        assert_eq!((x, y), (full.x.clone(), full.y.clone()));
+        // A shorter sample is a prefix of a longer one.
+        let short = t.sample(Split::Test, 1500, 3);
+        assert_eq!((short.x, short.y), rows(&full, 0, 1500));
     }
-    assert_eq!((x, y), (full.x.clone(), full.y.clone()));
-    // A shorter sample is a prefix of a longer one.
-    let short = t.sample(Split::Test, 1500, 3);
-    assert_eq!((short.x, short.y), rows(&full, 0, 1500));
 }
 
 #[test]
 fn independent_of_thread_count() {
-    let t = target("h3(z1)*z2", 9, 2, 0.1);
-    let run = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| t.sample(Split::Stage2, 10 * BLOCK_ROWS + 5, 77))
-    };
-    let one = run(1);
-    assert_eq!(one, run(2));
-    assert_eq!(one, run(5));
+    for t in targets("h3(z1)*z2", 9, 2, 0.1) {
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| t.sample(Split::Stage2, 10 * BLOCK_ROWS + 5, 77))
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(5));
+    }
 }
 
 #[test]
 fn splits_and_u_are_different_streams() {
-    let t = target("z1*z2", 4, 2, 0.0);
     let splits = [
         Split::Stage1,
         Split::Stage2,
@@ -115,15 +123,18 @@ fn splits_and_u_are_different_streams() {
         Split::Custom(0),
         Split::Custom(1),
     ];
-    let data: Vec<Dataset> = splits.iter().map(|&s| t.sample(s, 200, 1)).collect();
-    for i in 0..data.len() {
-        for j in i + 1..data.len() {
-            assert!(
-                data[i].x.iter().zip(&data[j].x).all(|(a, b)| a != b),
-                "{:?} and {:?} share values",
-                splits[i],
-                splits[j]
-            );
+    for t in targets("z1*z2", 4, 2, 0.0) {
+        let data: Vec<Dataset> = splits.iter().map(|&s| t.sample(s, 200, 1)).collect();
+        for i in 0..data.len() {
+            for j in i + 1..data.len() {
+                assert!(
+                    data[i].x.iter().zip(&data[j].x).all(|(a, b)| a != b),
+                    "{}: {:?} and {:?} share values",
+                    t.generator,
+                    splits[i],
+                    splits[j]
+                );
+            }
         }
     }
     // The stream that drew U (seed 42) is not reused by a split with the same seed. Gram–Schmidt
@@ -146,40 +157,62 @@ fn splits_and_u_are_different_streams() {
 
 #[test]
 fn inputs_are_standard_normal() {
-    let t = target("z1", 8, 1, 0.0);
-    let ds = t.sample(Split::Stage1, 100_000, 5);
-    let n = ds.x.len() as f64;
-    let mean = ds.x.iter().sum::<f64>() / n;
-    let var = ds.x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    assert!(mean.abs() < 5.0 / n.sqrt(), "mean {mean}");
-    assert!((var - 1.0).abs() < 5.0 * (2.0 / n).sqrt(), "var {var}");
-    // Per coordinate too.
-    for k in 0..8 {
-        let m: f64 = (0..ds.n).map(|i| ds.row(i)[k]).sum::<f64>() / ds.n as f64;
-        assert!(
-            m.abs() < 5.0 / (ds.n as f64).sqrt(),
-            "coordinate {k}: mean {m}"
-        );
+    for t in targets("z1", 8, 1, 0.0) {
+        let ds = t.sample(Split::Stage1, 100_000, 5);
+        let n = ds.x.len() as f64;
+        let mean = ds.x.iter().sum::<f64>() / n;
+        let var = ds.x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        assert!(mean.abs() < 5.0 / n.sqrt(), "mean {mean}");
+        assert!((var - 1.0).abs() < 5.0 * (2.0 / n).sqrt(), "var {var}");
+        // Per coordinate too.
+        for k in 0..8 {
+            let m: f64 = (0..ds.n).map(|i| ds.row(i)[k]).sum::<f64>() / ds.n as f64;
+            assert!(
+                m.abs() < 5.0 / (ds.n as f64).sqrt(),
+                "coordinate {k}: mean {m}"
+            );
+        }
     }
 }
 
 #[test]
 fn labels_are_signal_plus_noise() {
-    let clean = target("h2(z1)+0.5*h4(z2)", 6, 2, 0.0);
-    let noisy = target("h2(z1)+0.5*h4(z2)", 6, 2, 0.5);
-    let a = clean.sample(Split::Stage2, 50_000, 8);
-    let b = noisy.sample(Split::Stage2, 50_000, 8);
-    assert_eq!(a.x, b.x, "noise level must not change the inputs");
-    for i in 0..a.n {
-        assert_eq!(a.y[i], clean.signal(a.row(i)));
+    let clean = targets("h2(z1)+0.5*h4(z2)", 6, 2, 0.0);
+    let noisy = targets("h2(z1)+0.5*h4(z2)", 6, 2, 0.5);
+    for (clean, noisy) in clean.iter().zip(&noisy) {
+        let a = clean.sample(Split::Stage2, 50_000, 8);
+        let b = noisy.sample(Split::Stage2, 50_000, 8);
+        assert_eq!(a.x, b.x, "noise level must not change the inputs");
+        for i in 0..a.n {
+            assert_eq!(a.y[i], clean.signal(a.row(i)));
+        }
+        let resid: Vec<f64> = b.y.iter().zip(&a.y).map(|(y, f)| y - f).collect();
+        let n = resid.len() as f64;
+        let var = resid.iter().map(|e| e * e).sum::<f64>() / n;
+        assert!(
+            (var - 0.25).abs() < 5.0 * 0.25 * (2.0 / n).sqrt(),
+            "{}: noise var {var}",
+            clean.generator
+        );
     }
-    let resid: Vec<f64> = b.y.iter().zip(&a.y).map(|(y, f)| y - f).collect();
-    let n = resid.len() as f64;
-    let var = resid.iter().map(|e| e * e).sum::<f64>() / n;
-    assert!(
-        (var - 0.25).abs() < 5.0 * 0.25 * (2.0 / n).sqrt(),
-        "noise var {var}"
+}
+
+/// v2 draws other rows than v1 from the same seed, and its values are f32 numbers (exact in
+/// f64), so the f32 rows a kernel reads are the rows themselves; `U` is the same under both.
+#[test]
+fn v2_rows_are_f32_values_and_differ_from_v1() {
+    let [v1, v2] = targets("h2(z1)+h2(z2)", 70, 2, 0.2);
+    assert_eq!(v1.u, v2.u);
+    let (a, b) = (
+        v1.sample(Split::Stage1, 300, 4),
+        v2.sample(Split::Stage1, 300, 4),
     );
+    assert!(a.x.iter().zip(&b.x).all(|(p, q)| p != q));
+    assert!(b.x.iter().all(|&v| f64::from(v as f32) == v));
+    assert!(a.x.iter().filter(|&&v| f64::from(v as f32) == v).count() < 10);
+    // Rows are counted across blocks: row i and row i + BLOCK_ROWS differ.
+    let c = v2.sample(Split::Stage1, BLOCK_ROWS + 1, 4);
+    assert!(c.row(0).iter().zip(c.row(BLOCK_ROWS)).all(|(p, q)| p != q));
 }
 
 /// Noiseless label variance over `n` rows, streamed in chunks (two-pass per chunk, merged).

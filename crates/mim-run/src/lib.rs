@@ -28,4 +28,4 @@ pub mod twin;
 
 pub use backend::Backend;
 pub use config::{ConfigError, Method, OneStepVariant, RunConfig, ValidConfig};
-pub use run::{train, train_network, RunError, RunOptions, Summary};
+pub use run::{target_of, train, train_network, RunError, RunOptions, Summary};

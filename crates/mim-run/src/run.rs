@@ -85,6 +85,10 @@ pub struct Summary {
     pub link: String,
     /// Label scale 1/sd(g) (1 when not normalised).
     pub label_scale: f64,
+    /// The generator of the data rows (`data.generator`: `v1` or `v2`; summaries written
+    /// before the option lack it and were v1).
+    #[serde(default)]
+    pub data_generator: mim_data::Generator,
     /// Width m.
     pub width: usize,
     /// Stage-1 samples.
@@ -163,6 +167,7 @@ impl Summary {
             r: cfg.data.r,
             link: target.link.to_string(),
             label_scale: target.scale,
+            data_generator: target.generator,
             width: cfg.model.width,
             n1: valid.n1,
             n2: valid.n2,
@@ -566,7 +571,6 @@ fn open_run(
 ) -> Result<RunSetup, RunError> {
     let t0 = Instant::now();
     let cfg = &valid.config;
-    let (d, r) = (cfg.data.d, cfg.data.r);
     set_threads(cfg.threads);
     let device = open_device(cfg.backend).map_err(RunError::Device)?;
 
@@ -608,20 +612,28 @@ fn open_run(
         reporter.message(&format!("warning: {w}"));
     }
     // Data: U and the datasets, drawn on the host from the seed.
-    let target_seed = derive_seed(cfg.seed, Purpose::Target);
-    let link = valid.link.clone();
-    let (noise, normalize) = (cfg.data.noise, cfg.data.normalize);
-    let target = match cfg.data.sparsity {
-        Some(k) => Target::new_sparse(d, k, link, noise, normalize, target_seed),
-        None => Target::new(d, r, link, noise, normalize, target_seed),
-    }
-    .map_err(|e| RunError::Config(ConfigError(e.to_string())))?;
+    let target = target_of(valid).map_err(|e| RunError::Config(ConfigError(e)))?;
     Ok(RunSetup {
         t0,
         device,
         reporter,
         target,
     })
+}
+
+/// The target of the run config: `U` drawn from `derive_seed(seed, Target)` (dense, or
+/// `data.sparsity`-sparse), rows by `data.generator`; the one target `mim train`, `mim spectral`
+/// and `mim theory` all sample.
+pub fn target_of(valid: &ValidConfig) -> Result<Target, String> {
+    let c = &valid.config;
+    let seed = derive_seed(c.seed, Purpose::Target);
+    let (link, noise, normalize) = (valid.link.clone(), c.data.noise, c.data.normalize);
+    match c.data.sparsity {
+        Some(k) => Target::new_sparse(c.data.d, k, link, noise, normalize, seed),
+        None => Target::new(c.data.d, c.data.r, link, noise, normalize, seed),
+    }
+    .map(|t| t.with_generator(c.data.generator))
+    .map_err(|e| format!("data: {e}"))
 }
 
 /// Trains a network of the caller's own (any [`Network`]) by the config's `[[schedule]]`,

@@ -539,6 +539,7 @@ impl HostStage1 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mim_data::simd::{arch_name, has_x86_v3, on_every_simd};
 
     #[test]
     fn fast_exp_and_log1p_are_accurate() {
@@ -558,44 +559,6 @@ mod tests {
                 "ln1p({t}) = {got} vs {want}"
             );
         }
-    }
-
-    /// Runs `op` through every SIMD path pulp has on this CPU: the dispatched `Arch::new()`,
-    /// pulp's one-lane `Scalar`, and each instruction set the CPU supports (x86-64: V3 = AVX2+FMA,
-    /// V4 = AVX-512; aarch64: NEON). Returns (name, output) per path.
-    fn on_every_simd<Op: pulp::WithSimd + Clone>(op: Op) -> Vec<(String, Op::Output)> {
-        use pulp::Simd;
-        let arch = pulp::Arch::new();
-        let mut out = vec![
-            (
-                format!("Arch::new() = {}", arch_name(arch)),
-                arch.dispatch(op.clone()),
-            ),
-            (
-                "Scalar".to_string(),
-                Simd::vectorize(pulp::Scalar::new(), op.clone()),
-            ),
-        ];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(simd) = pulp::x86::V3::try_new() {
-                out.push(("V3".to_string(), Simd::vectorize(simd, op.clone())));
-            }
-            if let Some(simd) = pulp::x86::V4::try_new() {
-                out.push(("V4".to_string(), Simd::vectorize(simd, op.clone())));
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        if let Some(simd) = pulp::aarch64::Neon::try_new() {
-            out.push(("Neon".to_string(), Simd::vectorize(simd, op.clone())));
-        }
-        out
-    }
-
-    /// The variant of a `pulp::Arch` ("V4", "V3", "Neon", "Scalar"), without its feature list.
-    fn arch_name(arch: pulp::Arch) -> String {
-        let name = format!("{arch:?}");
-        name.split('(').next().unwrap_or_default().to_string()
     }
 
     /// Largest distance in ulps between two f32 slices (bit patterns mapped to ordered integers,
@@ -730,15 +693,11 @@ mod tests {
             "pulp dispatch on this CPU: {}; {paths} paths checked",
             arch_name(pulp::Arch::new())
         );
-        // On an x86-64 CPU with pulp's V3 set (AVX2, FMA, BMI1/2, LZCNT; SSE4.2 and below go
-        // with them), V3 at least must have been among them, and the dispatch must not be scalar.
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            if has!("avx2") && has!("fma") && has!("bmi1") && has!("bmi2") && has!("lzcnt") {
-                assert!(paths >= 4, "no x86 SIMD path was tested");
-                assert!(!matches!(pulp::Arch::new(), pulp::Arch::Scalar));
-            }
+        // On an x86-64 CPU with pulp's V3 set, V3 at least must have been among them, and the
+        // dispatch must not be scalar.
+        if has_x86_v3() {
+            assert!(paths >= 4, "no x86 SIMD path was tested");
+            assert!(!matches!(pulp::Arch::new(), pulp::Arch::Scalar));
         }
     }
 }
