@@ -466,6 +466,10 @@ fn bench_smoke_test() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
+    for generator in ["v1", "v2"] {
+        let row = format!("data_generation[{generator}]");
+        assert!(names.iter().any(|n| n.starts_with(&row)), "{names:?}");
+    }
     for path in ["autodiff", "closedform", "fused"] {
         assert!(
             names

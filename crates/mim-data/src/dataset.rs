@@ -131,6 +131,39 @@ impl Dataset {
     }
 }
 
+/// The label and the cast copy of one v2 row, `Target::project` then `Target::finish_row`,
+/// compiled for the widest instruction set this CPU has (pulp dispatch; the baseline x86-64
+/// build would use 2-lane SSE2). Rust never contracts or reorders floating-point operations,
+/// so every instruction set computes the same values as [`Target::signal`] does.
+struct FinishV2Row<'a, T, C> {
+    target: &'a Target,
+    x_row: &'a [f32],
+    eps: f64,
+    z: &'a mut [f64],
+    y: &'a mut f64,
+    out: Option<&'a mut [T]>,
+    cast: &'a C,
+}
+
+impl<T: Copy, C: Fn(f64) -> T> pulp::WithSimd for FinishV2Row<'_, T, C> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Self {
+            target,
+            x_row,
+            eps,
+            z,
+            y,
+            out,
+            cast,
+        } = self;
+        target.project(x_row, z);
+        target.finish_row(x_row, eps, z, y, out, cast);
+    }
+}
+
 /// The part of one block a call needs: block-local rows `lo..hi`, written to `x` (when
 /// kept) and `y`.
 struct BlockJob<'a, T> {
@@ -262,6 +295,7 @@ impl Target {
 
     /// The label of a row (f64, or f32 widened exactly) with projection `z = U x` and noise
     /// draw `eps`, and the row cast into `out` when kept.
+    #[inline(always)]
     fn finish_row<X: Copy + Into<f64>, T: Copy>(
         &self,
         x_row: &[X],
@@ -302,9 +336,15 @@ impl Target {
             philox::gaussian_row(key, (block * BLOCK_ROWS + row) as u64, &mut values);
             let kept = row - lo;
             let out = x.as_deref_mut().map(|x| &mut x[kept * d..(kept + 1) * d]);
-            let (x_row, eps) = (&values[..d], f64::from(values[d]));
-            self.project(x_row, &mut z);
-            self.finish_row(x_row, eps, &z, &mut y[kept], out, cast);
+            pulp::Arch::new().dispatch(FinishV2Row {
+                target: self,
+                x_row: &values[..d],
+                eps: f64::from(values[d]),
+                z: &mut z,
+                y: &mut y[kept],
+                out,
+                cast,
+            });
         }
     }
 

@@ -174,6 +174,7 @@ impl Target {
     ///
     /// # Panics
     /// If `x.len() < d` or `z.len() < r`.
+    #[inline(always)]
     pub fn project<X: Copy + Into<f64>>(&self, x: &[X], z: &mut [f64]) {
         for (k, zk) in z[..self.r].iter_mut().enumerate() {
             let (u, x) = (self.u_row(k), &x[..self.d]);
@@ -197,6 +198,7 @@ impl Target {
 
 /// The sequential sum of `U`'s Gram–Schmidt and of v1's labels, kept so that earlier results
 /// regenerate bit for bit.
+#[inline(always)]
 fn dot<B: Copy + Into<f64>>(a: &[f64], b: &[B]) -> f64 {
     a.iter().zip(b).map(|(&p, &q)| p * q.into()).sum()
 }

@@ -5,6 +5,7 @@
 /// latency-bound at ~4 cycles per element). The summation order is fixed, so the result is
 /// bit-for-bit reproducible; it differs from the sequential sum only by rounding. `b` may be
 /// f32 (widened exactly, e.g. the f32 rows of the v2 generator against an f64 `U`).
+#[inline(always)]
 pub fn dot<B: Copy + Into<f64>>(a: &[f64], b: &[B]) -> f64 {
     const LANES: usize = 8;
     let n = a.len().min(b.len());

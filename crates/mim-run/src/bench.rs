@@ -4,7 +4,8 @@
 //! default per-step metrics: W metrics by subspace iteration and the power-iteration check),
 //! the metrics' one-time setup and their cost per step timed inside the same runs
 //! (`metrics_per_step`, with its share of the rest of the step), the stage-2 solve and data
-//! generation; reports GFLOP/s (4·n·d·m per step) and the ratio to the SGEMM rate, and writes
+//! generation under each generator (`data_generation[v1]`, `[v2]`: n rows into reused f32
+//! buffers, as a streamed pass draws them); reports GFLOP/s (4·n·d·m per step) and the ratio to the SGEMM rate, and writes
 //! JSON.
 
 use crate::backend::{open_device, set_threads, Backend};
@@ -14,7 +15,7 @@ use crate::tracker::Stage1Tracker;
 use burn::tensor::Tensor;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par};
-use mim_data::{Link, Split, Target};
+use mim_data::{Generator, Link, Split, Target};
 use mim_metrics::{PowerIteration, SvdMethod};
 use mim_model::{
     from_host_1d, from_host_2d, standard_normals, to_host, Activation, Precision, TwoLayerConfig,
@@ -383,10 +384,20 @@ pub fn run_bench(
             runs,
             Some(2.0 * (n * d * m) as f64),
         ));
-        let runs = time_reps(reps, || {
-            let _ = target.sample(Split::Stage1, n, 6);
-        });
-        timings.push(timing(format!("data_generation d={d} n={n}"), runs, None));
+        // Drawing the n rows into reused f32 buffers, as a streamed pass does, per generator.
+        for generator in [Generator::V1, Generator::V2] {
+            let target = target.clone().with_generator(generator);
+            let (mut xs, mut ys) = (Vec::<f32>::new(), Vec::new());
+            let draw = || {
+                target.sample_rows_as(Split::Stage1, 6, 0, n, Some(&mut xs), &mut ys, |v| v as f32)
+            };
+            let runs = time_reps(reps, draw);
+            timings.push(timing(
+                format!("data_generation[{generator}] d={d} n={n}"),
+                runs,
+                None,
+            ));
+        }
     }
     let sgemm_gflops = sgemm.gflops();
     for t in &mut timings {

@@ -22,6 +22,11 @@
 //!   ≈ 2·max(64, 2(k + 1))·d numbers (O(d·k)). Where that basis would be the whole space
 //!   (d ≤ max(64, 2(k + 1))) the dense solver runs instead (exact; `Spectrum::method` says so).
 //!
+//! The product reads the rows in pieces that fit in cache ([`PIECE_BYTES`]); streamed rows are
+//! regenerated into one reused buffer per worker (v1: a generator block at a time, handed out
+//! piece by piece; v2: a piece at a time), in the same pieces as in memory, so a streamed
+//! estimate equals the in-memory one bit for bit.
+//!
 //! [`Method::Auto`] is dense for d ≤ [`DENSE_MAX_D`], iterative above.
 
 use crate::error::SpectralError;
@@ -32,7 +37,7 @@ use faer::matrix_free::eigen::{
 };
 use faer::matrix_free::LinOp;
 use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
-use mim_data::{Split, Target, BLOCK_ROWS};
+use mim_data::{Dataset, Generator, Split, Target, BLOCK_ROWS};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
@@ -225,22 +230,48 @@ pub enum Rows<'a> {
     },
 }
 
+/// Bytes of rows (f64) a piece of the matrix-free product holds: about half of a 2 MiB L2
+/// cache, so both products of [`Operator::apply`] read the piece from cache.
+const PIECE_BYTES: usize = 1 << 20;
+
+/// Rows per piece of the matrix-free product at dimension d: the largest power of two whose
+/// rows fit [`PIECE_BYTES`], between 1 and [`CHUNK`] (a power of two dividing [`BLOCK_ROWS`]).
+fn product_piece(d: usize) -> usize {
+    let fit = (PIECE_BYTES / (8 * d.max(1))).clamp(1, CHUNK);
+    1 << fit.ilog2()
+}
+
 impl Rows<'_> {
-    /// Calls `f(start, rows)` over rows `lo..hi` in order, in pieces whose lengths are
-    /// multiples of [`CHUNK`] (except the last); `lo` must be a multiple of [`BLOCK_ROWS`]
-    /// for streams to regenerate no row twice.
-    fn each(&self, lo: usize, hi: usize, d: usize, mut f: impl FnMut(usize, &[f64])) {
+    /// Calls `f(start, rows)` over rows `lo..hi` in order, in pieces of `piece` rows (the
+    /// last shorter); `piece` must divide [`BLOCK_ROWS`] or be a multiple of it, and `lo` be a
+    /// multiple of [`BLOCK_ROWS`]. The pieces are the same in memory and streamed, so the
+    /// results are too. Streamed rows go through one reused buffer: v1 rows a whole generator
+    /// block at a time (no row generated twice), handed out piece by piece; v2 rows, each
+    /// drawn from its own counters, a piece at a time (a piece that fits in cache is drawn
+    /// into cache).
+    fn each(&self, lo: usize, hi: usize, d: usize, piece: usize, mut f: impl FnMut(usize, &[f64])) {
+        let mut pieces = |start: usize, xs: &[f64]| {
+            for (i, xs) in xs.chunks(piece * d).enumerate() {
+                f(start + i * piece, xs);
+            }
+        };
         match *self {
-            Rows::Memory(x) => f(lo, &x[lo * d..hi * d]),
+            Rows::Memory(x) => pieces(lo, &x[lo * d..hi * d]),
             Rows::Stream {
                 target,
                 split,
                 seed,
             } => {
+                let drawn = match target.generator {
+                    Generator::V1 => piece.max(BLOCK_ROWS),
+                    Generator::V2 => piece,
+                };
+                let mut rows = Dataset::default();
                 let mut start = lo;
                 while start < hi {
-                    let len = BLOCK_ROWS.min(hi - start);
-                    f(start, &target.sample_rows(split, seed, start, len).x);
+                    let len = drawn.min(hi - start);
+                    target.sample_rows_into(split, seed, start, len, &mut rows);
+                    pieces(start, &rows.x);
                     start += len;
                 }
             }
@@ -280,7 +311,7 @@ impl Operator<'_> {
                 let (lo, hi) = self.group(g);
                 let (mut pos, mut neg) = (0.0, 0.0);
                 if lo < hi {
-                    self.rows.each(lo, hi, d, |start, xs| {
+                    self.rows.each(lo, hi, d, CHUNK, |start, xs| {
                         for (i, x) in xs.chunks_exact(d).enumerate() {
                             let w = self.t[start + i] * x.iter().map(|a| a * a).sum::<f64>();
                             if w > 0.0 {
@@ -312,27 +343,26 @@ impl Operator<'_> {
                     return None;
                 }
                 let mut acc = Mat::<f64>::zeros(d, b);
-                let mut z = Mat::<f64>::zeros(CHUNK.min(hi - lo), b);
-                self.rows.each(lo, hi, d, |start, xs| {
-                    for (c0, xs) in xs.chunks(CHUNK * d).enumerate() {
-                        let (r0, rows) = (start + c0 * CHUNK, xs.len() / d);
-                        let xc = MatRef::from_row_major_slice(xs, rows, d);
-                        let mut zc = z.as_mut().subrows_mut(0, rows);
-                        matmul(zc.as_mut(), Accum::Replace, xc, v, 1.0, Par::Seq);
-                        for c in 0..b {
-                            for i in 0..rows {
-                                zc[(i, c)] *= self.t[r0 + i];
-                            }
+                let piece = product_piece(d);
+                let mut z = Mat::<f64>::zeros(piece.min(hi - lo), b);
+                self.rows.each(lo, hi, d, piece, |r0, xs| {
+                    let rows = xs.len() / d;
+                    let xc = MatRef::from_row_major_slice(xs, rows, d);
+                    let mut zc = z.as_mut().subrows_mut(0, rows);
+                    matmul(zc.as_mut(), Accum::Replace, xc, v, 1.0, Par::Seq);
+                    for c in 0..b {
+                        for i in 0..rows {
+                            zc[(i, c)] *= self.t[r0 + i];
                         }
-                        matmul(
-                            acc.as_mut(),
-                            Accum::Add,
-                            xc.transpose(),
-                            zc.as_ref(),
-                            1.0,
-                            Par::Seq,
-                        );
                     }
+                    matmul(
+                        acc.as_mut(),
+                        Accum::Add,
+                        xc.transpose(),
+                        zc.as_ref(),
+                        1.0,
+                        Par::Seq,
+                    );
                 });
                 Some(acc)
             })
@@ -354,7 +384,7 @@ impl Operator<'_> {
         let (n, d) = (self.n, self.d);
         let mut s = Mat::<f64>::zeros(d, d);
         let mut scaled = vec![0.0; CHUNK.min(n) * d];
-        self.rows.each(0, n, d, |start, xs| {
+        self.rows.each(0, n, d, CHUNK, |start, xs| {
             for (c0, xs) in xs.chunks(CHUNK * d).enumerate() {
                 let (r0, rows) = (start + c0 * CHUNK, xs.len() / d);
                 for (i, (dst, src)) in scaled
@@ -842,9 +872,17 @@ mod tests {
     /// that is not a multiple of the generator block.
     #[test]
     fn streamed_rows_equal_in_memory_rows() {
-        for (n, d, seed) in [(5000, 30, 11), (3000, 80, 12)] {
+        // d = 1100: pieces of 64 rows (v1 hands out a generated block piece by piece).
+        let cases = [(5000, 30, 11), (3000, 80, 12), (2200, 1100, 13)];
+        for ((n, d, seed), generator) in cases
+            .into_iter()
+            .flat_map(|c| [(c, Generator::V1), (c, Generator::V2)])
+        {
+            assert!(d < 1000 || product_piece(d) == 64);
             let link = mim_data::Link::parse("h2(z1)+h2(z2)").unwrap();
-            let target = Target::new(d, 2, link, 0.0, true, 3).unwrap();
+            let target = Target::new(d, 2, link, 0.0, true, 3)
+                .unwrap()
+                .with_generator(generator);
             let data = target.sample(Split::Stage1, n, seed);
             let t: Vec<f64> = data.y.iter().map(|y| y.clamp(-1.0, 1.0)).collect();
             let stream = Rows::Stream {
@@ -863,7 +901,7 @@ mod tests {
                         Method::Dense
                     };
                     assert_eq!(a.method, ran, "d={d}");
-                    assert_eq!(a, b.unwrap(), "d={d} {method:?} {shift:?}");
+                    assert_eq!(a, b.unwrap(), "d={d} {method:?} {shift:?} {generator}");
                 }
             }
         }
