@@ -16,7 +16,8 @@ use mim_run::{target_of, RunConfig, ValidConfig};
 use mim_spectral::theory::alpha_c;
 use mim_spectral::Preprocessing;
 use mim_spectral::{
-    spectral_estimate, spectral_labels, Law, ResolvedSpectral, Rows, SpectralConfig, TheoryPoint,
+    spectral_estimate_observed, spectral_labels, Law, ResolvedSpectral, Rows, SpectralConfig,
+    TheoryPoint,
 };
 use mim_train::CenterBy;
 use serde_json::json;
@@ -199,6 +200,9 @@ pub fn run(args: SpectralArgs) -> ExitCode {
     }
 }
 
+/// Seconds between progress lines of the solver.
+const PROGRESS_EVERY_S: f64 = 30.0;
+
 fn execute(
     loaded: &Loaded,
     target: &Target,
@@ -255,7 +259,19 @@ fn execute(
     let x: &[f64] = d1.as_ref().map_or(&[], |d1| &d1.x);
     let t = spectral_labels(&rs.preprocessing, x, &y, d, rs.prep);
     let t_solve = Instant::now();
-    let spectrum = spectral_estimate(rows, d, &t, rs.k, rs.order, rs.shift, rs.method)
+    // A progress line every 30 s of a long matrix-free solve (each pass regenerates a streamed D1).
+    let last_line = std::sync::Mutex::new(Instant::now());
+    let on_pass = |passes: usize| {
+        if let (false, Ok(mut last)) = (quiet, last_line.lock()) {
+            if last.elapsed().as_secs_f64() >= PROGRESS_EVERY_S {
+                let s = t_solve.elapsed().as_secs_f64();
+                eprintln!("spectral: {passes} passes over D1, {s:.0} s");
+                *last = Instant::now();
+            }
+        }
+    };
+    let (k, order, shift, method) = (rs.k, rs.order, rs.shift, rs.method);
+    let spectrum = spectral_estimate_observed(rows, d, &t, k, order, shift, method, &on_pass)
         .map_err(|e| e.to_string())?;
     let solve_seconds = t_solve.elapsed().as_secs_f64();
     drop(d1);

@@ -291,9 +291,17 @@ struct Operator<'a> {
     kind: Shift,
     /// s in Σ̂_T = Xᵀdiag(T)X/n − s·I: mean(T) for [`Shift::Mean`], 0 for [`Shift::None`].
     shift: f64,
+    /// Passes over the rows so far, and the callback told of each.
+    passes: AtomicUsize,
+    on_pass: &'a (dyn Fn(usize) + Sync),
 }
 
 impl Operator<'_> {
+    /// Counts one more pass over the rows and reports it.
+    fn pass_done(&self) {
+        (self.on_pass)(self.passes.fetch_add(1, Relaxed) + 1);
+    }
+
     /// Rows of group g of [`GROUPS`]; groups start at whole generator blocks (so streamed rows
     /// are generated once). Empty (lo ≥ hi) past the end.
     fn group(&self, g: usize) -> (usize, usize) {
@@ -325,6 +333,7 @@ impl Operator<'_> {
                 (pos, neg)
             })
             .collect();
+        self.pass_done();
         let inv_n = 1.0 / self.n as f64;
         let (pos, neg) = partials
             .iter()
@@ -367,6 +376,7 @@ impl Operator<'_> {
                 Some(acc)
             })
             .collect();
+        self.pass_done();
         let inv_n = 1.0 / n as f64;
         let mut out = Mat::<f64>::from_fn(d, b, |i, j| -self.shift * v[(i, j)]);
         for p in &partials {
@@ -462,6 +472,24 @@ pub fn spectral_estimate(
     shift: Shift,
     method: Method,
 ) -> Result<Spectrum, SpectralError> {
+    spectral_estimate_observed(rows, d, t, k, order, shift, method, &|_| {})
+}
+
+/// [`spectral_estimate`], calling `on_pass(p)` after the p-th matrix-free pass over the rows
+/// (a product Σ̂_T V, or the bound pass of `Largest` / `Smallest`; each regenerates streamed
+/// rows), e.g. for a progress line during a long streamed solve. A dense solve forms Σ̂_T in
+/// one pass of its own and then makes one (the residuals).
+#[allow(clippy::too_many_arguments)]
+pub fn spectral_estimate_observed(
+    rows: Rows<'_>,
+    d: usize,
+    t: &[f64],
+    k: usize,
+    order: Order,
+    shift: Shift,
+    method: Method,
+    on_pass: &(dyn Fn(usize) + Sync),
+) -> Result<Spectrum, SpectralError> {
     let n = t.len();
     let opts = &IterativeOptions::default();
     let input = |s: String| Err(SpectralError::Input(s));
@@ -497,6 +525,8 @@ pub fn spectral_estimate(
             Shift::None => 0.0,
             Shift::Mean => mean_t,
         },
+        passes: AtomicUsize::new(0),
+        on_pass,
     };
     let mut spec = match method.resolve(d) {
         Method::Iterative if lanczos_fits(d, k, opts) => iterative(&op, k, order, opts)?,
@@ -867,6 +897,39 @@ mod tests {
         assert!(abs.eigenvalues[0] > 0.0 && abs.eigenvalues[1] < 0.0);
     }
 
+    /// `on_pass` hears of every pass over the rows, counted 1, 2, …: one per Lanczos product
+    /// plus three (the bound pass of `Largest`, the tolerance scale ‖Σ̂_T v0‖, the residuals);
+    /// dense solves only the residual pass.
+    #[test]
+    fn passes_are_reported() {
+        let (n, d) = (3000, 120);
+        let (x, t) = planted(n, d, 1.0, 0.0, 21);
+        for (method, order) in [
+            (Method::Iterative, Order::Largest),
+            (Method::Dense, Order::Abs),
+        ] {
+            let seen = std::sync::Mutex::new(Vec::new());
+            let est = spectral_estimate_observed(
+                Rows::Memory(&x),
+                d,
+                &t,
+                2,
+                order,
+                Shift::Mean,
+                method,
+                &|p| seen.lock().unwrap().push(p),
+            )
+            .unwrap();
+            let seen = seen.into_inner().unwrap();
+            assert_eq!(seen, (1..=seen.len()).collect::<Vec<_>>(), "{method:?}");
+            let want = match method {
+                Method::Iterative => est.iterations + 3,
+                _ => 1,
+            };
+            assert_eq!(seen.len(), want, "{method:?}");
+        }
+    }
+
     /// Rows regenerated from the streams give exactly the in-memory estimate (both solvers;
     /// d = 30 is below the Lanczos basis, so `Iterative` runs dense there), over a row count
     /// that is not a multiple of the generator block.
@@ -995,6 +1058,8 @@ mod tests {
             mean_t,
             kind: Shift::Mean,
             shift: mean_t,
+            passes: AtomicUsize::new(0),
+            on_pass: &|_| {},
         };
         let s = op.dense();
         let v = Mat::<f64>::from_fn(d, 3, |i, j| ((i * 7 + j * 3) % 5) as f64 - 2.0);

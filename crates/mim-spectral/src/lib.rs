@@ -37,7 +37,10 @@ pub mod preprocess;
 pub mod theory;
 
 pub use config::{OrderChoice, ResolvedSpectral, ShiftChoice, SpectralConfig};
-pub use eigen::{spectral_estimate, IterativeOptions, Method, Order, Rows, Shift, Spectrum};
+pub use eigen::{
+    spectral_estimate, spectral_estimate_observed, IterativeOptions, Method, Order, Rows, Shift,
+    Spectrum,
+};
 pub use error::SpectralError;
 pub use preprocess::{spectral_labels, LabelPrep, Preprocessing};
 pub use theory::{AlphaC, Law, TheoryPoint};
