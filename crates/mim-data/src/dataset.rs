@@ -131,8 +131,7 @@ impl Dataset {
     }
 }
 
-/// The label and the cast copy of one v2 row, `Target::project` then `Target::finish_row`,
-/// compiled for the widest instruction set this CPU has (pulp dispatch; the baseline x86-64
+/// The label and the cast copy of one v2 row (`Target::finish_row`), compiled for the widest instruction set this CPU has (pulp dispatch; the baseline x86-64
 /// build would use 2-lane SSE2). Rust never contracts or reorders floating-point operations,
 /// so every instruction set computes the same values as [`Target::signal`] does.
 struct FinishV2Row<'a, T, C> {
@@ -159,7 +158,6 @@ impl<T: Copy, C: Fn(f64) -> T> pulp::WithSimd for FinishV2Row<'_, T, C> {
             out,
             cast,
         } = self;
-        target.project(x_row, z);
         target.finish_row(x_row, eps, z, y, out, cast);
     }
 }
@@ -186,8 +184,9 @@ impl Target {
     /// Rows `start..start+len` of the dataset of split `split` under `seed`, bit-identical to
     /// the same rows of [`Target::sample`] with any `n ≥ start + len` (for streaming).
     ///
-    /// Row `i` lies in block `b = i / BLOCK_ROWS`; the rows of a block before `start` are
-    /// generated and discarded, so the cost is at most one extra block per call. Blocks are
+    /// Row `i` lies in block `b = i / BLOCK_ROWS`; under v1 the rows of a block before `start`
+    /// are generated and discarded, so the cost is at most one extra block per call (v2 draws
+    /// only the rows asked for). Blocks are
     /// filled in parallel with rayon; results do not depend on the number of threads.
     ///
     /// # Panics
@@ -216,8 +215,8 @@ impl Target {
     }
 
     /// The rows of [`Target::sample_rows`] with x written as `cast(x_ij)` into `x` (e.g. f32
-    /// for a kernel: bit-identical to casting `sample_rows`'s x, since every value is drawn in
-    /// f64 and the labels are computed from the f64 row before it is cast), or not written at
+    /// for a kernel: bit-identical to casting `sample_rows`'s x, since the labels are computed
+    /// from the row as drawn, f64 for v1 and f32 for v2, before it is cast), or not written at
     /// all when `x` is `None` (a pass that needs only y). Both buffers are resized to the
     /// rows and reused. Streaming regenerates D1 on every step: at d = 16 384 writing the f64
     /// rows and casting them in a second pass moved 20 bytes per value through memory, this 4.
@@ -278,8 +277,9 @@ impl Target {
             .for_each(|job| self.fill_block(seed, tag, job, &cast));
     }
 
-    /// Generate the kept rows `lo..hi` of block `job.block`: each row is drawn into one f64 row
-    /// buffer, its label computed from it, then cast into `x`.
+    /// Generate the kept rows `lo..hi` of block `job.block` with the target's generator: each
+    /// row is drawn into one row buffer (f64 for v1, f32 for v2), its label computed from it,
+    /// then cast into `x`.
     fn fill_block<T: Copy>(
         &self,
         seed: u64,
@@ -293,18 +293,20 @@ impl Target {
         }
     }
 
-    /// The label of a row (f64, or f32 widened exactly) with projection `z = U x` and noise
-    /// draw `eps`, and the row cast into `out` when kept.
+    /// The label of a kept row (f64, or f32 widened exactly) with noise draw `eps`, from its
+    /// projection `z = U x` (computed into `z`, the caller's buffer), and the row cast into
+    /// `out` when x is kept.
     #[inline(always)]
     fn finish_row<X: Copy + Into<f64>, T: Copy>(
         &self,
         x_row: &[X],
         eps: f64,
-        z: &[f64],
+        z: &mut [f64],
         y: &mut f64,
         out: Option<&mut [T]>,
         cast: &impl Fn(f64) -> T,
     ) {
+        self.project(x_row, z);
         *y = self.scale * self.link.eval(z) + self.noise * eps;
         if let Some(out) = out {
             out.iter_mut()
@@ -371,8 +373,7 @@ impl Target {
             if row >= lo {
                 let kept = row - lo;
                 let out = x.as_deref_mut().map(|x| &mut x[kept * d..(kept + 1) * d]);
-                self.project(&x_row, &mut z);
-                self.finish_row(&x_row, eps, &z, &mut y[kept], out, cast);
+                self.finish_row(&x_row, eps, &mut z, &mut y[kept], out, cast);
             }
         }
     }

@@ -5,8 +5,8 @@
 //! the metrics' one-time setup and their cost per step timed inside the same runs
 //! (`metrics_per_step`, with its share of the rest of the step), the stage-2 solve and data
 //! generation under each generator (`data_generation[v1]`, `[v2]`: n rows into reused f32
-//! buffers, as a streamed pass draws them); reports GFLOP/s (4·n·d·m per step) and the ratio to the SGEMM rate, and writes
-//! JSON.
+//! buffers, as a streamed pass draws them); reports GFLOP/s (4·n·d·m per step) and the ratio
+//! to the SGEMM rate, and writes JSON.
 
 use crate::backend::{open_device, set_threads, Backend};
 use crate::progress::Reporter;
