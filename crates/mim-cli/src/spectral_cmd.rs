@@ -50,7 +50,7 @@ pub struct Loaded {
 /// Whether `mim spectral` streams D1, and a refusal (one line naming the field) when the
 /// estimator would not fit the memory limit: D1 held needs n1·d·8 bytes; streamed, one block of
 /// rows per worker; `spectral.method = "dense"` adds the d×d matrix and its eigendecomposition
-/// (≈ 3·d²·8 bytes). `data.streaming = "auto"` streams when D1 would take more than half of
+/// (≈ 3·d²·8 bytes), the iterative solver its basis ([`mim_spectral::iterative_bytes`]). `data.streaming = "auto"` streams when D1 would take more than half of
 /// the physical memory.
 pub fn plan(valid: &ValidConfig, rs: &ResolvedSpectral) -> Result<bool, String> {
     let c = &valid.config;
@@ -78,7 +78,11 @@ pub fn plan(valid: &ValidConfig, rs: &ResolvedSpectral) -> Result<bool, String> 
     } else {
         0.0
     };
-    let need = held + dense + valid.n1 as f64 * 8.0 * 3.0;
+    let basis = match rs.method.resolve(c.data.d) {
+        mim_spectral::Method::Iterative => mim_spectral::iterative_bytes(c.data.d),
+        _ => 0.0,
+    };
+    let need = held + dense + basis + valid.n1 as f64 * 8.0 * 3.0;
     let limit = MemoryLimit::default_for_machine();
     match limit.bytes {
         Some(max) if need > max => Err(format!(
@@ -277,7 +281,7 @@ fn execute(
     drop(d1);
     if !spectrum.converged {
         warnings.push(format!(
-            "the iterative eigen-solver stopped after {} operator products without meeting its tolerance (residual {:.2e})",
+            "the iterative eigen-solver stopped after {} passes over D1 without meeting its tolerance (residual {:.2e})",
             spectrum.iterations, spectrum.max_residual
         ));
     }

@@ -139,7 +139,7 @@ struct FinishV2Row<'a, T, C> {
     x_row: &'a [f32],
     eps: f64,
     z: &'a mut [f64],
-    y: &'a mut f64,
+    y: Option<&'a mut f64>,
     out: Option<&'a mut [T]>,
     cast: &'a C,
 }
@@ -162,14 +162,14 @@ impl<T: Copy, C: Fn(f64) -> T> pulp::WithSimd for FinishV2Row<'_, T, C> {
     }
 }
 
-/// The part of one block a call needs: block-local rows `lo..hi`, written to `x` (when
-/// kept) and `y`.
+/// The part of one block a call needs: block-local rows `lo..hi`, written to `x` and `y`
+/// (each when kept).
 struct BlockJob<'a, T> {
     block: usize,
     lo: usize,
     hi: usize,
     x: Option<&'a mut [T]>,
-    y: &'a mut [f64],
+    y: Option<&'a mut [f64]>,
 }
 
 impl Target {
@@ -214,6 +214,23 @@ impl Target {
         (out.n, out.d) = (len, self.d);
     }
 
+    /// The inputs x of [`Target::sample_rows`] alone (len·d, row-major, into `x`, reused),
+    /// without the labels: a pass that already holds y (a streamed spectral product) skips
+    /// the projection U x of every row, which at r = 2 costs a third of drawing the row.
+    ///
+    /// # Panics
+    /// As [`Target::sample_rows`].
+    pub fn sample_inputs_into(
+        &self,
+        split: Split,
+        seed: u64,
+        start: usize,
+        len: usize,
+        x: &mut Vec<f64>,
+    ) {
+        self.sample_parts(split, seed, start, len, Some(x), None, |v| v);
+    }
+
     /// The rows of [`Target::sample_rows`] with x written as `cast(x_ij)` into `x` (e.g. f32
     /// for a kernel: bit-identical to casting `sample_rows`'s x, since the labels are computed
     /// from the row as drawn, f64 for v1 and f32 for v2, before it is cast), or not written at
@@ -230,8 +247,23 @@ impl Target {
         seed: u64,
         start: usize,
         len: usize,
-        mut x: Option<&mut Vec<T>>,
+        x: Option<&mut Vec<T>>,
         y: &mut Vec<f64>,
+        cast: impl Fn(f64) -> T + Sync,
+    ) {
+        self.sample_parts(split, seed, start, len, x, Some(y), cast);
+    }
+
+    /// [`Target::sample_rows_as`] with the labels optional too (`None`: not computed).
+    #[allow(clippy::too_many_arguments)]
+    fn sample_parts<T: Copy + Send>(
+        &self,
+        split: Split,
+        seed: u64,
+        start: usize,
+        len: usize,
+        mut x: Option<&mut Vec<T>>,
+        y: Option<&mut Vec<f64>>,
         cast: impl Fn(f64) -> T + Sync,
     ) {
         let d = self.d;
@@ -246,10 +278,12 @@ impl Target {
                 cast(0.0),
             );
         }
-        y.resize(len, 0.0);
+        let mut y_rest = y.map(|y| {
+            y.resize(len, 0.0);
+            &mut y[..]
+        });
         let mut jobs = Vec::with_capacity(len.div_ceil(BLOCK_ROWS) + 1);
         let mut x_rest = x.map(|x| &mut x[..]);
-        let mut y_rest = &mut y[..];
         let mut row = start;
         while row < end {
             let block = row / BLOCK_ROWS;
@@ -261,8 +295,11 @@ impl Target {
                 x_rest = Some(rest);
                 xb
             });
-            let (yb, yr) = std::mem::take(&mut y_rest).split_at_mut(count);
-            y_rest = yr;
+            let yb = y_rest.take().map(|yr| {
+                let (yb, rest) = yr.split_at_mut(count);
+                y_rest = Some(rest);
+                yb
+            });
             jobs.push(BlockJob {
                 block,
                 lo,
@@ -294,20 +331,22 @@ impl Target {
     }
 
     /// The label of a kept row (f64, or f32 widened exactly) with noise draw `eps`, from its
-    /// projection `z = U x` (computed into `z`, the caller's buffer), and the row cast into
-    /// `out` when x is kept.
+    /// projection `z = U x` (computed into `z`, the caller's buffer), when y is kept, and the
+    /// row cast into `out` when x is kept.
     #[inline(always)]
     fn finish_row<X: Copy + Into<f64>, T: Copy>(
         &self,
         x_row: &[X],
         eps: f64,
         z: &mut [f64],
-        y: &mut f64,
+        y: Option<&mut f64>,
         out: Option<&mut [T]>,
         cast: &impl Fn(f64) -> T,
     ) {
-        self.project(x_row, z);
-        *y = self.scale * self.link.eval(z) + self.noise * eps;
+        if let Some(y) = y {
+            self.project(x_row, z);
+            *y = self.scale * self.link.eval(z) + self.noise * eps;
+        }
         if let Some(out) = out {
             out.iter_mut()
                 .zip(x_row)
@@ -332,7 +371,7 @@ impl Target {
             lo,
             hi,
             mut x,
-            y,
+            mut y,
         } = job;
         for row in lo..hi {
             philox::gaussian_row(key, (block * BLOCK_ROWS + row) as u64, &mut values);
@@ -343,7 +382,7 @@ impl Target {
                 x_row: &values[..d],
                 eps: f64::from(values[d]),
                 z: &mut z,
-                y: &mut y[kept],
+                y: y.as_deref_mut().map(|y| &mut y[kept]),
                 out,
                 cast,
             });
@@ -363,7 +402,11 @@ impl Target {
         let mut x_row = vec![0.0; d];
         let mut z = vec![0.0; self.r];
         let BlockJob {
-            lo, hi, mut x, y, ..
+            lo,
+            hi,
+            mut x,
+            mut y,
+            ..
         } = job;
         for row in 0..hi {
             for v in x_row.iter_mut() {
@@ -373,7 +416,8 @@ impl Target {
             if row >= lo {
                 let kept = row - lo;
                 let out = x.as_deref_mut().map(|x| &mut x[kept * d..(kept + 1) * d]);
-                self.finish_row(&x_row, eps, &mut z, &mut y[kept], out, cast);
+                let yk = y.as_deref_mut().map(|y| &mut y[kept]);
+                self.finish_row(&x_row, eps, &mut z, yk, out, cast);
             }
         }
     }

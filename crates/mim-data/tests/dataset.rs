@@ -53,6 +53,20 @@ fn rows_cast_at_generation_equal_the_cast_rows() {
     }
 }
 
+/// The inputs alone (a pass that already holds the labels) are the rows of `sample_rows`,
+/// bit for bit, at any offset and across block boundaries, into a reused buffer.
+#[test]
+fn inputs_alone_equal_the_rows() {
+    for t in targets("h2(z1)*tanh(z2)", 9, 2, 0.4) {
+        let mut x = vec![3.0; 1000];
+        for (start, len) in [(0, 5), (BLOCK_ROWS - 2, 7), (3, 2 * BLOCK_ROWS), (40, 0)] {
+            let full = t.sample_rows(Split::Stage1, 5, start, len);
+            t.sample_inputs_into(Split::Stage1, 5, start, len, &mut x);
+            assert_eq!(x, full.x, "{} rows {start}..+{len}", t.generator);
+        }
+    }
+}
+
 #[test]
 fn sample_rows_match_full_sample() {
     for t in targets("tanh(z1)*relu(z2)", 5, 2, 0.5) {

@@ -11,16 +11,17 @@
 //! Two solvers:
 //! - **dense** ([`Method::Dense`]): Σ̂_T is formed (d×d, one GEMM per block of rows) and
 //!   decomposed by faer's self-adjoint eigen-solver; cost ≈ n·d² + O(d³) flops, d² memory.
-//! - **iterative** ([`Method::Iterative`]): faer's matrix-free thick-restart Lanczos
-//!   ([`partial_self_adjoint_eigen`], full reorthogonalisation, locking) for the k + 1 pairs of
-//!   largest |θ| of a [`LinOp`] that applies Σ̂_T v = Xᵀ(T ⊙ Xv)/n − s·v (s = mean(T) or 0)
-//!   in fixed row groups (bit-for-bit repeatable, rows in memory or streamed). faer only
-//!   returns the largest-magnitude end, so `Largest` iterates Σ̂_T + c·I and `Smallest`
-//!   c·I − Σ̂_T, with c ≥ the bound (1/n) Σ_i |T_i|‖x_i‖² on the other end (one pass over the
-//!   rows), which makes the operator positive semi-definite; `Abs` iterates Σ̂_T. The start
-//!   vector is a seeded Gaussian. Σ̂_T is never formed; memory beyond X: the basis,
-//!   ≈ 2·max(64, 2(k + 1))·d numbers (O(d·k)). Where that basis would be the whole space
-//!   (d ≤ max(64, 2(k + 1))) the dense solver runs instead (exact; `Spectrum::method` says so).
+//! - **iterative** ([`Method::Iterative`]): matrix-free block thick-restart Lanczos
+//!   (`krylov.rs`: b = 8 vectors per product, a basis of ≤ 128 vectors with its image,
+//!   explicit Rayleigh–Ritz, so every end of the spectrum is read off the same basis) for the
+//!   k + 1 pairs at the wanted end of the operator that applies
+//!   Σ̂_T V = Xᵀ(T ⊙ XV)/n − s·V (s = mean(T) or 0) in fixed row groups (bit-for-bit
+//!   repeatable, rows in memory or streamed). A block product costs one pass over the rows for
+//!   b vectors, which is what matters when each pass regenerates D1. The start block is a
+//!   seeded Gaussian. Σ̂_T is never formed; memory beyond X: the basis and its image,
+//!   2·128·d numbers (O(d)). Where the basis would be most of the space (d < 2·max(4b,
+//!   2(k + 1 + b)), i.e. d < 64 at k ≤ 7) the dense solver runs instead (exact;
+//!   `Spectrum::method` says so).
 //!
 //! The product reads the rows in pieces that fit in cache ([`PIECE_BYTES`]); streamed rows are
 //! regenerated into one reused buffer per worker (v1: a generator block at a time, handed out
@@ -30,19 +31,13 @@
 //! [`Method::Auto`] is dense for d ≤ [`DENSE_MAX_D`], iterative above.
 
 use crate::error::SpectralError;
-use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
+use crate::krylov::{block_lanczos, BlockOptions};
 use faer::linalg::matmul::matmul;
-use faer::matrix_free::eigen::{
-    partial_self_adjoint_eigen, partial_self_adjoint_eigen_scratch, PartialEigenParams,
-};
-use faer::matrix_free::LinOp;
-use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
-use mim_data::{Dataset, Generator, Split, Target, BLOCK_ROWS};
-use rand::SeedableRng;
-use rand_distr::{Distribution, StandardNormal};
+use faer::{Accum, Mat, MatRef, Par, Side};
+use mim_data::{Generator, Split, Target, BLOCK_ROWS};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Largest d for which [`Method::Auto`] forms Σ̂_T densely.
 pub const DENSE_MAX_D: usize = 2000;
@@ -103,8 +98,8 @@ pub enum Method {
     Auto,
     /// Form Σ̂_T (d×d) and decompose it fully.
     Dense,
-    /// Matrix-free: faer's thick-restart Lanczos on the operator Σ̂_T (dense where its basis
-    /// would span all of ℝ^d, d ≤ max(64, 2(k + 1))).
+    /// Matrix-free: block thick-restart Lanczos on the operator Σ̂_T (dense where its basis
+    /// would be most of ℝ^d: d < 2·max(32, 2(k + 9)), i.e. d < 64 at k ≤ 7).
     Iterative,
 }
 
@@ -128,20 +123,24 @@ impl Method {
     }
 }
 
-/// Settings of the iterative solver (faer's [`PartialEigenParams`] plus tolerance and seed).
+/// Settings of the iterative solver (block thick-restart Lanczos, `krylov.rs`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct IterativeOptions {
-    /// Lock a Ritz pair once faer's residual estimate ‖Σ̂v − θv‖ ≤ tol·‖Σ̂_T v0‖ (v0 the unit
-    /// start vector: ≈ the RMS eigenvalue, ≤ ‖Σ̂_T‖); done when the k taken pairs and the
-    /// next one are locked.
+    /// Done when every one of the k taken Ritz pairs and the next one has
+    /// ‖Σ̂_T y − θy‖ ≤ tol·‖Σ̂_T v0‖ (v0 the first unit start vector: ≈ the RMS eigenvalue,
+    /// ≤ ‖Σ̂_T‖), the residual computed from the products, not estimated.
     pub tol: f64,
-    /// Most Lanczos restarts.
-    pub max_restarts: usize,
-    /// Basis size kept at a restart (faer raises it to max(32, k + 1)).
-    pub min_dim: usize,
-    /// Basis size before a restart (faer raises it to max(64, 2(k + 1))); must stay below d.
-    pub max_dim: usize,
-    /// Seed of the random start vector.
+    /// The same for the bulk edge (the (k+1)-th pair), looser: its Ritz value is within
+    /// ‖r‖²/gap of an eigenvalue (‖r‖ its residual), ≈ 1e−10 at the default, while a tight
+    /// residual deep in the bulk, where the gap is tiny, would cost most of the passes.
+    pub edge_tol: f64,
+    /// Most products (passes over the rows).
+    pub max_passes: usize,
+    /// Vectors per product (b): one pass over the rows serves b vectors.
+    pub block: usize,
+    /// Basis size before a thick restart (capped at d/2).
+    pub basis: usize,
+    /// Seed of the random start block.
     pub seed: u64,
 }
 
@@ -149,12 +148,21 @@ impl Default for IterativeOptions {
     fn default() -> Self {
         Self {
             tol: 1e-9,
-            max_restarts: 1000,
-            min_dim: 32,
-            max_dim: LANCZOS_MIN_BASIS,
+            edge_tol: 3e-5,
+            max_passes: 2000,
+            block: 8,
+            basis: 128,
             seed: 0x5eed,
         }
     }
+}
+
+/// Bytes the iterative solver holds beyond the rows at dimension d with the default
+/// options: its basis and the basis' image (2·basis·d f64) and the partial products of the
+/// row groups (16·block·d f64); e.g. 48 MiB at d = 16 384.
+pub fn iterative_bytes(d: usize) -> f64 {
+    let o = IterativeOptions::default();
+    (2 * o.basis.min(d / 2) + GROUPS * o.block) as f64 * d as f64 * 8.0
 }
 
 /// The k eigenpairs taken from Σ̂_T.
@@ -176,8 +184,8 @@ pub struct Spectrum {
     pub order: Order,
     /// The solver that ran (`Dense` or `Iterative`; `Iterative` runs dense at small d).
     pub method: Method,
-    /// Matrix–vector products Σ̂_T v of the iterative solver, i.e. passes over the rows
-    /// (0 for dense).
+    /// Block products Σ̂_T V of the iterative solver (b = [`IterativeOptions::block`] vectors
+    /// each), i.e. passes over the rows (0 for dense).
     pub iterations: usize,
     /// max_i ‖Σ̂v_i − λ_i v_i‖ over the taken pairs.
     pub max_residual: f64,
@@ -266,12 +274,12 @@ impl Rows<'_> {
                     Generator::V1 => piece.max(BLOCK_ROWS),
                     Generator::V2 => piece,
                 };
-                let mut rows = Dataset::default();
+                let mut rows = Vec::new();
                 let mut start = lo;
                 while start < hi {
                     let len = drawn.min(hi - start);
-                    target.sample_rows_into(split, seed, start, len, &mut rows);
-                    pieces(start, &rows.x);
+                    target.sample_inputs_into(split, seed, start, len, &mut rows);
+                    pieces(start, &rows);
                     start += len;
                 }
             }
@@ -307,38 +315,6 @@ impl Operator<'_> {
     fn group(&self, g: usize) -> (usize, usize) {
         let per = self.n.div_ceil(GROUPS).div_ceil(BLOCK_ROWS).max(1) * BLOCK_ROWS;
         (g * per, ((g + 1) * per).min(self.n))
-    }
-
-    /// (pos, neg) = (1/n) Σ_{T_i>0} T_i‖x_i‖², (1/n) Σ_{T_i<0} |T_i|‖x_i‖²: every eigenvalue
-    /// of Xᵀdiag(T)X/n lies in [−neg, pos]. One pass over the rows, in the fixed groups.
-    fn weight_bounds(&self) -> (f64, f64) {
-        let d = self.d;
-        let partials: Vec<(f64, f64)> = (0..GROUPS)
-            .into_par_iter()
-            .map(|g| {
-                let (lo, hi) = self.group(g);
-                let (mut pos, mut neg) = (0.0, 0.0);
-                if lo < hi {
-                    self.rows.each(lo, hi, d, CHUNK, |start, xs| {
-                        for (i, x) in xs.chunks_exact(d).enumerate() {
-                            let w = self.t[start + i] * x.iter().map(|a| a * a).sum::<f64>();
-                            if w > 0.0 {
-                                pos += w;
-                            } else {
-                                neg -= w;
-                            }
-                        }
-                    });
-                }
-                (pos, neg)
-            })
-            .collect();
-        self.pass_done();
-        let inv_n = 1.0 / self.n as f64;
-        let (pos, neg) = partials
-            .iter()
-            .fold((0.0, 0.0), |(p, q), &(a, b)| (p + a, q + b));
-        (pos * inv_n, neg * inv_n)
     }
 
     /// Σ̂_T V = Xᵀ(T ⊙ XV)/n − s·V for V d×b.
@@ -427,7 +403,7 @@ impl Operator<'_> {
 }
 
 /// The top `count` positions of an ascending spectrum `ev` in `order`.
-fn select(ev: &[f64], order: Order, count: usize) -> Vec<usize> {
+pub(crate) fn select(ev: &[f64], order: Order, count: usize) -> Vec<usize> {
     let m = ev.len();
     let count = count.min(m);
     match order {
@@ -456,10 +432,10 @@ fn select(ev: &[f64], order: Order, count: usize) -> Vec<usize> {
 /// The k eigenpairs of Σ̂_T at the `order` end, Σ̂_T = (1/n) Σ_i t_i x_i x_iᵀ for
 /// [`Shift::None`] (what power iteration amplifies) or (1/n) Σ_i t_i (x_i x_iᵀ − I) for
 /// [`Shift::Mean`]. `rows` gives X (n×d, in memory or regenerated per pass), `t` the
-/// preprocessed labels T(y_i) (length n = the number of rows). The iterative solver (faer's
-/// Lanczos) runs with [`IterativeOptions::default`]; it only applies Σ̂_T to vectors, so a
-/// streamed X never exists whole (`Dense` forms the d×d matrix, as does `Iterative` for
-/// d ≤ max(64, 2(k + 1)), where the Lanczos basis would be the whole space).
+/// preprocessed labels T(y_i) (length n = the number of rows). The iterative solver (block
+/// Lanczos, `krylov.rs`) runs with [`IterativeOptions::default`]; it only applies Σ̂_T
+/// to blocks of vectors, so a streamed X never exists whole (`Dense` forms the d×d matrix, as
+/// does `Iterative` where its basis would be most of the space, d < 64 at k ≤ 7).
 ///
 /// Errors ([`SpectralError::Input`]): n = 0, d = 0, wrong lengths, k = 0 or k > d,
 /// non-finite x or t; [`SpectralError::Solver`] if the eigen-solver fails.
@@ -529,7 +505,7 @@ pub fn spectral_estimate_observed(
         on_pass,
     };
     let mut spec = match method.resolve(d) {
-        Method::Iterative if lanczos_fits(d, k, opts) => iterative(&op, k, order, opts)?,
+        Method::Iterative if block_fits(d, k, opts) => iterative(&op, k, order, opts)?,
         _ => dense(&op, k, order)?,
     };
     // Residuals of the taken pairs (k operator columns).
@@ -593,86 +569,16 @@ fn dense(op: &Operator<'_>, k: usize, order: Order) -> Result<Spectrum, Spectral
     })
 }
 
-/// faer's Lanczos basis has at least this many vectors (its `2·MIN_DIM`), and fewer than d.
-const LANCZOS_MIN_BASIS: usize = 64;
-
-/// Whether faer's Lanczos can run for k pairs (k + 1 with the bulk edge): its basis of
-/// max(max_dim, 64, 2(k + 1)) vectors must be smaller than d. Otherwise the Krylov space would
-/// be the whole space and [`spectral_estimate`] solves densely (exact).
-fn lanczos_fits(d: usize, k: usize, opts: &IterativeOptions) -> bool {
-    d > opts.max_dim.max(LANCZOS_MIN_BASIS).max(2 * (k + 1))
+/// Whether the block solver runs for k pairs (k + 1 with the bulk edge): its basis (at most
+/// d/2 columns) must hold at least four blocks and twice the wanted pairs plus a block. Below
+/// that the Krylov space would be most of ℝ^d and [`spectral_estimate`] solves densely (exact).
+fn block_fits(d: usize, k: usize, opts: &IterativeOptions) -> bool {
+    d / 2 >= (4 * opts.block).max(2 * (k + 1 + opts.block))
 }
 
-/// `sign`·Σ̂_T + `c`·I as a faer [`LinOp`], applied through [`Operator::apply`] (fixed row
-/// groups, streamed rows), with its products counted.
-struct Shifted<'a, 'b> {
-    op: &'a Operator<'b>,
-    sign: f64,
-    c: f64,
-    products: AtomicUsize,
-    non_finite: AtomicBool,
-}
-
-impl std::fmt::Debug for Shifted<'_, '_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shifted")
-            .field("d", &self.op.d)
-            .field("sign", &self.sign)
-            .field("c", &self.c)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LinOp<f64> for Shifted<'_, '_> {
-    fn apply_scratch(&self, _rhs_ncols: usize, _par: Par) -> StackReq {
-        StackReq::EMPTY
-    }
-
-    fn nrows(&self) -> usize {
-        self.op.d
-    }
-
-    fn ncols(&self) -> usize {
-        self.op.d
-    }
-
-    fn apply(
-        &self,
-        mut out: MatMut<'_, f64>,
-        rhs: MatRef<'_, f64>,
-        _par: Par,
-        _stack: &mut MemStack,
-    ) {
-        self.products.fetch_add(rhs.ncols(), Relaxed);
-        let av = self.op.apply(rhs);
-        for j in 0..rhs.ncols() {
-            for i in 0..self.op.d {
-                let v = self.sign * av[(i, j)] + self.c * rhs[(i, j)];
-                if !v.is_finite() {
-                    self.non_finite.store(true, Relaxed);
-                }
-                out[(i, j)] = v;
-            }
-        }
-    }
-
-    fn conj_apply(
-        &self,
-        out: MatMut<'_, f64>,
-        rhs: MatRef<'_, f64>,
-        par: Par,
-        stack: &mut MemStack,
-    ) {
-        // Real: the conjugate is the operator itself.
-        self.apply(out, rhs, par, stack);
-    }
-}
-
-/// faer's thick-restart Lanczos ([`partial_self_adjoint_eigen`]) on `sign`·Σ̂_T + c·I for the
-/// k + 1 pairs of largest magnitude. faer only returns the largest-|θ| end, so `Largest` runs
-/// on Σ̂_T + c·I and `Smallest` on c·I − Σ̂_T with c from [`Operator::weight_bounds`], both
-/// positive semi-definite (largest |θ| = the wanted end); `Abs` runs on Σ̂_T itself. Krylov
-/// spaces, Ritz vectors and residuals do not change with the shift; λ = sign·(θ − c).
+/// The block thick-restart Lanczos solver (`krylov.rs`) on Σ̂_T for the k + 1 pairs at
+/// the `order` end; its Rayleigh–Ritz step sees the whole projected spectrum, so every end is
+/// taken from Σ̂_T itself.
 fn iterative(
     op: &Operator<'_>,
     k: usize,
@@ -681,70 +587,25 @@ fn iterative(
 ) -> Result<Spectrum, SpectralError> {
     let d = op.d;
     let nev = k + 1;
-    let (sign, c) = match order {
-        Order::Abs => (1.0, 0.0),
-        Order::Largest => (1.0, (op.weight_bounds().1 + op.shift).max(0.0)),
-        Order::Smallest => (-1.0, (op.weight_bounds().0 - op.shift).max(0.0)),
+    let block = BlockOptions {
+        block: opts.block,
+        basis: opts.basis.min(d / 2),
+        tol: opts.tol,
+        edge_tol: opts.edge_tol,
+        max_passes: opts.max_passes,
+        seed: opts.seed,
     };
-    let lin = Shifted {
-        op,
-        sign,
-        c,
-        products: AtomicUsize::new(0),
-        non_finite: AtomicBool::new(false),
-    };
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
-    let g: Vec<f64> = (0..d).map(|_| StandardNormal.sample(&mut rng)).collect();
-    let norm = g.iter().map(|a| a * a).sum::<f64>().sqrt();
-    let v0 = Mat::<f64>::from_fn(d, 1, |i, _| g[i] / norm);
-    // Tolerance scale ‖Σ̂_T v0‖ (≈ the RMS eigenvalue, ≤ ‖Σ̂_T‖; without c).
-    let scale = op.apply(v0.as_ref()).col(0).norm_l2();
-    if !scale.is_finite() {
-        return Err(SpectralError::Solver("non-finite Σ̂V".into()));
-    }
-    if scale == 0.0 {
-        return Err(SpectralError::Solver(
-            "Σ̂_T v = 0 for the random start v: Σ̂_T is zero".into(),
-        ));
-    }
-    let params = PartialEigenParams {
-        min_dim: opts.min_dim,
-        max_dim: opts.max_dim,
-        max_restarts: opts.max_restarts,
-        ..Default::default()
-    };
-    // Sequential inside faer (its small dense steps), so the result is thread-count free; the
-    // products parallelise over the fixed row groups.
-    let par = Par::Seq;
-    let mut mem = MemBuffer::new(partial_self_adjoint_eigen_scratch(&lin, nev, par, params));
-    let mut vecs = Mat::<f64>::zeros(d, nev);
-    let mut vals = vec![0.0; nev];
-    let info = partial_self_adjoint_eigen(
-        vecs.as_mut(),
-        &mut vals,
-        &lin,
-        v0.col(0),
-        opts.tol * scale,
-        par,
-        MemStack::new(&mut mem),
-        params,
-    );
-    if lin.non_finite.load(Relaxed) || vals.iter().any(|a| !a.is_finite()) {
-        return Err(SpectralError::Solver("non-finite Σ̂V".into()));
-    }
-    let found = info.n_converged_eigen;
-    if found < k {
+    let ritz = block_lanczos(&|v| op.apply(v), d, nev, order, &block)?;
+    if ritz.leading_converged < k {
         return Err(SpectralError::Solver(format!(
-            "Lanczos: {found} of {k} eigenpairs met the tolerance in {} restarts ({} products)",
-            opts.max_restarts,
-            lin.products.load(Relaxed)
+            "block Lanczos: {} of {k} eigenpairs met the tolerance in {} passes",
+            ritz.leading_converged, ritz.passes
         )));
     }
-    // faer sorts by |θ| descending: the wanted end, most extreme first.
-    let theta: Vec<f64> = vals[..found].iter().map(|&t| sign * (t - c)).collect();
+    let theta = &ritz.values;
     let mut eigenvectors = Vec::with_capacity(k * d);
     for j in 0..k {
-        push_normalised(&mut eigenvectors, (0..d).map(|i| vecs[(i, j)]));
+        push_normalised(&mut eigenvectors, (0..d).map(|i| ritz.vectors[(i, j)]));
     }
     // Positions in the ascending spectrum (see `Order::Abs`).
     let (mut hi, mut lo) = (0usize, 0usize);
@@ -770,12 +631,12 @@ fn iterative(
         eigenvalues: theta[..k].to_vec(),
         eigenvectors,
         indices,
-        bulk_edge: theta.get(k).copied(),
+        bulk_edge: ritz.converged.then(|| theta[k]),
         order,
         method: Method::Iterative,
-        iterations: lin.products.load(Relaxed),
+        iterations: ritz.passes,
         max_residual: 0.0,
-        converged: found >= nev,
+        converged: ritz.converged,
         shift: op.kind,
         mean_t: op.mean_t,
     })
@@ -785,6 +646,7 @@ fn iterative(
 mod tests {
     use super::*;
     use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
 
     /// x_i ~ N(0, I) and t_i = θ·((u·x_i)² − 1) + ξ_i: Σ̂_T ≈ 2θ·uuᵀ + noise, plus a planted
     /// negative direction w: t_i also has −θ2·((w·x_i)² − 1).
@@ -897,9 +759,8 @@ mod tests {
         assert!(abs.eigenvalues[0] > 0.0 && abs.eigenvalues[1] < 0.0);
     }
 
-    /// `on_pass` hears of every pass over the rows, counted 1, 2, …: one per Lanczos product
-    /// plus three (the bound pass of `Largest`, the tolerance scale ‖Σ̂_T v0‖, the residuals);
-    /// dense solves only the residual pass.
+    /// `on_pass` hears of every pass over the rows, counted 1, 2, …: one per block product
+    /// of the solver plus one (the residuals); dense solves only the residual pass.
     #[test]
     fn passes_are_reported() {
         let (n, d) = (3000, 120);
@@ -923,7 +784,7 @@ mod tests {
             let seen = seen.into_inner().unwrap();
             assert_eq!(seen, (1..=seen.len()).collect::<Vec<_>>(), "{method:?}");
             let want = match method {
-                Method::Iterative => est.iterations + 3,
+                Method::Iterative => est.iterations + 1,
                 _ => 1,
             };
             assert_eq!(seen.len(), want, "{method:?}");
@@ -931,7 +792,7 @@ mod tests {
     }
 
     /// Rows regenerated from the streams give exactly the in-memory estimate (both solvers;
-    /// d = 30 is below the Lanczos basis, so `Iterative` runs dense there), over a row count
+    /// d = 30 is below the block basis, so `Iterative` runs dense there), over a row count
     /// that is not a multiple of the generator block.
     #[test]
     fn streamed_rows_equal_in_memory_rows() {
@@ -971,9 +832,9 @@ mod tests {
     }
 
     /// Two equal planted spikes (T = θ(x_1² − 1) + θ(x_2² − 1) + noise): the top two
-    /// eigenvalues are only O(1/√n) apart. The Lanczos solver still gives the dense pairs, the
-    /// span of near-degenerate ones, and the other ends (`Smallest` through c·I − Σ̂_T,
-    /// `Abs` with both ends), for both shifts.
+    /// eigenvalues are only O(1/√n) apart. The block solver still gives the dense pairs, the
+    /// span of near-degenerate ones, and the other ends (`Smallest`, `Abs` with both
+    /// ends), for both shifts.
     #[test]
     fn iterative_matches_dense_near_degenerate_and_every_end() {
         let (n, d) = (4000, 120);

@@ -18,9 +18,9 @@
 //! - [`preprocess`]: the preprocessings T (`loss:*`, `identity`, `lal`, `filtered`,
 //!   `clip:<c>`, `sign`) and which labels they see ([`LabelPrep`]).
 //! - [`eigen`]: [`spectral_estimate`] — dense (faer self-adjoint eigendecomposition of the
-//!   d×d matrix) or matrix-free: faer's thick-restart Lanczos (`partial_self_adjoint_eigen`)
-//!   on an operator that only applies Σ̂_T v = Xᵀ(T ⊙ Xv)/n (− mean(T)·v when shifted), moved
-//!   by a multiple of I for `largest` / `smallest` (faer returns the largest-|λ| end).
+//!   d×d matrix) or matrix-free: block thick-restart Lanczos (`krylov.rs`) on an operator
+//!   that only applies Σ̂_T V = Xᵀ(T ⊙ XV)/n (− mean(T)·V when shifted) to blocks of 8
+//!   vectors, one pass over the rows per block (streamed rows are regenerated per pass).
 //! - [`config`]: the `[spectral]` config section ([`SpectralConfig`]).
 //! - [`exponents`]: the information exponent k* and the generative exponent s* of a
 //!   single-index link (seed 004), by quadrature in z and cross-fitted grouping in y.
@@ -33,13 +33,14 @@ pub mod config;
 pub mod eigen;
 pub mod error;
 pub mod exponents;
+mod krylov;
 pub mod preprocess;
 pub mod theory;
 
 pub use config::{OrderChoice, ResolvedSpectral, ShiftChoice, SpectralConfig};
 pub use eigen::{
-    spectral_estimate, spectral_estimate_observed, IterativeOptions, Method, Order, Rows, Shift,
-    Spectrum,
+    iterative_bytes, spectral_estimate, spectral_estimate_observed, IterativeOptions, Method,
+    Order, Rows, Shift, Spectrum,
 };
 pub use error::SpectralError;
 pub use preprocess::{spectral_labels, LabelPrep, Preprocessing};
