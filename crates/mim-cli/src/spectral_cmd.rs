@@ -79,7 +79,7 @@ pub fn plan(valid: &ValidConfig, rs: &ResolvedSpectral) -> Result<bool, String> 
         0.0
     };
     let basis = match rs.method.resolve(c.data.d) {
-        mim_spectral::Method::Iterative => mim_spectral::iterative_bytes(c.data.d),
+        mim_spectral::Method::Iterative => mim_spectral::iterative_bytes(c.data.d, rs.k),
         _ => 0.0,
     };
     let need = held + dense + basis + valid.n1 as f64 * 8.0 * 3.0;

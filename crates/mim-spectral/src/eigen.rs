@@ -157,12 +157,18 @@ impl Default for IterativeOptions {
     }
 }
 
-/// Bytes the iterative solver holds beyond the rows at dimension d with the default
-/// options: its basis and the basis' image (2·basis·d f64) and the partial products of the
-/// row groups (16·block·d f64); e.g. 48 MiB at d = 16 384.
-pub fn iterative_bytes(d: usize) -> f64 {
+/// Bytes the iterative solver holds beyond the rows at dimension d for k pairs with the
+/// default options: its basis and the basis' image (2·basis·d f64) and the partial products
+/// of the row groups (16·block·d f64); e.g. 48 MiB at d = 16 384, k ≤ 55.
+pub fn iterative_bytes(d: usize, k: usize) -> f64 {
     let o = IterativeOptions::default();
-    (2 * o.basis.min(d / 2) + GROUPS * o.block) as f64 * d as f64 * 8.0
+    (2 * basis_size(d, k, &o) + GROUPS * o.block) as f64 * d as f64 * 8.0
+}
+
+/// Columns of the iterative solver's basis for k pairs (k + 1 with the bulk edge): the
+/// configured size, raised to twice the wanted pairs plus a block, at most d/2.
+fn basis_size(d: usize, k: usize, opts: &IterativeOptions) -> usize {
+    opts.basis.max(2 * (k + 1 + opts.block)).min(d / 2)
 }
 
 /// The k eigenpairs taken from Σ̂_T.
@@ -589,7 +595,7 @@ fn iterative(
     let nev = k + 1;
     let block = BlockOptions {
         block: opts.block,
-        basis: opts.basis.min(d / 2),
+        basis: basis_size(d, k, opts),
         tol: opts.tol,
         edge_tol: opts.edge_tol,
         max_passes: opts.max_passes,

@@ -374,7 +374,11 @@ mod tests {
         for i in 0..4 {
             for j in 0..4 {
                 let e = if i == j { 1.0 } else { 0.0 };
-                assert!((gram[(i, j)] - e).abs() < 1e-12, "{i} {j}: {}", gram[(i, j)]);
+                assert!(
+                    (gram[(i, j)] - e).abs() < 1e-12,
+                    "{i} {j}: {}",
+                    gram[(i, j)]
+                );
             }
         }
     }
