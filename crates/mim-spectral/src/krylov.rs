@@ -183,11 +183,13 @@ pub(crate) fn block_lanczos(
             }
         }
         filled += b;
+        // The next block: the newest image outside the whole current basis (taken before a
+        // restart shrinks the basis).
+        let mut r = img;
+        project_out(q.as_ref().subcols(0, filled), r.as_mut());
+        next = r;
         if filled < want {
             // Too few vectors for the wanted pairs yet (b < want): grow the basis.
-            let mut r = img;
-            project_out(q.as_ref().subcols(0, filled), r.as_mut());
-            next = r;
             continue;
         }
         // Rayleigh–Ritz on span(Q).
@@ -226,9 +228,6 @@ pub(crate) fn block_lanczos(
                 scale,
             });
         }
-        // The next block: the newest image outside the whole current basis.
-        let mut r = img;
-        project_out(q.as_ref().subcols(0, filled), r.as_mut());
         if filled + b > cap {
             // Thick restart on the `keep_n` Ritz pairs at the wanted end.
             let keep = select(&ev, order, keep_n);
@@ -243,7 +242,6 @@ pub(crate) fn block_lanczos(
             }
             filled = keep_n;
         }
-        next = r;
     }
 }
 
