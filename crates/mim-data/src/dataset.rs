@@ -214,21 +214,23 @@ impl Target {
         (out.n, out.d) = (len, self.d);
     }
 
-    /// The inputs x of [`Target::sample_rows`] alone (len·d, row-major, into `x`, reused),
-    /// without the labels: a pass that already holds y (a streamed spectral product) skips
-    /// the projection U x of every row, which at r = 2 costs a third of drawing the row.
+    /// The inputs of [`Target::sample_rows`] alone, as `cast(x_ij)` (len·d, row-major, into
+    /// `x`, reused), without the labels: a pass that already holds y (a streamed spectral
+    /// product, a stage-1 step after the label pass) skips the projection U x of every row,
+    /// which at r = 2 costs a third of drawing the row.
     ///
     /// # Panics
     /// As [`Target::sample_rows`].
-    pub fn sample_inputs_into(
+    pub fn sample_inputs_as<T: Copy + Send>(
         &self,
         split: Split,
         seed: u64,
         start: usize,
         len: usize,
-        x: &mut Vec<f64>,
+        x: &mut Vec<T>,
+        cast: impl Fn(f64) -> T + Sync,
     ) {
-        self.sample_parts(split, seed, start, len, Some(x), None, |v| v);
+        self.sample_parts(split, seed, start, len, Some(x), None, cast);
     }
 
     /// The rows of [`Target::sample_rows`] with x written as `cast(x_ij)` into `x` (e.g. f32

@@ -61,7 +61,7 @@ fn inputs_alone_equal_the_rows() {
         let mut x = vec![3.0; 1000];
         for (start, len) in [(0, 5), (BLOCK_ROWS - 2, 7), (3, 2 * BLOCK_ROWS), (40, 0)] {
             let full = t.sample_rows(Split::Stage1, 5, start, len);
-            t.sample_inputs_into(Split::Stage1, 5, start, len, &mut x);
+            t.sample_inputs_as(Split::Stage1, 5, start, len, &mut x, |v| v);
             assert_eq!(x, full.x, "{} rows {start}..+{len}", t.generator);
         }
     }

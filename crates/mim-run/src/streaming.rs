@@ -105,6 +105,27 @@ impl Streams<'_> {
         }
         Ok(())
     }
+
+    /// Calls `f(start, rows, x)` for consecutive chunks of the first `n` rows of `split`, the
+    /// inputs alone (no labels: [`Target::sample_inputs_as`]) drawn straight into precision T,
+    /// for a pass whose labels are already held; the buffer is reused across chunks.
+    pub fn for_input_chunks<T: Real, E>(
+        &self,
+        split: Split,
+        n: usize,
+        mut f: impl FnMut(usize, usize, &[T]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut x = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let len = self.chunk.min(n - start);
+            self.target
+                .sample_inputs_as(split, self.seed, start, len, &mut x, T::of);
+            f(start, len, &x)?;
+            start += len;
+        }
+        Ok(())
+    }
 }
 
 /// `v` in the kernel's precision, element by element, into `out` (reused across chunks; in
@@ -118,8 +139,9 @@ fn cast_into<'a, T: Real>(v: &[f64], out: &'a mut Vec<T>) -> &'a [T] {
 }
 
 /// Stage-1 label preprocessing from one streamed pass: the shift c of the labels
-/// ([`label_shift`] on the collected y, exactly as in memory: mean or the loss's location)
-/// and, if asked, β̂ = (1/n) Σ (y − c) x.
+/// ([`label_shift`] on the collected y, exactly as in memory: mean or the loss's location),
+/// if asked β̂ = (1/n) Σ (y − c) x, and the labels y themselves (n f64, kept so that the steps
+/// draw only x).
 fn label_transform_sums(
     streams: &Streams<'_>,
     n: usize,
@@ -127,7 +149,7 @@ fn label_transform_sums(
     centering: Option<CenterBy>,
     loss: &Loss,
     remove_linear: bool,
-) -> (f64, Vec<f64>) {
+) -> (f64, Vec<f64>, Vec<f64>) {
     let (mut ys, mut syx, mut sx) = (Vec::with_capacity(n), vec![0.0; d], vec![0.0; d]);
     // The rows are drawn (y needs them) but written out only when β̂ needs them.
     let _ = streams.for_chunks::<f64, ()>(Split::Stage1, n, remove_linear, |_, _, x, y| {
@@ -147,7 +169,7 @@ fn label_transform_sums(
     } else {
         vec![0.0; d]
     };
-    (shift, beta)
+    (shift, beta, ys)
 }
 
 /// ∇_W L̂ over streamed D1 for the engine's GD loop: every call regenerates D1 chunk by chunk
@@ -155,6 +177,8 @@ fn label_transform_sums(
 struct StreamedGradient<'s, 'a, T> {
     streams: &'s Streams<'a>,
     n1: usize,
+    /// The labels of D1 from the label pass (each step redraws only x).
+    y1: Vec<f64>,
     /// The label shift c and, when the linear part is removed, β̂.
     shift: f64,
     beta_lin: Vec<f64>,
@@ -176,6 +200,7 @@ impl<T: Real + Element> FirstLayerGradient for StreamedGradient<'_, '_, T> {
         let mut sums = GradientSums::<T>::new(m, d);
         let (x_buf, y_buf) = (&mut self.x_buf, &mut self.y_buf);
         let (shift, beta_lin, remove_linear) = (self.shift, &self.beta_lin, self.remove_linear);
+        let y1 = &self.y1;
         let (b, a, c, activation, loss) = (&self.b, &self.a, self.c, self.activation, self.loss);
         if remove_linear {
             // y − c − β̂·x needs the f64 rows: drawn in f64, then cast.
@@ -208,14 +233,13 @@ impl<T: Real + Element> FirstLayerGradient for StreamedGradient<'_, '_, T> {
                 },
             )?;
         } else {
-            // x drawn straight into T; y − c cast alongside.
-            self.streams.for_chunks::<T, TrainError>(
+            // x drawn straight into T; the held y − c cast alongside.
+            self.streams.for_input_chunks::<T, TrainError>(
                 Split::Stage1,
                 self.n1,
-                true,
-                |_, n, x, y| {
+                |start, n, x| {
                     y_buf.clear();
-                    y_buf.extend(y.iter().map(|&v| T::of(v - shift)));
+                    y_buf.extend(y1[start..start + n].iter().map(|&v| T::of(v - shift)));
                     let p = FusedProblem {
                         x,
                         y: y_buf,
@@ -251,11 +275,12 @@ pub fn stream_stage1<T: Real + Element>(
     tracker: &mut Stage1Tracker<'_>,
 ) -> Result<TwoLayer, TrainError> {
     let d = streams.target.d;
-    let (shift, beta_lin) =
+    let (shift, beta_lin, y1) =
         label_transform_sums(streams, n1, d, centering, &params.loss, remove_linear);
     let mut provider = StreamedGradient::<T> {
         streams,
         n1,
+        y1,
         shift,
         beta_lin,
         remove_linear,

@@ -284,7 +284,7 @@ impl Rows<'_> {
                 let mut start = lo;
                 while start < hi {
                     let len = drawn.min(hi - start);
-                    target.sample_inputs_into(split, seed, start, len, &mut rows);
+                    target.sample_inputs_as(split, seed, start, len, &mut rows, |v| v);
                     pieces(start, &rows);
                     start += len;
                 }
