@@ -30,7 +30,7 @@ use std::time::Instant;
 /// Options of `mim report`.
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// The report file (TOML: title, [[experiment]] with sweep, figures and checks).
+    /// The report file (TOML: title, `[[experiment]]` with sweep, figures and checks).
     file: PathBuf,
     /// Output folder (default `runs/report/<report name>`).
     #[arg(long)]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 /// Options of `mim sweep`.
 #[derive(Args)]
 pub struct SweepArgs {
-    /// The sweep file (TOML: base, [set], [axes], [[zip]]).
+    /// The sweep file (TOML: base, `[set]`, `[axes]`, `[[zip]]`).
     file: PathBuf,
     /// Points run at the same time (default: the number of cores); each gets threads = 1 when > 1.
     #[arg(long, short)]

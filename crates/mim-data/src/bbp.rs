@@ -1,4 +1,4 @@
-//! BBP bookkeeping for a [`Hierarchical`] target (seed 003 §1.3, §1.5; tagged [I] there: a
+//! BBP bookkeeping for a [`Hierarchical`] target (seed 003 §1.3, §1.5; tagged \[I\] there: a
 //! reconstruction, checked against simulation, not the paper's stated constants).
 //!
 //! For `y = s·Σ_k a_k φ(z_k) + σ ξ` (`Σ a_k² = 1`, unit-variance `φ` with `μ₂ = E[φ(z)He₂(z)]`)

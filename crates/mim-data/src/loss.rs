@@ -127,7 +127,7 @@ pub enum CenterBy {
     Mean,
     /// c solving (1/n1) Σ T(y_i − c) = 0, T = −ℓ'(0,·) of the stage-1 loss: the loss's location
     /// M-estimate (the mean for square, about the median for smoothed ℓ1, Huber's location for
-    /// huber). Then mean T = 0 on D1, so Σ̂_T carries no identity shift E[T]·I that would
+    /// huber). Then mean T = 0 on D1, so Σ̂_T carries no identity shift E\[T\]·I that would
     /// shrink the signal-to-bulk ratio of power iteration (paper §4).
     Loss,
 }

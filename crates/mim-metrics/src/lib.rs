@@ -1,13 +1,13 @@
 //! What the theory measures (paper §6), computed from the first-layer weights W (m×d, rows
 //! w_j) and the hidden directions U (r×d, orthonormal rows), both row-major `f64` on the host.
 //!
-//! - [`alignment`]: per-neuron ρ_j = ‖U w_j‖/‖w_j‖ and its summaries.
+//! - [`mod@alignment`]: per-neuron ρ_j = ‖U w_j‖/‖w_j‖ and its summaries.
 //! - [`subspace`]: principal-angle cosines between span(Uᵀ) and the top-r right singular
 //!   subspace of row-normalised W.
 //! - [`directions`]: per-direction projections π_k on the learned span, the weighted
 //!   subspace error and the quadratic oracle readout (seed 003).
 //! - [`lowrank`]: the top singular triplets, exact or by randomized subspace iteration.
-//! - [`overlaps`]: M = W Uᵀ and Q = W Wᵀ in r×r and spectrum form.
+//! - [`mod@overlaps`]: M = W Uᵀ and Q = W Wᵀ in r×r and spectrum form.
 //! - [`power_iteration`]: explicit power iterates of Σ̂_T to check the stage-1 mechanism.
 #![warn(missing_docs)]
 

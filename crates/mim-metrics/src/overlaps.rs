@@ -17,7 +17,7 @@ pub struct Overlaps {
 }
 
 /// What the per-neuron metrics read of W: M = W Uᵀ (m×r, row-major) and ‖w_j‖², from one
-/// pass over the rows (r + 1 dot products of length d per row). [`alignment`](crate::alignment)
+/// pass over the rows (r + 1 dot products of length d per row). [`alignment`](mod@crate::alignment)
 /// and [`overlaps`] both derive from it, so a step's metrics read W once for them.
 #[derive(Clone, Debug)]
 pub struct Projections {

@@ -97,7 +97,7 @@ pub fn span_metrics(target: &Target, span: &faer::Mat<f64>) -> Result<SpanMetric
 /// written next to the measured [`SpanMetrics`] so a plot can overlay them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BbpTheory {
-    /// α_k = E[y²]/(μ₂² a_k²), k = 1..K.
+    /// α_k = E\[y²\]/(μ₂² a_k²), k = 1..K.
     pub bbp_alpha_k: Vec<f64>,
     /// max(0, 1 − α_k/α), k = 1..K.
     pub theory_direction_projection: Vec<f64>,

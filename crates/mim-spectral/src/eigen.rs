@@ -23,7 +23,7 @@
 //!   2(k + 1 + b)), i.e. d < 64 at k ≤ 7) the dense solver runs instead (exact;
 //!   `Spectrum::method` says so).
 //!
-//! The product reads the rows in pieces that fit in cache ([`PIECE_BYTES`]); streamed rows are
+//! The product reads the rows in pieces that fit in cache (`PIECE_BYTES`, 1 MiB); streamed rows are
 //! regenerated into one reused buffer per worker (v1: a generator block at a time, handed out
 //! piece by piece; v2: a piece at a time), in the same pieces as in memory, so a streamed
 //! estimate equals the in-memory one bit for bit.

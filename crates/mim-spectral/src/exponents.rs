@@ -249,7 +249,7 @@ pub fn exponents(link: &Link, scale: f64, noise: f64) -> Result<Exponents, Strin
 /// for `y = scale·g(z1) + noise·ξ`, by quadrature over the same z grid as [`exponents`], as
 /// a step function of y: `(edges, values, λ_k²)` with `values[i]` the mean of h_k(z) over
 /// the atoms of the i-th label group (exact levels for ≤ [`MAX_LEVELS`] label values, else
-/// [`BINS`] equal-weight quantile bins) and `edges` the ascending midpoints between
+/// `BINS` equal-weight quantile bins) and `edges` the ascending midpoints between
 /// consecutive groups (`values.len() = edges.len() + 1`), and λ_k² cross-fitted as in
 /// [`exponents`]. Errors (one line) for r > 1, constant labels, or a λ_k² that [`exponents`]
 /// would call zero (ζ_k ≡ 0: degree k carries no signal for this link).

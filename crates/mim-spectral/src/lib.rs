@@ -13,7 +13,7 @@
 //! ([`Shift`]; they differ by mean(T)·I, which only matters for `order = abs`). At the
 //! population level E[T(y)(xxᵀ − I)] = Uᵀ E[T(y)(zzᵀ − I)] U has rank ≤ r, so its non-zero
 //! eigenvalues belong to span(Uᵀ); the finite-sample bulk has edges of order √(d/n) (around
-//! E[T] for the unshifted matrix).
+//! E\[T\] for the unshifted matrix).
 //!
 //! - [`preprocess`]: the preprocessings T (`loss:*`, `identity`, `lal`, `filtered`,
 //!   `clip:<c>`, `sign`) and which labels they see ([`LabelPrep`]).

@@ -35,7 +35,7 @@ pub trait Real: faer::traits::RealField + Copy + Send + Sync + 'static {
     fn to(self) -> f64;
     /// (σ(u), σ'(u)) for σ = log cosh, evaluated together (one exponential).
     fn logcosh_pair(u: Self) -> (Self, Self);
-    /// [`tile_pass`] with σ = log cosh; f32 overrides it with a SIMD version ([`LogcoshTile`]).
+    /// `tile_pass` with σ = log cosh; f32 overrides it with a SIMD version (`LogcoshTile`).
     #[inline(always)]
     fn tile_pass_logcosh(z: &mut [Self], b: &[Self], a: &[Self], f: &mut [Self]) {
         tile_pass(z, b, a, f, Self::logcosh_pair)
@@ -98,7 +98,7 @@ impl Real for f32 {
     }
     /// Through [`pulp::Arch`]: the widest instruction set the CPU has, detected at run time
     /// (x86-64: AVX-512 `V4`, else AVX2+FMA `V3`; aarch64: NEON; otherwise scalar). Every one of
-    /// them gives the same bits as the scalar [`tile_pass`], so the choice never shows in results.
+    /// them gives the same bits as the scalar `tile_pass`, so the choice never shows in results.
     fn tile_pass_logcosh(z: &mut [f32], b: &[f32], a: &[f32], f: &mut [f32]) {
         pulp::Arch::new().dispatch(LogcoshTile { z, b, a, f })
     }
