@@ -211,6 +211,26 @@ fn labels_are_signal_plus_noise() {
     }
 }
 
+/// At a d with a remainder of the 8 lanes, over a block boundary and from an offset start,
+/// every label is the signal of its own row, bit for bit (the labels of the v2 rows are
+/// compiled for the widest instruction set, `signal` is not).
+#[test]
+fn labels_are_the_signal_of_each_row_at_large_d() {
+    for t in targets("h2(z1)+tanh(z2)", 1100, 2, 0.0) {
+        for (start, len) in [(0, 9), (BLOCK_ROWS - 5, 11), (3, 6)] {
+            let ds = t.sample_rows(Split::Stage1, 2, start, len);
+            for i in 0..len {
+                assert_eq!(
+                    ds.y[i].to_bits(),
+                    t.signal(ds.row(i)).to_bits(),
+                    "{} rows {start}..+{len}, row {i}",
+                    t.generator
+                );
+            }
+        }
+    }
+}
+
 /// v2 draws other rows than v1 from the same seed, and its values are f32 numbers (exact in
 /// f64), so the f32 rows a kernel reads are the rows themselves; `U` is the same under both.
 #[test]
