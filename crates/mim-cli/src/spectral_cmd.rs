@@ -50,8 +50,8 @@ pub struct Loaded {
 /// Whether `mim spectral` streams D1, and a refusal (one line naming the field) when the
 /// estimator would not fit the memory limit: D1 held needs n1·d·8 bytes; streamed, one block of
 /// rows per worker; `spectral.method = "dense"` adds the d×d matrix and its eigendecomposition
-/// (≈ 3·d²·8 bytes), the iterative solver its basis ([`mim_spectral::iterative_bytes`]). `data.streaming = "auto"` streams when D1 would take more than half of
-/// the physical memory.
+/// (≈ 3·d²·8 bytes), the iterative solver its basis ([`mim_spectral::iterative_bytes`]).
+/// `data.streaming = "auto"` streams when D1 would take more than half of the physical memory.
 pub fn plan(valid: &ValidConfig, rs: &ResolvedSpectral) -> Result<bool, String> {
     let c = &valid.config;
     let d = c.data.d as f64;

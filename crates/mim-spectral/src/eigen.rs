@@ -31,7 +31,7 @@
 //! [`Method::Auto`] is dense for d ≤ [`DENSE_MAX_D`], iterative above.
 
 use crate::error::SpectralError;
-use crate::krylov::{block_lanczos, BlockOptions};
+use crate::krylov::{block_lanczos, residual_norms, BlockOptions};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par, Side};
 use mim_data::{Generator, Split, Target, BLOCK_ROWS};
@@ -139,7 +139,8 @@ pub struct IterativeOptions {
     pub max_passes: usize,
     /// Vectors per product (b): one pass over the rows serves b vectors.
     pub block: usize,
-    /// Basis size before a thick restart (capped at d/2).
+    /// Basis size before a thick restart (raised to 2(k + 1 + block) for large k, capped at
+    /// d/2).
     pub basis: usize,
     /// Seed of the random start block.
     pub seed: u64,
@@ -518,13 +519,8 @@ pub fn spectral_estimate_observed(
     // Residuals of the taken pairs (k operator columns).
     let v = Mat::<f64>::from_fn(d, k, |i, j| spec.eigenvectors[j * d + i]);
     let av = op.apply(v.as_ref());
-    spec.max_residual = (0..k)
-        .map(|j| {
-            (0..d)
-                .map(|i| (av[(i, j)] - spec.eigenvalues[j] * v[(i, j)]).powi(2))
-                .sum::<f64>()
-                .sqrt()
-        })
+    spec.max_residual = residual_norms(av.as_ref(), v.as_ref(), &spec.eigenvalues)
+        .into_iter()
         .fold(0.0, f64::max);
     if !spec.max_residual.is_finite() {
         return Err(SpectralError::Solver("non-finite residual".into()));

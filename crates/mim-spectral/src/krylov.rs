@@ -86,6 +86,21 @@ fn project_out(q: MatRef<'_, f64>, mut r: MatMut<'_, f64>) {
     }
 }
 
+/// ‖Av_j − θ_j v_j‖ for every column j of `v` (d×k), from the images `av` = AV (d×k): the
+/// residuals of the pairs (θ_j, v_j), computed, not estimated.
+pub(crate) fn residual_norms(av: MatRef<'_, f64>, v: MatRef<'_, f64>, theta: &[f64]) -> Vec<f64> {
+    theta
+        .iter()
+        .enumerate()
+        .map(|(j, &th)| {
+            (0..v.nrows())
+                .map(|i| (av[(i, j)] - th * v[(i, j)]).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect()
+}
+
 /// `r` (d×b) made orthonormal and orthogonal to the orthonormal columns of `q`: projected out
 /// of `q`, then modified Gram–Schmidt (twice) within the block. A column left with less than
 /// 1e−10 of its norm is replaced by a Gaussian from `rng`, projected the same way.
@@ -205,22 +220,23 @@ pub(crate) fn block_lanczos(
         let s = Mat::<f64>::from_fn(filled, want, |i, j| evd.U()[(i, sel[j])]);
         let ys = q.as_ref().subcols(0, filled) * &s;
         let ws = w.as_ref().subcols(0, filled) * &s;
-        let met: Vec<bool> = (0..want)
-            .map(|j| {
-                let th = ev[sel[j]];
-                let r2: f64 = (0..d).map(|i| (ws[(i, j)] - th * ys[(i, j)]).powi(2)).sum();
+        let values: Vec<f64> = sel.iter().map(|&j| ev[j]).collect();
+        let met: Vec<bool> = residual_norms(ws.as_ref(), ys.as_ref(), &values)
+            .iter()
+            .enumerate()
+            .map(|(j, &r)| {
                 let tol = if j + 1 == want {
                     opts.edge_tol
                 } else {
                     opts.tol
                 };
-                r2.sqrt() <= tol * scale
+                r <= tol * scale
             })
             .collect();
         let converged = met.iter().all(|&m| m);
         if converged || passes >= opts.max_passes {
             return Ok(Ritz {
-                values: sel.iter().map(|&j| ev[j]).collect(),
+                values,
                 vectors: ys,
                 converged,
                 leading_converged: met.iter().take_while(|&&m| m).count(),
@@ -248,6 +264,30 @@ pub(crate) fn block_lanczos(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The residuals ‖Ay − θy‖ of the returned pairs, recomputed from A.
+    fn residuals(a: &Mat<f64>, ritz: &Ritz) -> Vec<f64> {
+        residual_norms(
+            (a * &ritz.vectors).as_ref(),
+            ritz.vectors.as_ref(),
+            &ritz.values,
+        )
+    }
+
+    /// The columns of `v` are orthonormal to `tol`.
+    fn assert_orthonormal(v: &Mat<f64>, tol: f64, tag: &str) {
+        let gram = v.transpose() * v;
+        for i in 0..v.ncols() {
+            for j in 0..v.ncols() {
+                let e = if i == j { 1.0 } else { 0.0 };
+                assert!(
+                    (gram[(i, j)] - e).abs() < tol,
+                    "{tag} ({i}, {j}): {}",
+                    gram[(i, j)]
+                );
+            }
+        }
+    }
 
     /// A = P diag(λ) Pᵀ with a seeded orthogonal P: known spectrum, a near-degenerate top
     /// pair, a dense bulk and a negative end.
@@ -306,21 +346,10 @@ mod tests {
                 );
             }
             // Explicit residuals and orthonormality.
-            let res = &a * &ritz.vectors;
-            for j in 0..want {
-                let r: f64 = (0..d)
-                    .map(|i| (res[(i, j)] - ritz.values[j] * ritz.vectors[(i, j)]).powi(2))
-                    .sum::<f64>()
-                    .sqrt();
+            for (j, r) in residuals(&a, &ritz).into_iter().enumerate() {
                 assert!(r <= 1e-10 * ritz.scale * 1.01, "{tag} j={j}: {r}");
             }
-            let gram = ritz.vectors.transpose() * &ritz.vectors;
-            for i in 0..want {
-                for j in 0..want {
-                    let e = if i == j { 1.0 } else { 0.0 };
-                    assert!((gram[(i, j)] - e).abs() < 1e-10, "{tag}");
-                }
-            }
+            assert_orthonormal(&ritz.vectors, 1e-10, &tag);
             assert!(ritz.passes < 2000, "{tag}");
             // A looser tolerance on the last pair: the same iterates, stopped no later; the
             // others still meet tol and the last its own.
@@ -330,12 +359,7 @@ mod tests {
             };
             let early = block_lanczos(&apply, d, want, order, &loose).unwrap();
             assert!(early.converged && early.passes <= ritz.passes, "{tag}");
-            let res = &a * &early.vectors;
-            for j in 0..want {
-                let r: f64 = (0..d)
-                    .map(|i| (res[(i, j)] - early.values[j] * early.vectors[(i, j)]).powi(2))
-                    .sum::<f64>()
-                    .sqrt();
+            for (j, r) in residuals(&a, &early).into_iter().enumerate() {
                 let tol = if j + 1 == want { 1e-4 } else { 1e-10 };
                 assert!(r <= tol * early.scale * 1.01, "{tag} j={j}: {r}");
             }
@@ -368,17 +392,7 @@ mod tests {
         for (x, y) in ritz.values.iter().zip([2.0, 1.0, 1.0, 1.0]) {
             assert!((x - y).abs() < 1e-12, "{:?}", ritz.values);
         }
-        let gram = ritz.vectors.transpose() * &ritz.vectors;
-        for i in 0..4 {
-            for j in 0..4 {
-                let e = if i == j { 1.0 } else { 0.0 };
-                assert!(
-                    (gram[(i, j)] - e).abs() < 1e-12,
-                    "{i} {j}: {}",
-                    gram[(i, j)]
-                );
-            }
-        }
+        assert_orthonormal(&ritz.vectors, 1e-12, "invariant");
     }
 
     #[test]
