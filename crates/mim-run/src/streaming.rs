@@ -2,7 +2,7 @@
 //! regenerated chunk by chunk from their counter-based seeded streams on every pass
 //! (`Target::sample_rows`), bit-identical to the in-memory data of the same seed. Stage 1
 //! accumulates the full-batch gradient over chunks with the fused CPU kernel; stage 2
-//! accumulates the feature sums (Σφ, ΣφφᵀΣ, Σφy, Σy, Σy²) and fits the readout from them,
+//! accumulates the feature sums (Σφ, Σφφᵀ, Σφy, Σy, Σy²) and fits the readout from them,
 //! choosing λ on the sums of the held-out 20 %; the test error is accumulated likewise. Only
 //! one chunk of rows is in memory at a time. CPU backends only; the power-iteration metric is
 //! not computed in this mode.

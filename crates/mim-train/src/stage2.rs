@@ -100,12 +100,14 @@ fn normal_equations(phi: &Tensor<2>, y: &Tensor<1>) -> Normal {
 }
 
 /// Raw sums over rows of features φ (m) and labels y, accumulated chunk by chunk (for data
-/// that is streamed rather than held in memory): n, Σφ, ΣφφᵀΣ, Σφy, Σy, Σy².
+/// that is streamed rather than held in memory): n, Σφ, Σφφᵀ, Σφy, Σy, Σy².
 #[derive(Clone, Debug)]
 pub struct GramSums {
     m: usize,
     n: usize,
     phi: Vec<f64>,
+    /// Σφφᵀ, m×m row-major, lower triangle only (j ≤ i; the upper stays 0): half the flops
+    /// of the full product. Read it through [`GramSums::gram`].
     phiphi: Vec<f64>,
     phiy: Vec<f64>,
     y: f64,
@@ -131,16 +133,25 @@ impl GramSums {
         self.n
     }
 
+    /// (Σφφᵀ)_ij from the stored lower triangle.
+    #[inline(always)]
+    fn gram(&self, i: usize, j: usize) -> f64 {
+        self.phiphi[i.max(j) * self.m + i.min(j)]
+    }
+
     /// Adds rows: `phi` rows×m row-major, `y` rows.
     pub fn add(&mut self, phi: &[f64], y: &[f64]) {
+        use faer::linalg::matmul::triangular::{matmul, BlockStructure};
         let (m, rows) = (self.m, y.len());
         let pm = faer::MatRef::from_row_major_slice(phi, rows, m);
-        let mut g = faer::MatMut::from_row_major_slice_mut(&mut self.phiphi, m, m);
-        faer::linalg::matmul::matmul(
-            g.as_mut(),
+        matmul(
+            faer::MatMut::from_row_major_slice_mut(&mut self.phiphi, m, m),
+            BlockStructure::TriangularLower,
             faer::Accum::Add,
             pm.transpose(),
+            BlockStructure::Rectangular,
             pm,
+            BlockStructure::Rectangular,
             1.0,
             faer::Par::rayon(0),
         );
@@ -160,7 +171,7 @@ impl GramSums {
         let mu: Vec<f64> = self.phi.iter().map(|v| v / n).collect();
         let ybar = self.y / n;
         let cov: Vec<f64> = (0..m * m)
-            .map(|k| self.phiphi[k] / n - mu[k / m] * mu[k % m])
+            .map(|k| self.gram(k / m, k % m) / n - mu[k / m] * mu[k % m])
             .collect();
         let cross: Vec<f64> = (0..m).map(|j| self.phiy[j] / n - mu[j] * ybar).collect();
         Normal::standardise(mu, ybar, &cov, &cross)
@@ -171,7 +182,7 @@ impl GramSums {
         let (m, n) = (self.m, self.n as f64);
         let mut quad = 0.0;
         for i in 0..m {
-            quad += a[i] * (0..m).map(|j| self.phiphi[i * m + j] * a[j]).sum::<f64>();
+            quad += a[i] * (0..m).map(|j| self.gram(i, j) * a[j]).sum::<f64>();
         }
         let a_phi: f64 = (0..m).map(|j| a[j] * self.phi[j]).sum();
         let a_phiy: f64 = (0..m).map(|j| a[j] * self.phiy[j]).sum();
