@@ -107,7 +107,7 @@ pub struct GramSums {
     n: usize,
     phi: Vec<f64>,
     /// Σφφᵀ, m×m row-major, lower triangle only (j ≤ i; the upper stays 0): half the flops
-    /// of the full product. Read it through [`GramSums::gram`].
+    /// of the full product. Read it through `GramSums::gram`.
     phiphi: Vec<f64>,
     phiy: Vec<f64>,
     y: f64,
