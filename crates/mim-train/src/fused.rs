@@ -9,6 +9,14 @@
 //! fixed order: results are bit-for-bit repeatable for a given thread count. For streamed data
 //! the accumulators live across chunks ([`GradientSums`]), so a chunk costs only its GEMMs and
 //! its pass over the tile.
+//!
+//! **Paired units.** At symmetric initialisation unit j + m/2 repeats unit j with the opposite
+//! readout (w_{j+m/2} = w_j, b_{j+m/2} = b_j, a_{j+m/2} = −a_j; [`units_are_paired`]), so
+//! f ≡ c and the gradient rows of the second half are the first half's negated:
+//! G_{j+m/2} = −G_j. The kernel then runs both GEMMs over the first m/2 units only and mirrors
+//! the result: the first stage-1 step (and the one-step baseline's only step) costs half the
+//! flops. Negation is exact in floating point, so G is the full computation's to the bit except
+//! that f is exactly c, where summing a_j σ and −a_j σ in unit order leaves rounding residue.
 
 use crate::loss::Loss;
 use burn::tensor::{DType, Tensor, TensorData};
@@ -90,9 +98,11 @@ pub fn ln_1p_unit_f32(t: f32) -> f32 {
 }
 
 impl Real for f32 {
+    #[inline(always)]
     fn of(v: f64) -> Self {
         v as f32
     }
+    #[inline(always)]
     fn to(self) -> f64 {
         self as f64
     }
@@ -115,9 +125,11 @@ impl Real for f32 {
 }
 
 impl Real for f64 {
+    #[inline(always)]
     fn of(v: f64) -> Self {
         v
     }
+    #[inline(always)]
     fn to(self) -> f64 {
         self
     }
@@ -133,6 +145,7 @@ impl Real for f64 {
 }
 
 /// The frozen parts of the network and the data, on the host.
+#[derive(Clone, Copy)]
 pub struct FusedProblem<'a, T> {
     /// X, n×d row-major.
     pub x: &'a [T],
@@ -183,13 +196,15 @@ fn tile_pass<T: Real>(z: &mut [T], b: &[T], a: &[T], f: &mut [T], pair: impl Fn(
 /// Per block: Z_b = X_b Wᵀ into a column-major tile (so the backward GEMM reads Sᵀ with unit
 /// stride: on 2 cores at d = m = 1000 the two GEMMs alone ran at 0.95 of SGEMM, against 0.84
 /// with a row-major tile), the column pass, ℓ' per row, then G += S_bᵀ X_b with the ℓ' row
-/// scaling applied to whichever of Z_b (block × m) and X_b (block × d) is smaller.
+/// scaling applied to whichever of Z_b (block × m) and X_b (block × d) is smaller. With
+/// `paired`, `p` and `w` hold the first half of paired units and f is c (the halves cancel).
 fn range_body<T: Real>(
     p: &FusedProblem<'_, T>,
     w: &[T],
     m: usize,
     rows: std::ops::Range<usize>,
     g: &mut [T],
+    paired: bool,
     tile: impl Fn(&mut [T], &[T], &[T], &mut [T]),
 ) -> f64 {
     let d = p.d;
@@ -219,6 +234,10 @@ fn range_body<T: Real>(
         let f = &mut f[..bsz];
         f.fill(p.c);
         tile(zb, p.b, p.a, f);
+        if paired {
+            // a_j σ(z_j) + (−a_j) σ(z_j) = 0 exactly: f is the offset alone.
+            f.fill(p.c);
+        }
         for (fi, &yi) in f.iter_mut().zip(&p.y[start..start + bsz]) {
             let resid = (*fi - yi).to();
             loss_sum += p.loss.scalar_value(resid);
@@ -262,13 +281,28 @@ fn range_gradient<T: Real>(
     m: usize,
     rows: std::ops::Range<usize>,
     g: &mut [T],
+    paired: bool,
 ) -> f64 {
     match p.activation {
-        Activation::Logcosh => range_body(p, w, m, rows, g, T::tile_pass_logcosh),
-        act => range_body(p, w, m, rows, g, |z, b, a, f| {
+        Activation::Logcosh => range_body(p, w, m, rows, g, paired, T::tile_pass_logcosh),
+        act => range_body(p, w, m, rows, g, paired, |z, b, a, f| {
             tile_pass(z, b, a, f, |u| T::pair(act, u))
         }),
     }
+}
+
+/// Whether units j and j + m/2 are mirror pairs for every j < m/2 (m even, m > 0):
+/// w_{j+m/2} = w_j (m×d row-major `w`), b_{j+m/2} = b_j and a_{j+m/2} = −a_j, compared exactly.
+/// This is what symmetric initialisation draws (f ≡ c); one GD step breaks it.
+pub fn units_are_paired<T: Real>(w: &[T], b: &[T], a: &[T]) -> bool {
+    let m = b.len();
+    if m == 0 || m % 2 == 1 || a.len() != m || !w.len().is_multiple_of(m) {
+        return false;
+    }
+    let h = m / 2;
+    let d = w.len() / m;
+    let (w0, w1) = w.split_at(h * d);
+    b[..h] == b[h..] && a[..h].iter().zip(&a[h..]).all(|(&x, &y)| y == -x) && w0 == w1
 }
 
 /// [`exp_neg_f32`] lane-wise in any [`pulp::Simd`]: the same operations in the same order, with
@@ -398,13 +432,21 @@ pub fn fused_gradient<T: Real>(p: &FusedProblem<'_, T>, w: &[T]) -> (Vec<T>, f64
 /// row chunks (the streamed full batch), in one accumulator per thread that lives across
 /// chunks: a chunk costs its two GEMMs and tile pass only, no allocation or reduction.
 /// [`GradientSums::mean`] adds the accumulators in a fixed order and divides by n, so for a
-/// given thread count and chunking the result is bit-for-bit repeatable.
+/// given thread count and chunking the result is bit-for-bit repeatable. Every chunk must be
+/// added at the same weights (the sums are one gradient); whether the units are paired
+/// ([`units_are_paired`]: then only the first m/2 are computed) is decided at the first chunk.
+/// `mean` leaves the sums empty with their memory kept, so one `GradientSums` serves every step
+/// of a stage.
 pub struct GradientSums<T> {
     m: usize,
     d: usize,
     parts: Vec<Vec<T>>,
     loss: Vec<f64>,
     n: usize,
+    /// Whether paired units may take the half computation ([`GradientSums::unpaired`]: no).
+    pairing: bool,
+    /// Paired units, decided at the first [`GradientSums::add`] of a gradient.
+    paired: Option<bool>,
 }
 
 impl<T: Real> GradientSums<T> {
@@ -416,18 +458,53 @@ impl<T: Real> GradientSums<T> {
             parts: Vec::new(),
             loss: Vec::new(),
             n: 0,
+            pairing: true,
+            paired: None,
+        }
+    }
+
+    /// Empty sums that always compute every unit, paired or not (the reference the paired
+    /// path is tested against).
+    pub fn unpaired(m: usize, d: usize) -> Self {
+        Self {
+            pairing: false,
+            ..Self::new(m, d)
+        }
+    }
+
+    /// Units computed: m/2 when paired, else m.
+    fn units(&self) -> usize {
+        if self.paired == Some(true) {
+            self.m / 2
+        } else {
+            self.m
         }
     }
 
     /// Adds the rows of `p` at weights `w` (m×d): blocks of rows split into one contiguous
     /// range per thread, each accumulated into that thread's sums.
     pub fn add(&mut self, p: &FusedProblem<'_, T>, w: &[T]) {
-        let (n, d, m) = (p.n, p.d, self.m);
+        let (n, d) = (p.n, p.d);
+        if self.paired.is_none() {
+            self.paired = Some(self.pairing && units_are_paired(w, p.b, p.a));
+        }
+        let paired = self.paired == Some(true);
+        // Paired: the first half of the units stands for all of them.
+        let m = self.units();
+        let (w, p) = (
+            &w[..m * d],
+            &FusedProblem {
+                b: &p.b[..m],
+                a: &p.a[..m],
+                ..*p
+            },
+        );
         let block = block_rows(d);
         let blocks = n.div_ceil(block);
         let parts = rayon::current_num_threads().clamp(1, blocks.max(1));
+        let full = self.m * d;
         while self.parts.len() < parts {
-            self.parts.push(vec![T::of(0.0); m * d]);
+            self.parts.push(Vec::new());
             self.loss.push(0.0);
         }
         let per = blocks.div_ceil(parts);
@@ -436,29 +513,55 @@ impl<T: Real> GradientSums<T> {
             .zip(self.loss[..parts].par_iter_mut())
             .enumerate()
             .for_each(|(k, (g, loss))| {
+                if g.is_empty() {
+                    // Zeros written, not `vec![0; ..]`: calloc'd pages that the GEMM first
+                    // reads map the shared zero page, and its first store then takes a
+                    // copy-on-write fault with a TLB flush of every core, per 4 KiB page
+                    // (≈ 3 % of a d = 16 384 step in `perf`). Written by the thread that uses it.
+                    g.resize(full, T::of(0.0));
+                }
                 let rows = (k * per * block).min(n)..((k + 1) * per * block).min(n);
-                *loss += range_gradient(p, w, m, rows, g);
+                *loss += range_gradient(p, w, m, rows, &mut g[..m * d], paired);
             });
         self.n += n;
     }
 
-    /// (1/n) Σ_i ∇_W ℓ_i and (1/n) Σ_i ℓ_i over all rows added (zeros when none were).
-    pub fn mean(self) -> (Vec<T>, f64) {
+    /// (1/n) Σ_i ∇_W ℓ_i and (1/n) Σ_i ℓ_i over all rows added (zeros when none were). The
+    /// sums are then empty again, their accumulators kept (zeroed) for the next gradient.
+    pub fn mean(&mut self) -> (Vec<T>, f64) {
         let n = self.n.max(1) as f64;
-        let mut it = self.parts.into_iter();
-        let mut g = it
-            .next()
-            .unwrap_or_else(|| vec![T::of(0.0); self.m * self.d]);
-        // Element by element, so the parallel sums are the same as serial ones.
-        for gk in it {
-            g.par_iter_mut()
-                .zip(gk.par_iter())
-                .for_each(|(a, &b)| *a += b);
-        }
+        let len = self.units() * self.d;
         let inv_n = T::of(1.0 / n);
-        g.par_iter_mut().for_each(|v| *v *= inv_n);
-        let loss = self.loss.iter().sum::<f64>();
-        (g, loss / n)
+        let parts = &self.parts;
+        // Element by element, in part order: the same bits as serial sums.
+        let mut g: Vec<T> = if parts.is_empty() {
+            vec![T::of(0.0); self.m * self.d]
+        } else {
+            (0..len)
+                .into_par_iter()
+                .map(|i| {
+                    let mut s = parts[0][i];
+                    for part in &parts[1..] {
+                        s += part[i];
+                    }
+                    s * inv_n
+                })
+                .collect()
+        };
+        if g.len() < self.m * self.d {
+            // Paired: G_{j+m/2} = −G_j (exact).
+            let mirrored: Vec<T> = g.par_iter().map(|&v| -v).collect();
+            g.extend_from_slice(&mirrored);
+        }
+        let loss = self.loss.iter().sum::<f64>() / n;
+        self.parts
+            .par_iter_mut()
+            .filter(|part| !part.is_empty())
+            .for_each(|part| part[..len].fill(T::of(0.0)));
+        self.loss.fill(0.0);
+        self.n = 0;
+        self.paired = None;
+        (g, loss)
     }
 }
 
@@ -481,12 +584,15 @@ pub struct HostData<T> {
     d: usize,
     activation: Activation,
     loss: Loss,
+    /// The accumulators, kept from step to step.
+    sums: GradientSums<T>,
 }
 
 impl<T: Real + burn::tensor::Element> HostData<T> {
     fn new(x: &Tensor<2>, y: &Tensor<1>, model: &TwoLayer, loss: Loss) -> Self {
         let [n, d] = x.dims();
         Self {
+            sums: GradientSums::new(model.width(), d),
             x: mim_model::to_host_as(x),
             y: mim_model::to_host_as(y),
             b: mim_model::to_host_as(&model.b.val()),
@@ -499,7 +605,7 @@ impl<T: Real + burn::tensor::Element> HostData<T> {
         }
     }
 
-    fn gradient(&self, w: &Tensor<2>) -> (Tensor<2>, f64) {
+    fn gradient(&mut self, w: &Tensor<2>) -> (Tensor<2>, f64) {
         let p = FusedProblem {
             x: &self.x,
             y: &self.y,
@@ -511,7 +617,8 @@ impl<T: Real + burn::tensor::Element> HostData<T> {
             activation: self.activation,
             loss: self.loss,
         };
-        let (g, l) = fused_gradient(&p, &mim_model::to_host_as::<T, 2>(w));
+        self.sums.add(&p, &mim_model::to_host_as::<T, 2>(w));
+        let (g, l) = self.sums.mean();
         let m = g.len() / self.d;
         let g = Tensor::from_data(TensorData::new(g, [m, self.d]), (&w.device(), w.dtype()));
         (g, l)
@@ -528,7 +635,7 @@ impl HostStage1 {
     }
 
     /// (∇_W L̂ as a tensor on W's device, L̂) at first-layer weights `w`.
-    pub fn gradient(&self, w: &Tensor<2>) -> (Tensor<2>, f64) {
+    pub fn gradient(&mut self, w: &Tensor<2>) -> (Tensor<2>, f64) {
         match self {
             HostStage1::F32(h) => h.gradient(w),
             HostStage1::F64(h) => h.gradient(w),
@@ -699,5 +806,103 @@ mod tests {
             assert!(paths >= 4, "no x86 SIMD path was tested");
             assert!(!matches!(pulp::Arch::new(), pulp::Arch::Scalar));
         }
+    }
+
+    /// A mirror-paired problem (symmetric initialisation with random biases, readouts and an
+    /// offset): returns (x, y, w, b, a) for n rows, d inputs and m units.
+    #[allow(clippy::type_complexity)]
+    fn paired_problem<T: Real>(
+        n: usize,
+        d: usize,
+        m: usize,
+    ) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+        let h = m / 2;
+        let v =
+            |i: usize, s: usize| T::of((((i * 2654435761 + s * 97) % 1009) as f64) / 504.5 - 1.0);
+        let x: Vec<T> = (0..n * d).map(|i| v(i, 1)).collect();
+        let y: Vec<T> = (0..n).map(|i| v(i, 2)).collect();
+        let half: Vec<T> = (0..h * d).map(|i| v(i, 3)).collect();
+        let w = [half.clone(), half].concat();
+        let b: Vec<T> = (0..m).map(|j| v(j % h, 4)).collect();
+        let a: Vec<T> = (0..m)
+            .map(|j| if j < h { v(j, 5) } else { -v(j - h, 5) })
+            .collect();
+        (x, y, w, b, a)
+    }
+
+    /// At symmetric initialisation the kernel computes the first half of the units only and
+    /// mirrors it; the gradient and loss equal the full computation's (f64: to rounding of f,
+    /// which is exactly c on the paired path), in f64 and f32 (pulp tile pass), for σ = log
+    /// cosh and ReLU, over several blocks and two chunks. A perturbed unit breaks the pairing.
+    #[test]
+    fn paired_units_equal_the_full_computation() {
+        fn check<T: Real>(tol: f64) {
+            let (n, d, m) = (700, 9, 12);
+            let (x, y, mut w, b, a) = paired_problem::<T>(n, d, m);
+            assert!(units_are_paired(&w, &b, &a));
+            for activation in [Activation::Logcosh, Activation::Relu] {
+                let problem = |rows: std::ops::Range<usize>| FusedProblem {
+                    x: &x[rows.start * d..rows.end * d],
+                    y: &y[rows.clone()],
+                    n: rows.len(),
+                    d,
+                    b: &b,
+                    a: &a,
+                    c: T::of(0.3),
+                    activation,
+                    loss: Loss::Huber { delta: 1.0 },
+                };
+                let (mut paired, mut full) =
+                    (GradientSums::new(m, d), GradientSums::unpaired(m, d));
+                for rows in [0..300, 300..n] {
+                    paired.add(&problem(rows.clone()), &w);
+                    full.add(&problem(rows), &w);
+                }
+                assert_eq!(paired.paired, Some(true));
+                assert_eq!(paired.units(), m / 2, "half the units computed");
+                let ((gp, lp), (gf, lf)) = (paired.mean(), full.mean());
+                assert_eq!(gp.len(), m * d);
+                let scale = gf.iter().map(|v| v.to().abs()).fold(0.0, f64::max);
+                assert!(
+                    scale > 1e-3,
+                    "{activation:?}: a zero gradient tests nothing"
+                );
+                for (k, (p, f)) in gp.iter().zip(&gf).enumerate() {
+                    let err = (p.to() - f.to()).abs();
+                    assert!(
+                        err <= tol * scale,
+                        "{activation:?} G[{k}]: {} vs {}",
+                        p.to(),
+                        f.to()
+                    );
+                }
+                assert!(
+                    (lp - lf).abs() <= tol * lf.abs(),
+                    "{activation:?} loss {lp} vs {lf}"
+                );
+                // The emptied sums serve the next gradient (unpaired weights now) exactly as
+                // fresh ones do.
+                let mut moved = w.clone();
+                moved[3] += T::of(0.25);
+                let mut fresh = GradientSums::new(m, d);
+                for rows in [0..300, 300..n] {
+                    paired.add(&problem(rows.clone()), &moved);
+                    fresh.add(&problem(rows), &moved);
+                }
+                assert_eq!(paired.units(), m);
+                let ((g1, l1), (g2, l2)) = (paired.mean(), fresh.mean());
+                assert!(
+                    g1 == g2 && l1 == l2,
+                    "{activation:?}: reused sums differ from fresh ones"
+                );
+            }
+            w[5 * d + 2] += T::of(1e-3);
+            assert!(!units_are_paired(&w, &b, &a));
+            let mut neg = a.clone();
+            neg[m - 1] = -neg[m - 1];
+            assert!(!units_are_paired(&w[..], &b, &neg));
+        }
+        check::<f64>(1e-12);
+        check::<f32>(1e-5);
     }
 }

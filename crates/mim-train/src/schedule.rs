@@ -255,7 +255,7 @@ pub trait FirstLayerGradient {
 enum Provider<'a> {
     Autodiff,
     ClosedForm,
-    Fused(HostStage1),
+    Fused(Box<HostStage1>),
     External(&'a mut dyn FirstLayerGradient),
 }
 
@@ -327,7 +327,7 @@ pub fn gd_stage_with<M: Network>(
             // the fused kernel.
             Gradient::Fused | Gradient::Auto => {
                 let two = two_layer(&model).expect("fast path checked");
-                Provider::Fused(HostStage1::new(x, y, two, p.loss))
+                Provider::Fused(Box::new(HostStage1::new(x, y, two, p.loss)))
             }
         },
     };
