@@ -421,13 +421,6 @@ impl pulp::WithSimd for LogcoshTile<'_> {
     }
 }
 
-/// ∇_W L̂ (m×d, row-major) and L̂ for first-layer weights `w` (m×d).
-pub fn fused_gradient<T: Real>(p: &FusedProblem<'_, T>, w: &[T]) -> (Vec<T>, f64) {
-    let mut sums = GradientSums::new(w.len() / p.d.max(1), p.d);
-    sums.add(p, w);
-    sums.mean()
-}
-
 /// Sums of the per-sample gradients Σ_i ∇_W ℓ_i (m×d) and losses Σ_i ℓ_i over any number of
 /// row chunks (the streamed full batch), in one accumulator per thread that lives across
 /// chunks: a chunk costs its two GEMMs and tile pass only, no allocation or reduction.
@@ -565,7 +558,8 @@ impl<T: Real> GradientSums<T> {
     }
 }
 
-/// Host copies of X, y, b, a, c for [`fused_gradient`], in the tensors' precision.
+/// Host copies of X, y, b, a, c and the kernel's [`GradientSums`], in the tensors' precision:
+/// ∇_W L̂ (m×d) and L̂ at any W, step after step.
 pub enum HostStage1 {
     /// f32 tensors.
     F32(HostData<f32>),
