@@ -14,7 +14,7 @@
 //! readout (w_{j+m/2} = w_j, b_{j+m/2} = b_j, a_{j+m/2} = −a_j; [`units_are_paired`]), so
 //! f ≡ c and the gradient rows of the second half are the first half's negated:
 //! G_{j+m/2} = −G_j. The kernel then runs both GEMMs over the first m/2 units only and mirrors
-//! the result: the first stage-1 step (and the one-step baseline's only step) costs half the
+//! the result: the first stage-1 step on the fused path (in memory or streamed) costs half the
 //! flops. Negation is exact in floating point, so G is the full computation's to the bit except
 //! that f is exactly c, where summing a_j σ and −a_j σ in unit order leaves rounding residue.
 
