@@ -64,26 +64,18 @@ fn gemm_slabs<T: Real>(
     lhs: MatRef<'_, T>,
     rhs: MatRef<'_, T>,
 ) {
+    if dst.row_stride().unsigned_abs() > dst.col_stride().unsigned_abs() {
+        // Row-major: faer computes dstᵀ = rhsᵀ lhsᵀ, whose rows are dst's columns.
+        return gemm_slabs(dst.transpose_mut(), accum, rhs.transpose(), lhs.transpose());
+    }
     let slab = (SLAB_BYTES / std::mem::size_of::<T>()).max(1);
-    let one = T::of(1.0);
-    if dst.row_stride().unsigned_abs() <= dst.col_stride().unsigned_abs() {
-        let rows = dst.nrows();
-        let mut r = 0;
-        while r < rows {
-            let h = (rows - r).min(slab);
-            let part = dst.as_mut().subrows_mut(r, h);
-            matmul(part, accum, lhs.subrows(r, h), rhs, one, Par::Seq);
-            r += h;
-        }
-    } else {
-        let cols = dst.ncols();
-        let mut c = 0;
-        while c < cols {
-            let h = (cols - c).min(slab);
-            let part = dst.as_mut().subcols_mut(c, h);
-            matmul(part, accum, lhs, rhs.subcols(c, h), one, Par::Seq);
-            c += h;
-        }
+    let rows = dst.nrows();
+    let mut r = 0;
+    while r < rows {
+        let h = (rows - r).min(slab);
+        let part = dst.as_mut().subrows_mut(r, h);
+        matmul(part, accum, lhs.subrows(r, h), rhs, T::of(1.0), Par::Seq);
+        r += h;
     }
 }
 
