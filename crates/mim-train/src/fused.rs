@@ -20,7 +20,7 @@
 //!
 //! **GEMMs in slabs.** Each thread's GEMMs are single-threaded faer calls, which faer's x86
 //! backend cuts into 128-row chunks (on a 512 KiB L2) of five 24-row tiles and one 8-row tile
-//! that runs at about half speed; [`gemm_slabs`] hands it slabs that are whole tiles instead.
+//! that runs at about half speed; `gemm_slabs` hands it slabs that are whole tiles instead.
 
 use crate::loss::Loss;
 use burn::tensor::{DType, Tensor, TensorData};
