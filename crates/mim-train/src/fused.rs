@@ -693,6 +693,12 @@ mod tests {
                     .map(|i| T::of(((i * 7919 + seed * 104_729) % 2003) as f64 / 1001.0 - 1.0))
                     .collect()
             };
+            let same_bits = |p: &[T], q: &[T]| {
+                p.len() == q.len()
+                    && p.iter()
+                        .zip(q)
+                        .all(|(a, b)| a.to().to_bits() == b.to().to_bits())
+            };
             for (rows, d, m) in [(250, 203, 130), (1, 97, 5), (389, 50, 300)] {
                 let (x, w) = (fill(rows * d, 1), fill(m * d, 2));
                 let xb = MatRef::from_row_major_slice(&x, rows, d);
@@ -703,20 +709,14 @@ mod tests {
                 matmul(zm1, Accum::Replace, xb, wt, one, Par::Seq);
                 let zm2 = MatMut::from_column_major_slice_mut(&mut z2, rows, m);
                 gemm_slabs(zm2, Accum::Replace, xb, wt);
-                assert!(z1
-                    .iter()
-                    .zip(&z2)
-                    .all(|(a, b)| a.to().to_bits() == b.to().to_bits()));
+                assert!(same_bits(&z1, &z2), "Z = X Wᵀ in slabs, {rows}×{d}×{m}");
                 let st = MatRef::from_column_major_slice(&z1, rows, m).transpose();
                 let (mut g1, mut g2) = (fill(m * d, 5), fill(m * d, 5));
                 let gm1 = MatMut::from_row_major_slice_mut(&mut g1, m, d);
                 matmul(gm1, Accum::Add, st, xb, one, Par::Seq);
                 let gm2 = MatMut::from_row_major_slice_mut(&mut g2, m, d);
                 gemm_slabs(gm2, Accum::Add, st, xb);
-                assert!(g1
-                    .iter()
-                    .zip(&g2)
-                    .all(|(a, b)| a.to().to_bits() == b.to().to_bits()));
+                assert!(same_bits(&g1, &g2), "G += Sᵀ X in slabs, {rows}×{d}×{m}");
             }
         }
         check::<f32>();
