@@ -51,3 +51,22 @@ pub fn has_x86_v3() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
+
+/// Largest distance in ulps between two f32 slices (bit patterns mapped to ordered integers,
+/// −0 one below +0, so a zero-ulp tolerance means bit-identical). Panics on different lengths.
+pub fn max_ulps(x: &[f32], y: &[f32]) -> u32 {
+    assert_eq!(x.len(), y.len());
+    let ord = |v: f32| {
+        let b = v.to_bits() as i32;
+        if b < 0 {
+            i32::MIN - b - 1
+        } else {
+            b
+        }
+    };
+    x.iter()
+        .zip(y)
+        .map(|(&a, &b)| ord(a).abs_diff(ord(b)))
+        .max()
+        .unwrap_or(0)
+}

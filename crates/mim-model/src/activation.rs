@@ -3,7 +3,7 @@
 //! The theory (paper §2) needs σ ∈ C³ with σ'(0) = 0 and σ''(0) = 1, so that for small
 //! pre-activations σ'(u) ≈ u and a stage-1 step is a power-iteration step.
 
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -58,18 +58,26 @@ impl Activation {
         Self::NAMES[i]
     }
 
-    /// σ(u), elementwise.
+    /// σ(u), elementwise. log cosh of an f32 tensor on a CPU backend (flex, ndarray: host
+    /// memory) is one threaded SIMD pass on the host ([`crate::logcosh`]: the values of the
+    /// fused stage-1 kernel), tracked by autodiff or not (then with the gradient tanh u from the
+    /// same pass), so a forward pass gives the same bits either way; elsewhere (wgpu, f64) σ is
+    /// the composition of tensor ops below (for log cosh on flex that is six single-threaded
+    /// elementwise passes, each with a fresh buffer).
     pub fn apply<const D: usize>(self, u: Tensor<D>) -> Tensor<D> {
         match self {
             // log cosh u = |u| + log(1 + e^{−2|u|}) − ln 2, stable for large |u|.
-            Activation::Logcosh => {
-                let au = u.abs();
-                au.clone()
-                    + au.mul_scalar(-2.0)
-                        .exp()
-                        .log1p()
-                        .sub_scalar(std::f64::consts::LN_2)
-            }
+            Activation::Logcosh => match host_logcosh(&u) {
+                Some(s) => s,
+                None => {
+                    let au = u.abs();
+                    au.clone()
+                        + au.mul_scalar(-2.0)
+                            .exp()
+                            .log1p()
+                            .sub_scalar(std::f64::consts::LN_2)
+                }
+            },
             Activation::OneMinusCos => u.cos().neg().add_scalar(1.0),
             Activation::ShiftedSoftplus => {
                 // softplus(u) = max(u, 0) + log(1 + e^{−|u|})
@@ -180,6 +188,31 @@ impl FromStr for Activation {
     }
 }
 
+/// log cosh of an f32 tensor of a CPU backend on the host (see [`Activation::apply`]); `None`
+/// for any other tensor (the tensor-op path). A tracked u gets
+/// σ_host + (u − sg(u)) ⊙ sg(tanh_host), sg = detach: the same values (u − sg(u) = 0 exactly)
+/// with the gradient tanh u (first order only: nothing in mim differentiates twice).
+#[allow(deprecated)] // Device::ndarray: still a backend of mim
+fn host_logcosh<const D: usize>(u: &Tensor<D>) -> Option<Tensor<D>> {
+    let device = u.device();
+    let on_host = device == Device::flex() || device == Device::ndarray();
+    if !on_host || u.dtype() != DType::F32 {
+        return None;
+    }
+    let mut data = u.clone().detach().into_data();
+    let shape = data.shape().clone();
+    let values = data.as_mut_slice::<f32>().ok()?;
+    let upload = |d: TensorData| Tensor::from_data(d, (&device, DType::F32));
+    if !u.is_tracked() {
+        crate::logcosh::logcosh_in_place(values, None);
+        return Some(upload(data));
+    }
+    let mut ds = vec![0f32; values.len()];
+    crate::logcosh::logcosh_pair_in_place(values, &mut ds);
+    let ds = upload(TensorData::new(ds, shape));
+    Some(upload(data) + (u.clone() - u.clone().detach()) * ds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +263,71 @@ mod tests {
                     assert!((fd - a.scalar_derivative(u)).abs() < 1e-5, "{a} fd at {u}");
                 }
             }
+        }
+    }
+
+    /// log cosh of an f32 tensor on flex is the host SIMD pass (bit-identical to the scalar
+    /// `logcosh_pair_f32`), whether autodiff tracks it or not; a tracked one keeps its graph with
+    /// the gradient tanh u, and a chain through it (σ(2u)) gets the chain rule. The tensor-op
+    /// path (f64) agrees to rounding. Shapes survive (a transposed 2-d view included).
+    #[test]
+    fn host_logcosh_is_taken_where_it_may_be() {
+        use crate::host::{from_host_2d, to_host_as};
+        use crate::logcosh::logcosh_pair_f32;
+        let us: Vec<f64> = (-200..=200).map(|i| i as f64 * 0.173).collect();
+        let host_bits = |v: &[f32]| -> Vec<u32> {
+            v.iter().map(|&u| logcosh_pair_f32(u).0.to_bits()).collect()
+        };
+        let (rows, cols) = (3, 133);
+        let u = from_host_2d(
+            &us[..rows * cols],
+            rows,
+            cols,
+            &Device::flex(),
+            Precision::F32,
+        )
+        .transpose();
+        let s = Activation::Logcosh.apply(u.clone());
+        assert_eq!(s.dims(), [cols, rows]);
+        let bits = |t: &Tensor<2>| -> Vec<u32> {
+            to_host_as::<f32, 2>(t)
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        assert_eq!(
+            bits(&s),
+            host_bits(&to_host_as::<f32, 2>(&u)),
+            "untracked: not the host pass"
+        );
+        let ad = Device::flex().autodiff();
+        let t = from_host_1d(&us, &ad, Precision::F32).require_grad();
+        let s = Activation::Logcosh.apply(t.clone().mul_scalar(2.0));
+        assert!(s.is_tracked());
+        let grads = s.clone().sum().backward();
+        let g = to_host(t.grad(&grads).unwrap());
+        let doubled: Vec<f32> = us.iter().map(|&u| (u as f32) * 2.0).collect();
+        let got: Vec<u32> = to_host_as::<f32, 1>(&s)
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        assert_eq!(got, host_bits(&doubled), "tracked: not the host values");
+        let s64 = to_host(
+            Activation::Logcosh
+                .apply(from_host_1d(&us, &Device::flex(), Precision::F64).mul_scalar(2.0)),
+        );
+        for (k, &u) in us.iter().enumerate() {
+            let host = logcosh_pair_f32(doubled[k]).0 as f64;
+            assert!(
+                (s64[k] - host).abs() < 4e-6 * (1.0 + u.abs()),
+                "σ(2·{u}): {} vs {host}",
+                s64[k]
+            );
+            assert!(
+                (g[k] - 2.0 * (2.0 * u).tanh()).abs() < 2e-6,
+                "dσ(2u)/du at {u} = {}",
+                g[k]
+            );
         }
     }
 }

@@ -8,11 +8,13 @@
 //! - [`mlp`]: the deep fully-connected [`Mlp`], its config and symmetric init (f ≡ 0 at any depth).
 //! - [`network`]: the [`Network`] trait any Burn module implements to be trained by a schedule.
 //! - [`params`]: parameter groups by module path (resolve, freeze, overwrite).
+//! - [`logcosh`]: σ = log cosh in f32 on the host, scalar and SIMD (bit-identical).
 //! - [`host`]: moving row-major `f64` matrices between the host and a Burn device.
 #![warn(missing_docs)]
 
 pub mod activation;
 pub mod host;
+pub mod logcosh;
 pub mod mlp;
 pub mod network;
 pub mod params;

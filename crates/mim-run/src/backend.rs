@@ -49,14 +49,21 @@ impl FromStr for Backend {
     }
 }
 
-/// Sets the size of the global thread pool used by the CPU backends (0 = all cores). Only the
-/// first call in a process has an effect.
-pub fn set_threads(threads: usize) {
-    if threads > 0 {
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global();
+/// Runs `work` with `threads` CPU threads (0 = rayon's global pool, one thread per core): in a
+/// pool of its own, so that everything parallel inside it (the backends, faer, the fused
+/// kernel, the host passes) sees that thread count, whatever ran in the process before (rayon's
+/// global pool keeps the size of its first use). Results are bit-for-bit repeatable per thread
+/// count, so this is what makes `threads = N` hold. A pool that cannot be started is an error
+/// naming `threads`.
+pub fn with_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> Result<R, String> {
+    if threads == 0 {
+        return Ok(work());
     }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| format!("threads = {threads}: cannot start the thread pool ({e})"))?;
+    Ok(pool.install(work))
 }
 
 /// Opens the backend's device with autodiff enabled. A device that cannot be opened (no GPU
@@ -100,5 +107,31 @@ fn open_wgpu() -> Result<Device, String> {
                 msg.chars().take(200).collect::<String>()
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_threads;
+    use rayon::prelude::*;
+
+    /// The thread count holds inside the work even after the global pool was started at
+    /// another size (the first parallel call of a process sizes it for good).
+    #[test]
+    fn with_threads_holds_after_the_global_pool_started() {
+        let _ = (0..64).into_par_iter().sum::<usize>();
+        let global = rayon::current_num_threads();
+        for t in [1, 3] {
+            let seen = with_threads(t, || {
+                let inner = (0..4)
+                    .into_par_iter()
+                    .map(|_| rayon::current_num_threads())
+                    .max();
+                (rayon::current_num_threads(), inner)
+            })
+            .unwrap();
+            assert_eq!(seen, (t, Some(t)), "global pool has {global}");
+        }
+        assert_eq!(with_threads(0, rayon::current_num_threads).unwrap(), global);
     }
 }

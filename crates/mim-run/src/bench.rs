@@ -8,7 +8,7 @@
 //! buffers, as a streamed pass draws them); reports GFLOP/s (4·n·d·m per step) and the ratio
 //! to the SGEMM rate, and writes JSON.
 
-use crate::backend::{open_device, set_threads, Backend};
+use crate::backend::{open_device, with_threads, Backend};
 use crate::progress::Reporter;
 use crate::results::JsonlWriter;
 use crate::tracker::Stage1Tracker;
@@ -198,14 +198,17 @@ impl BenchReport {
     }
 }
 
-/// Runs the benchmark.
+/// Runs the benchmark on `threads` threads (0 = one per core).
 pub fn run_bench(
     backend: Backend,
     sizes: &[StepSize],
     reps: usize,
     threads: usize,
 ) -> Result<BenchReport, String> {
-    set_threads(threads);
+    with_threads(threads, || bench_here(backend, sizes, reps))?
+}
+
+fn bench_here(backend: Backend, sizes: &[StepSize], reps: usize) -> Result<BenchReport, String> {
     let device = open_device(backend)?;
     let p = Precision::F32;
     let mut sgemm = SgemmProbe::new(2048, 3);

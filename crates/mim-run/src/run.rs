@@ -1,6 +1,6 @@
 //! `mim train`: config → data → model → stage 1 (or a baseline) → stage 2 → metrics → run folder.
 
-use crate::backend::{open_device, set_threads};
+use crate::backend::{open_device, with_threads};
 use crate::batches::JointBatches;
 use crate::checkpoint::{
     load_model, read_state, remove_temporaries, CheckpointState, Checkpointer,
@@ -267,6 +267,18 @@ pub fn resume(valid: &ValidConfig, opts: &RunOptions) -> Result<Summary, RunErro
 }
 
 fn train_or_resume(
+    valid: &ValidConfig,
+    opts: &RunOptions,
+    state: Option<CheckpointState>,
+) -> Result<Summary, RunError> {
+    with_threads(valid.config.threads, || {
+        train_or_resume_here(valid, opts, state)
+    })
+    .map_err(|e| RunError::Config(ConfigError(e)))?
+}
+
+/// [`train_or_resume`] on the current thread pool.
+fn train_or_resume_here(
     valid: &ValidConfig,
     opts: &RunOptions,
     state: Option<CheckpointState>,
@@ -571,7 +583,6 @@ fn open_run(
 ) -> Result<RunSetup, RunError> {
     let t0 = Instant::now();
     let cfg = &valid.config;
-    set_threads(cfg.threads);
     let device = open_device(cfg.backend).map_err(RunError::Device)?;
 
     let out = &opts.out_dir;
@@ -643,6 +654,18 @@ pub fn target_of(valid: &ValidConfig) -> Result<Target, String> {
 /// with [`RunConfig::validate_custom`](crate::RunConfig::validate_custom), which does not check
 /// the schedule against the built-in `[model]`.
 pub fn train_network<M: Network>(
+    valid: &ValidConfig,
+    opts: &RunOptions,
+    build: impl FnOnce(&Device, u64, Precision) -> M + Send,
+) -> Result<Summary, RunError> {
+    with_threads(valid.config.threads, || {
+        train_network_here(valid, opts, build)
+    })
+    .map_err(|e| RunError::Config(ConfigError(e)))?
+}
+
+/// [`train_network`] on the current thread pool.
+fn train_network_here<M: Network>(
     valid: &ValidConfig,
     opts: &RunOptions,
     build: impl FnOnce(&Device, u64, Precision) -> M,

@@ -866,7 +866,7 @@ pub(crate) fn feature_r2<M: Network>(
                 ridge_lambda: Auto::Auto,
                 ..Stage2Config::default()
             };
-            let (a, c, _) = mim_train::fit_readout(&fit, &qf, &s2, p, "metrics")?;
+            let (a, c, _) = mim_train::fit_readout(&fit, &qf, &s2, "metrics")?;
             let pred = to_host(
                 score
                     .matmul(from_host_2d(&a, m, 1, &h.device(), p))

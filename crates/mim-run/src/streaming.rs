@@ -15,7 +15,7 @@ use mim_data::{Split, Target};
 use mim_model::Activation;
 use mim_model::TwoLayer;
 use mim_train::fused::{FusedProblem, GradientSums, Real};
-use mim_train::stage2::{fit_readout_from_sums, GramSums};
+use mim_train::stage2::HeldOutSums;
 use mim_train::{
     gd_stage_with, label_shift, CenterBy, FirstLayerGradient, Loss, Stage1Params, Stage2Config,
     Stage2Report, TrainError,
@@ -325,16 +325,13 @@ fn features<T: Real>(
         T::of(1.0),
         Par::rayon(0),
     );
+    if activation == Activation::Logcosh {
+        T::logcosh_rows(&mut z, b);
+        return z.par_iter().map(|v| v.to()).collect();
+    }
     z.par_iter()
         .enumerate()
-        .map(|(k, &zv)| {
-            let u = zv + b[k % m];
-            if activation == Activation::Logcosh {
-                T::logcosh_pair(u).0.to()
-            } else {
-                activation.scalar(u.to())
-            }
-        })
+        .map(|(k, &zv)| activation.scalar((zv + b[k % m]).to()))
         .collect()
 }
 
@@ -349,22 +346,12 @@ pub fn stream_stage2<T: Real>(
 ) -> Result<(Vec<f64>, f64, Stage2Report), TrainError> {
     let d = streams.target.d;
     let m = b.len();
-    let n_tr = n2 * 4 / 5;
-    let (mut train, mut val) = (GramSums::new(m), GramSums::new(m));
+    let mut sums = HeldOutSums::new(m, n2);
     streams.for_chunks::<T, TrainError>(Split::Stage2, n2, true, |start, n, x, y| {
-        let phi = features(x, n, d, w, b, activation);
-        let cut = n_tr.saturating_sub(start).min(n);
-        train.add(&phi[..cut * m], &y[..cut]);
-        val.add(&phi[cut * m..], &y[cut..]);
+        sums.add(start, &features(x, n, d, w, b, activation), y);
         Ok(())
     })?;
-    if train.count() < 2 || val.count() < 1 {
-        return Err(TrainError::Numerical {
-            stage: "stage2".into(),
-            message: format!("streaming stage 2 needs at least 3 samples, got {n2}"),
-        });
-    }
-    fit_readout_from_sums(&train, &val, cfg)
+    sums.fit(cfg)
 }
 
 /// Normalised test error mean (f − y)²/Var(y) over the streamed test set, and Var(y).

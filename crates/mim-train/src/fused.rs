@@ -26,6 +26,7 @@ use crate::loss::Loss;
 use burn::tensor::{DType, Tensor, TensorData};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+use mim_model::logcosh::{logcosh_pair_f32, logcosh_pair_simd};
 use mim_model::{Activation, TwoLayer};
 use rayon::prelude::*;
 
@@ -92,53 +93,23 @@ pub trait Real: faer::traits::RealField + Copy + Send + Sync + 'static {
     fn tile_pass_logcosh(z: &mut [Self], b: &[Self], a: &[Self], f: &mut [Self]) {
         tile_pass(z, b, a, f, Self::logcosh_pair)
     }
+    /// z ← log cosh(z + b) on rows of `b.len()` values, on all threads: each value
+    /// `logcosh_pair(z + b).0`; f32 overrides it with the SIMD pass
+    /// ([`mim_model::logcosh::logcosh_in_place`]), bit-identical.
+    fn logcosh_rows(z: &mut [Self], b: &[Self]) {
+        let m = b.len().max(1);
+        z.par_chunks_mut(m).for_each(|row| {
+            for (v, &bj) in row.iter_mut().zip(b) {
+                *v = Self::logcosh_pair(*v + bj).0;
+            }
+        });
+    }
     /// (σ(u), σ'(u)) for any activation, through the scalar f64 forms.
     #[inline(always)]
     fn pair(act: Activation, u: Self) -> (Self, Self) {
         let u = u.to();
         (Self::of(act.scalar(u)), Self::of(act.scalar_derivative(u)))
     }
-}
-
-/// e^x for x ≤ 0 in f32, by range reduction x = k·ln 2 + r, |r| ≤ ln2/2, and a degree-6
-/// polynomial (relative error < 5e-7, a few f32 ulp); written branch-free so the compiler vectorises it.
-#[inline(always)]
-pub fn exp_neg_f32(x: f32) -> f32 {
-    // No `round()`/`mul_add()`: without FMA/SSE4.1 at compile time they become libm calls.
-    // Adding and subtracting 1.5·2^23 rounds to the nearest integer in plain arithmetic.
-    // The integer k is read from the bits of x·log2 e + 1.5·2^23 (integer ops only, no
-    // saturating float→int cast), so 2^k is assembled without a libm call either.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.max(-87.0);
-    let kr = x * std::f32::consts::LOG2_E + ROUND;
-    let k = kr - ROUND;
-    let r = x - k * 0.693_145_75;
-    let r = r - k * 1.428_606_8e-6;
-    let p = 1.0 / 720.0;
-    let p = p * r + 1.0 / 120.0;
-    let p = p * r + 1.0 / 24.0;
-    let p = p * r + 1.0 / 6.0;
-    let p = p * r + 0.5;
-    let p = p * r + 1.0;
-    let p = p * r + 1.0;
-    let ki = kr.to_bits().wrapping_sub(ROUND.to_bits());
-    p * f32::from_bits(ki.wrapping_add(127) << 23)
-}
-
-/// ln(1 + t) for t ∈ [0, 1] in f32: with s = t/(2 + t), ln(1+t) = 2 atanh(s) =
-/// 2(s + s³/3 + s⁵/5 + …), s ≤ 1/3; terms to s¹³ give relative error < 5e-7 (a few f32 ulp).
-#[inline(always)]
-pub fn ln_1p_unit_f32(t: f32) -> f32 {
-    let s = t / (2.0 + t);
-    let s2 = s * s;
-    let p = 1.0 / 13.0;
-    let p = p * s2 + 1.0 / 11.0;
-    let p = p * s2 + 1.0 / 9.0;
-    let p = p * s2 + 1.0 / 7.0;
-    let p = p * s2 + 1.0 / 5.0;
-    let p = p * s2 + 1.0 / 3.0;
-    let p = p * s2 + 1.0;
-    2.0 * s * p
 }
 
 impl Real for f32 {
@@ -158,13 +129,10 @@ impl Real for f32 {
     }
     #[inline(always)]
     fn logcosh_pair(u: f32) -> (f32, f32) {
-        let au = u.abs();
-        let t = exp_neg_f32(-2.0 * au);
-        let th = (1.0 - t) / (1.0 + t);
-        (
-            au + ln_1p_unit_f32(t) - std::f32::consts::LN_2,
-            th.copysign(u),
-        )
+        logcosh_pair_f32(u)
+    }
+    fn logcosh_rows(z: &mut [f32], b: &[f32]) {
+        mim_model::logcosh::logcosh_in_place(z, Some(b));
     }
 }
 
@@ -345,61 +313,6 @@ pub fn units_are_paired<T: Real>(w: &[T], b: &[T], a: &[T]) -> bool {
     b[..h] == b[h..] && a[..h].iter().zip(&a[h..]).all(|(&x, &y)| y == -x) && w0 == w1
 }
 
-/// [`exp_neg_f32`] lane-wise in any [`pulp::Simd`]: the same operations in the same order, with
-/// no FMA contraction, so every lane is bit-identical to the scalar function.
-#[inline(always)]
-fn exp_neg_simd<S: pulp::Simd>(simd: S, x: S::f32s) -> S::f32s {
-    const ROUND: f32 = 12_582_912.0;
-    let round = simd.splat_f32s(ROUND);
-    let x = simd.max_f32s(x, simd.splat_f32s(-87.0));
-    let kr = simd.add_f32s(
-        simd.mul_f32s(x, simd.splat_f32s(std::f32::consts::LOG2_E)),
-        round,
-    );
-    let k = simd.sub_f32s(kr, round);
-    let r = simd.sub_f32s(x, simd.mul_f32s(k, simd.splat_f32s(0.693_145_75)));
-    let r = simd.sub_f32s(r, simd.mul_f32s(k, simd.splat_f32s(1.428_606_8e-6)));
-    let mut p = simd.splat_f32s(1.0 / 720.0);
-    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = simd.add_f32s(simd.mul_f32s(p, r), simd.splat_f32s(c));
-    }
-    let ki = simd.sub_u32s(
-        simd.transmute_u32s_f32s(kr),
-        simd.splat_u32s(ROUND.to_bits()),
-    );
-    let bits =
-        simd.wrapping_dyn_shl_u32s(simd.add_u32s(ki, simd.splat_u32s(127)), simd.splat_u32s(23));
-    simd.mul_f32s(p, simd.transmute_f32s_u32s(bits))
-}
-
-/// [`ln_1p_unit_f32`] lane-wise, bit-identical to it (see [`exp_neg_simd`]).
-#[inline(always)]
-fn ln_1p_unit_simd<S: pulp::Simd>(simd: S, t: S::f32s) -> S::f32s {
-    let s = simd.div_f32s(t, simd.add_f32s(simd.splat_f32s(2.0), t));
-    let s2 = simd.mul_f32s(s, s);
-    let mut p = simd.splat_f32s(1.0 / 13.0);
-    for c in [1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0] {
-        p = simd.add_f32s(simd.mul_f32s(p, s2), simd.splat_f32s(c));
-    }
-    simd.mul_f32s(simd.mul_f32s(simd.splat_f32s(2.0), s), p)
-}
-
-/// f32 `logcosh_pair` lane-wise, bit-identical to it. tanh |u| = (1 − t)/(1 + t) ≥ 0 (t ≤ 1),
-/// so OR-ing in the sign bit of u is `copysign`.
-#[inline(always)]
-fn logcosh_pair_simd<S: pulp::Simd>(simd: S, u: S::f32s) -> (S::f32s, S::f32s) {
-    let one = simd.splat_f32s(1.0);
-    let au = simd.abs_f32s(u);
-    let t = exp_neg_simd(simd, simd.mul_f32s(simd.splat_f32s(-2.0), au));
-    let th = simd.div_f32s(simd.sub_f32s(one, t), simd.add_f32s(one, t));
-    let ds = simd.or_f32s(th, simd.and_f32s(u, simd.splat_f32s(-0.0)));
-    let s = simd.sub_f32s(
-        simd.add_f32s(au, ln_1p_unit_simd(simd, t)),
-        simd.splat_f32s(std::f32::consts::LN_2),
-    );
-    (s, ds)
-}
-
 /// One vector of rows of [`col_pass`] with σ = log cosh: returns (new z, new f).
 #[inline(always)]
 fn logcosh_step<S: pulp::Simd>(
@@ -420,7 +333,7 @@ fn logcosh_step<S: pulp::Simd>(
 /// `pulp::Arch::new().dispatch(..)` (the best instruction set of this CPU) or with any one
 /// `pulp::Simd` through `Simd::vectorize` (the tests pin each one). Rows are done a full vector
 /// at a time, the last partial vector with masked loads and stores, lane for lane the same
-/// arithmetic as the scalar [`col_pass`] with [`exp_neg_f32`] and [`ln_1p_unit_f32`], so all
+/// arithmetic as the scalar [`col_pass`] with [`logcosh_pair_f32`], so all
 /// instruction sets give bit-identical results.
 struct LogcoshTile<'a> {
     /// Z_b, column-major, `f.len()` rows × `b.len()` columns; overwritten with S_b.
@@ -680,7 +593,7 @@ impl HostStage1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mim_data::simd::{arch_name, has_x86_v3, on_every_simd};
+    use mim_data::simd::{arch_name, has_x86_v3, max_ulps, on_every_simd};
 
     /// The kernel's two GEMMs (Z = X Wᵀ into a column-major Z; G += Sᵀ X into a row-major G)
     /// in slabs equal one faer call each, bit for bit, with partial slabs at both ends of the
@@ -721,89 +634,6 @@ mod tests {
         }
         check::<f32>();
         check::<f64>();
-    }
-
-    #[test]
-    fn fast_exp_and_log1p_are_accurate() {
-        for i in 0..=100_000 {
-            let x = -(i as f32) * 1e-3;
-            let (got, want) = (exp_neg_f32(x), (x as f64).exp());
-            assert!(
-                ((got as f64 - want) / want).abs() < 5e-7 || want < 1e-37,
-                "exp({x}) = {got} vs {want}"
-            );
-        }
-        for i in 0..=100_000 {
-            let t = i as f32 * 1e-5;
-            let (got, want) = (ln_1p_unit_f32(t), (t as f64).ln_1p());
-            assert!(
-                (got as f64 - want).abs() <= 5e-7 * want.max(1e-30) + 1e-12,
-                "ln1p({t}) = {got} vs {want}"
-            );
-        }
-    }
-
-    /// Largest distance in ulps between two f32 slices (bit patterns mapped to ordered integers,
-    /// −0 one below +0, so a zero-ulp tolerance means bit-identical).
-    fn max_ulps(x: &[f32], y: &[f32]) -> u32 {
-        assert_eq!(x.len(), y.len());
-        let ord = |v: f32| {
-            let b = v.to_bits() as i32;
-            if b < 0 {
-                i32::MIN - b - 1
-            } else {
-                b
-            }
-        };
-        x.iter()
-            .zip(y)
-            .map(|(&a, &b)| ord(a).abs_diff(ord(b)))
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// `exp_neg_simd` (`log = false`) or `ln_1p_unit_simd` applied to every element.
-    #[derive(Clone)]
-    struct MapOp {
-        x: Vec<f32>,
-        log: bool,
-    }
-
-    impl pulp::WithSimd for MapOp {
-        type Output = Vec<f32>;
-        fn with_simd<S: pulp::Simd>(self, simd: S) -> Vec<f32> {
-            let Self { mut x, log } = self;
-            let apply = |v| {
-                if log {
-                    ln_1p_unit_simd(simd, v)
-                } else {
-                    exp_neg_simd(simd, v)
-                }
-            };
-            let (head, tail) = S::as_mut_simd_f32s(&mut x);
-            for v in head {
-                *v = apply(*v);
-            }
-            let v = apply(simd.partial_load_f32s(tail));
-            simd.partial_store_f32s(tail, v);
-            x
-        }
-    }
-
-    /// The lane-wise exp and log1p of every SIMD path match `exp_neg_f32` and `ln_1p_unit_f32`.
-    #[test]
-    fn simd_exp_and_log1p_equal_scalar() {
-        let xs: Vec<f32> = (0..=100_003).map(|i| -(i as f32) * 1e-3).collect();
-        let ts: Vec<f32> = (0..=100_003).map(|i| (i as f32 * 1e-5).min(1.0)).collect();
-        let want_exp: Vec<f32> = xs.iter().map(|&x| exp_neg_f32(x)).collect();
-        let want_log: Vec<f32> = ts.iter().map(|&t| ln_1p_unit_f32(t)).collect();
-        let exp = on_every_simd(MapOp { x: xs, log: false });
-        let log = on_every_simd(MapOp { x: ts, log: true });
-        for ((name, e), (_, l)) in exp.iter().zip(&log) {
-            let (ue, ul) = (max_ulps(e, &want_exp), max_ulps(l, &want_log));
-            assert_eq!(ue, 0, "{name}: exp_neg off by {ue} ulp");
-            assert_eq!(ul, 0, "{name}: ln_1p_unit off by {ul} ulp");
-        }
     }
 
     /// A log cosh tile as owned data, for [`on_every_simd`]: returns (S_b, f).

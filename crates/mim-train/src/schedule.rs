@@ -502,7 +502,7 @@ pub fn ridge_stage<M: Network>(
     let model = model.set_require_grad_group(burn::module::ParamGroup::all(), false);
     let phi = model.representation(x.clone()).detach();
     let y = y.clone().detach();
-    let (a, c, report) = fit_readout(&phi, &y, cfg, precision, name)?;
+    let (a, c, report) = fit_readout(&phi, &y, cfg, name)?;
     let mut values = BTreeMap::new();
     values.insert(readout.weight.clone(), a);
     if let Some(bias) = &readout.bias {

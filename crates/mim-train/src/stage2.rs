@@ -3,7 +3,9 @@
 //! solution on them is
 //!   β(λ) = (C + λI)^{−1} r,   C = Φ̃ᵀΦ̃/n,  r = Φ̃ᵀ(y − ȳ)/n,  Φ̃ = (Φ − 1μᵀ) diag(1/s),
 //! and maps back to the network as a_j = β_j/s_j, c = ȳ − Σ_j a_j μ_j.
-//! Solves go through faer (Cholesky; a symmetric eigendecomposition reused for the λ grid).
+//! C and r come from f64 sums over the rows ([`GramSums`], [`HeldOutSums`]: the same for data in
+//! memory and streamed); solves go through faer (Cholesky; a symmetric eigendecomposition
+//! reused for the λ grid).
 
 use crate::config::{Auto, BiasInit, Stage2Config, Stage2Solver};
 use crate::error::TrainError;
@@ -11,7 +13,7 @@ use burn::module::Param;
 use burn::tensor::Tensor;
 use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
-use mim_model::{from_host_1d, from_host_2d, to_host, Precision, TwoLayer};
+use mim_model::{from_host_1d, to_host, Precision, TwoLayer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -82,25 +84,8 @@ impl Normal {
     }
 }
 
-/// Computes μ, s, ȳ, C and r for features Φ (n×m) and labels y on the device, then moves the
-/// m×m system to the host in f64.
-fn normal_equations(phi: &Tensor<2>, y: &Tensor<1>) -> Normal {
-    let nf = phi.dims()[0] as f64;
-    let mu_t = phi.clone().mean_dim(0); // 1×m
-    let phic = phi.clone() - mu_t.clone();
-    let ybar = to_host(y.clone().mean())[0];
-    let yc = y.clone().sub_scalar(ybar);
-    let cov = to_host(phic.clone().transpose().matmul(phic.clone()).div_scalar(nf));
-    let cross = to_host(
-        phic.transpose()
-            .matmul(yc.unsqueeze_dim::<2>(1))
-            .div_scalar(nf),
-    );
-    Normal::standardise(to_host(mu_t), ybar, &cov, &cross)
-}
-
-/// Raw sums over rows of features φ (m) and labels y, accumulated chunk by chunk (for data
-/// that is streamed rather than held in memory): n, Σφ, Σφφᵀ, Σφy, Σy, Σy².
+/// Raw sums over rows of features φ (m) and labels y, accumulated chunk by chunk (the one
+/// form of stage 2's normal equations, in memory and streamed): n, Σφ, Σφφᵀ, Σφy, Σy, Σy².
 #[derive(Clone, Debug)]
 pub struct GramSums {
     m: usize,
@@ -206,7 +191,63 @@ impl GramSums {
     }
 }
 
-/// Fits the readout from streamed sums: λ = "auto" is chosen on the held-out sums `val`
+/// The sums of stage 2 split as its λ choice needs them: rows `0..n_tr` (n_tr = ⌊4n/5⌋) in
+/// `train`, the last 20 % in `val` (held out when λ = "auto"). Rows may arrive in chunks in
+/// any split (in memory, [`fit_readout`]; streamed, chunk by chunk), each with its first
+/// row's index.
+#[derive(Clone, Debug)]
+pub struct HeldOutSums {
+    train: GramSums,
+    val: GramSums,
+    n: usize,
+    n_tr: usize,
+}
+
+impl HeldOutSums {
+    /// Empty sums for m features and n rows in all.
+    pub fn new(m: usize, n: usize) -> Self {
+        Self {
+            train: GramSums::new(m),
+            val: GramSums::new(m),
+            n,
+            n_tr: n * 4 / 5,
+        }
+    }
+
+    /// Adds rows `start..start + y.len()`: features `phi` (rows×m row-major) and labels `y`.
+    pub fn add(&mut self, start: usize, phi: &[f64], y: &[f64]) {
+        let rows = y.len();
+        let m = self.train.m;
+        let cut = self.n_tr.saturating_sub(start).min(rows);
+        if cut > 0 {
+            self.train.add(&phi[..cut * m], &y[..cut]);
+        }
+        if cut < rows {
+            self.val.add(&phi[cut * m..rows * m], &y[cut..]);
+        }
+    }
+
+    /// [`fit_readout_from_sums`] on the rows added, after checking that λ = "auto" has rows
+    /// to fit (≥ 2) and to hold out (≥ 1).
+    pub fn fit(&self, cfg: &Stage2Config) -> Result<(Vec<f64>, f64, Stage2Report), TrainError> {
+        let auto = matches!(
+            (cfg.solver, cfg.ridge_lambda),
+            (Stage2Solver::Ridge, Auto::Auto)
+        );
+        if auto && (self.train.count() < 2 || self.val.count() < 1) {
+            return Err(TrainError::Numerical {
+                stage: "stage2".into(),
+                message: format!(
+                    "ridge_lambda = \"auto\" needs at least 3 stage-2 samples, got {}",
+                    self.n
+                ),
+            });
+        }
+        fit_readout_from_sums(&self.train, &self.val, cfg)
+    }
+}
+
+/// Fits the readout from the sums: λ = "auto" is chosen on the held-out sums `val`
 /// (fit on `train`, the same grid as [`lambda_grid`]), then the readout is refit on
 /// train + val. Returns (a, c, report) with `train_mse` on train + val.
 pub fn fit_readout_from_sums(
@@ -349,62 +390,6 @@ fn eigen(ne: &Normal) -> Result<(Vec<f64>, Mat<f64>), TrainError> {
     Ok((vals, evd.U().to_owned()))
 }
 
-/// Held-out choice of λ: fit on the first 80 % of rows, score on the last 20 %.
-fn choose_lambda(
-    phi: &Tensor<2>,
-    y: &Tensor<1>,
-    precision: Precision,
-) -> Result<(f64, Vec<(f64, f64)>), TrainError> {
-    let [n, m] = phi.dims();
-    let n_tr = (n * 4) / 5;
-    let n_val = n - n_tr;
-    if n_tr < 2 || n_val < 1 {
-        return Err(TrainError::Numerical {
-            stage: "stage2".into(),
-            message: format!("ridge_lambda = \"auto\" needs at least 3 stage-2 samples, got {n}"),
-        });
-    }
-    let ne = normal_equations(
-        &phi.clone().narrow(0, 0, n_tr),
-        &y.clone().narrow(0, 0, n_tr),
-    );
-    let (vals, q) = eigen(&ne)?;
-    // P = (Φ_val − 1μᵀ) diag(1/s) Q, computed on the device: n_val×m.
-    let scaled_q: Vec<f64> = (0..m * m)
-        .map(|k| q[(k / m, k % m)] / ne.s[k / m])
-        .collect();
-    let device = phi.device();
-    let mu = from_host_2d(&ne.mu, 1, m, &device, precision);
-    let p = to_host(
-        (phi.clone().narrow(0, n_tr, n_val) - mu)
-            .matmul(from_host_2d(&scaled_q, m, m, &device, precision)),
-    );
-    let y_val = to_host(y.clone().narrow(0, n_tr, n_val));
-    let y_mean = y_val.iter().sum::<f64>() / n_val as f64;
-    let y_var =
-        (y_val.iter().map(|v| (v - y_mean).powi(2)).sum::<f64>() / n_val as f64).max(1e-300);
-    // Qᵀ r
-    let qtr: Vec<f64> = (0..m)
-        .map(|k| (0..m).map(|i| q[(i, k)] * ne.r[i]).sum())
-        .collect();
-    let mut grid = Vec::new();
-    for lambda in lambda_grid() {
-        let coef: Vec<f64> = (0..m)
-            .map(|k| qtr[k] / (vals[k].max(0.0) + lambda))
-            .collect();
-        let mse = (0..n_val)
-            .map(|i| {
-                let pred = ne.ybar + (0..m).map(|k| p[i * m + k] * coef[k]).sum::<f64>();
-                (pred - y_val[i]).powi(2)
-            })
-            .sum::<f64>()
-            / n_val as f64
-            / y_var;
-        grid.push((lambda, mse));
-    }
-    Ok((best_lambda(&grid)?, grid))
-}
-
 /// GD on β for (1/2n)‖Φ̃β − (y − ȳ)‖² + (λ/2)‖β‖² from β = 0, i.e. β ← β − η(Cβ − r + λβ),
 /// with η = lr / λ_max(C + λI) so that lr < 2 converges.
 fn gd_solve(ne: &Normal, lambda: f64, lr: f64, steps: usize) -> Result<Vec<f64>, TrainError> {
@@ -456,40 +441,43 @@ pub fn normalized_mse(f: &[f64], y: &[f64]) -> f64 {
     mse / label_variance(y).max(1e-300)
 }
 
-/// The convex readout fit on features Φ (n×m) and labels y (n): λ as `cfg` says (fixed, or
-/// `"auto"` on a held-out 20 %), then ridge (or GD) on all rows. Returns (a, c, report) with
-/// `train_mse` left at NaN (the caller measures it through the network). Errors are reported
-/// under the stage name `stage`.
+/// Rows of Φ per host copy when [`fit_readout`] sums a feature tensor into [`HeldOutSums`]:
+/// the f64 copy is at most this many rows × m (32 MiB at m = 1000).
+pub const GRAM_CHUNK_ROWS: usize = 4096;
+
+/// The convex readout fit on features Φ (n×m) and labels y (n): the rows are summed into
+/// [`HeldOutSums`] in chunks of [`GRAM_CHUNK_ROWS`] (one host f64 copy of a chunk at a time,
+/// whatever the backend), then [`HeldOutSums::fit`]: λ as `cfg` says (fixed, or `"auto"` on
+/// the last 20 % of rows), ridge (or GD) on all rows. Returns (a, c, report) with `train_mse`
+/// from the sums. Errors are reported under the stage name `stage`.
 pub fn fit_readout(
     phi: &Tensor<2>,
     y: &Tensor<1>,
     cfg: &Stage2Config,
-    precision: Precision,
     stage: &str,
 ) -> Result<(Vec<f64>, f64, Stage2Report), TrainError> {
-    let fit = || -> Result<(Vec<f64>, f64, Stage2Report), TrainError> {
-        let (lambda, lambda_grid) = match (cfg.solver, cfg.ridge_lambda) {
-            (Stage2Solver::Gd, _) => (cfg.weight_decay, Vec::new()),
-            (Stage2Solver::Ridge, Auto::Value(l)) => (l, Vec::new()),
-            (Stage2Solver::Ridge, Auto::Auto) => choose_lambda(phi, y, precision)?,
-        };
-        let ne = normal_equations(phi, y);
-        let beta = match cfg.solver {
-            Stage2Solver::Ridge => ridge_solve(&ne, lambda)?,
-            Stage2Solver::Gd => gd_solve(&ne, lambda, cfg.lr, cfg.steps)?,
-        };
-        let (a, c) = checked_readout(&ne, &beta)?;
-        Ok((
-            a,
-            c,
-            Stage2Report {
-                lambda,
-                lambda_grid,
-                train_mse: f64::NAN,
-            },
-        ))
-    };
-    fit().map_err(|e| e.in_stage(stage))
+    fit_readout_chunked(phi, y, cfg, stage, GRAM_CHUNK_ROWS)
+}
+
+/// [`fit_readout`] with `chunk` rows per host copy.
+fn fit_readout_chunked(
+    phi: &Tensor<2>,
+    y: &Tensor<1>,
+    cfg: &Stage2Config,
+    stage: &str,
+    chunk: usize,
+) -> Result<(Vec<f64>, f64, Stage2Report), TrainError> {
+    let [n, m] = phi.dims();
+    let y = to_host(y.clone());
+    let mut sums = HeldOutSums::new(m, n);
+    let mut start = 0;
+    while start < n {
+        let rows = (n - start).min(chunk.max(1));
+        let part = to_host(phi.clone().narrow(0, start, rows));
+        sums.add(start, &part, &y[start..start + rows]);
+        start += rows;
+    }
+    sums.fit(cfg).map_err(|e| e.in_stage(stage))
 }
 
 /// Runs stage 2 on (x, y) = D2 and returns the model with new b, a, c: the biases re-drawn
@@ -513,7 +501,7 @@ pub fn run_stage2(
 mod tests {
     use super::*;
     use burn::tensor::Device;
-    use mim_model::{standard_normals as gaussian, Activation, TwoLayerConfig};
+    use mim_model::{from_host_2d, standard_normals as gaussian, Activation, TwoLayerConfig};
 
     /// A logcosh network with Gaussian first-layer rows (seed 2), for readout tests.
     fn random_model(m: usize, d: usize, dev: &Device, p: Precision) -> TwoLayer {
@@ -585,51 +573,120 @@ mod tests {
         assert!((normalized_mse(&f, &y) - 1.0).abs() < 1e-12);
     }
 
-    /// Streamed sums give the same readout and the same λ choice as the in-memory device path.
-    #[test]
-    fn sums_path_equals_device_path() {
-        let (n, d, m) = (500, 6, 10);
-        let dev = Device::flex();
-        let p = Precision::F64;
-        let model = random_model(m, d, &dev, p);
-        let x = from_host_2d(&gaussian(n * d, 3), n, d, &dev, p);
-        let yv: Vec<f64> = gaussian(n, 4)
-            .iter()
-            .zip(gaussian(n * d, 3).chunks(d))
-            .map(|(e, r)| r[0] * r[1] + 0.3 * e)
+    /// A dense reference for the standardised ridge fit, from the rows themselves (no sums):
+    /// Φ̃ = (Φ − 1μᵀ) diag(1/s), β = (Φ̃ᵀΦ̃/n + λI)⁻¹ Φ̃ᵀ(y − ȳ)/n, a = β/s, c = ȳ − aᵀμ.
+    fn dense_ridge(phi: &[f64], y: &[f64], m: usize, lambda: f64) -> (Vec<f64>, f64) {
+        let n = y.len();
+        let nf = n as f64;
+        let mu: Vec<f64> = (0..m)
+            .map(|j| (0..n).map(|i| phi[i * m + j]).sum::<f64>() / nf)
             .collect();
-        let y = from_host_1d(&yv, &dev, p);
-        for cfg in [
-            Stage2Config {
-                ridge_lambda: Auto::Value(1e-2),
-                ..Default::default()
-            },
-            Stage2Config::default(),
-        ] {
-            let (fitted, rep) = run_stage2(model.clone(), &x, &y, &cfg, 7, p).unwrap();
-            let phi = to_host(fitted.features(x.clone()));
-            let n_tr = n * 4 / 5;
-            let (mut tr, mut va) = (GramSums::new(m), GramSums::new(m));
-            tr.add(&phi[..n_tr * m], &yv[..n_tr]);
-            va.add(&phi[n_tr * m..], &yv[n_tr..]);
-            let (a, c, srep) = fit_readout_from_sums(&tr, &va, &cfg).unwrap();
-            assert_eq!(rep.lambda, srep.lambda);
-            let a_dev = to_host(fitted.a.val());
-            for j in 0..m {
+        let s: Vec<f64> = (0..m)
+            .map(|j| {
+                let v = (0..n)
+                    .map(|i| (phi[i * m + j] - mu[j]).powi(2))
+                    .sum::<f64>()
+                    / nf;
+                if v.sqrt() > 1e-10 {
+                    v.sqrt()
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let ybar = y.iter().sum::<f64>() / nf;
+        let t = Mat::from_fn(n, m, |i, j| (phi[i * m + j] - mu[j]) / s[j]);
+        let yc = Mat::from_fn(n, 1, |i, _| y[i] - ybar);
+        let mut lhs = t.transpose() * &t * faer::Scale(1.0 / nf);
+        for j in 0..m {
+            lhs[(j, j)] += lambda;
+        }
+        let rhs = t.transpose() * &yc * faer::Scale(1.0 / nf);
+        let beta = lhs.llt(Side::Lower).unwrap().solve(&rhs);
+        let a: Vec<f64> = (0..m).map(|j| beta[(j, 0)] / s[j]).collect();
+        let c = ybar - (0..m).map(|j| a[j] * mu[j]).sum::<f64>();
+        (a, c)
+    }
+
+    /// The readout fitted from the sums, with the rows copied to the host in chunks of any size
+    /// (across the train/held-out cut or not), equals the dense reference; λ = "auto" picks the
+    /// λ whose dense fit on the first 80 % has the smallest normalised error on the last 20 %.
+    #[test]
+    fn fit_readout_equals_a_dense_reference_at_any_chunk_size() {
+        let (n, m) = (500, 10);
+        let dev = Device::flex();
+        let phi_h: Vec<f64> = gaussian(n * m, 3)
+            .iter()
+            .enumerate()
+            .map(|(k, v)| (v + 0.5 * (k % m) as f64).tanh() + 0.1 * (k % 3) as f64)
+            .collect();
+        let y_h: Vec<f64> = (0..n)
+            .map(|i| phi_h[i * m] * phi_h[i * m + 1] + 0.3 * gaussian(n, 4)[i])
+            .collect();
+        let phi = from_host_2d(&phi_h, n, m, &dev, Precision::F64);
+        let y = from_host_1d(&y_h, &dev, Precision::F64);
+        let close = |a: &[f64], b: &[f64], what: &str| {
+            for (j, (u, v)) in a.iter().zip(b).enumerate() {
                 assert!(
-                    (a[j] - a_dev[j]).abs() < 1e-8 * (1.0 + a_dev[j].abs()),
-                    "a[{j}] {} vs {}",
-                    a[j],
-                    a_dev[j]
+                    (u - v).abs() < 1e-9 * (1.0 + v.abs()),
+                    "{what}[{j}]: {u} vs {v}"
                 );
             }
-            assert!((c - to_host(fitted.c.val())[0]).abs() < 1e-8);
-            assert!(
-                (rep.train_mse - srep.train_mse).abs() < 1e-8,
-                "{} vs {}",
-                rep.train_mse,
-                srep.train_mse
-            );
+        };
+        // Fixed λ: all rows.
+        let (a_ref, c_ref) = dense_ridge(&phi_h, &y_h, m, 1e-2);
+        let fixed = Stage2Config {
+            ridge_lambda: Auto::Value(1e-2),
+            ..Default::default()
+        };
+        // λ = "auto": the held-out choice of the dense reference.
+        let n_tr = n * 4 / 5;
+        let val_y = &y_h[n_tr..];
+        let val_var = label_variance(val_y);
+        let grid_ref: Vec<(f64, f64)> = lambda_grid()
+            .into_iter()
+            .map(|l| {
+                let (a, c) = dense_ridge(&phi_h[..n_tr * m], &y_h[..n_tr], m, l);
+                let sse: f64 = (n_tr..n)
+                    .map(|i| {
+                        let f = c + (0..m).map(|j| a[j] * phi_h[i * m + j]).sum::<f64>();
+                        (f - y_h[i]).powi(2)
+                    })
+                    .sum();
+                (l, sse / (n - n_tr) as f64 / val_var)
+            })
+            .collect();
+        let best = best_lambda(&grid_ref).unwrap();
+        let (a_auto, c_auto) = dense_ridge(&phi_h, &y_h, m, best);
+        for chunk in [7, n_tr, n_tr + 1, n] {
+            let (a, c, rep) = fit_readout_chunked(&phi, &y, &fixed, "t", chunk).unwrap();
+            close(&a, &a_ref, &format!("a (fixed λ, chunk {chunk})"));
+            close(&[c], &[c_ref], &format!("c (fixed λ, chunk {chunk})"));
+            assert!(rep.lambda_grid.is_empty());
+            let cfg = Stage2Config::default();
+            let (a, c, rep) = fit_readout_chunked(&phi, &y, &cfg, "t", chunk).unwrap();
+            assert_eq!(rep.lambda, best, "chunk {chunk}");
+            let (got, want): (Vec<f64>, Vec<f64>) = rep
+                .lambda_grid
+                .iter()
+                .zip(&grid_ref)
+                .map(|(g, r)| (g.1, r.1))
+                .unzip();
+            close(&got, &want, &format!("held-out grid (chunk {chunk})"));
+            close(&a, &a_auto, &format!("a (auto, chunk {chunk})"));
+            close(&[c], &[c_auto], &format!("c (auto, chunk {chunk})"));
         }
+        // Too few rows to hold any out: a clear error under the stage's name.
+        let two = fit_readout(
+            &phi.clone().narrow(0, 0, 2),
+            &y.clone().narrow(0, 0, 2),
+            &Stage2Config::default(),
+            "stage2",
+        );
+        let msg = two.unwrap_err().to_string();
+        assert!(
+            msg.contains("needs at least 3 stage-2 samples, got 2"),
+            "{msg}"
+        );
     }
 }
