@@ -503,14 +503,19 @@ pub fn ridge_stage<M: Network>(
     let phi = model.representation(x.clone()).detach();
     let y = y.clone().detach();
     let (a, c, report) = fit_readout(&phi, &y, cfg, name)?;
+    // f = Φ a + c (the readout's contract, [`Network::forward`]), from the Φ already at hand
+    // instead of a second forward pass (its n·d·m GEMM and σ).
+    let m = a.len();
+    let a_col = mim_model::from_host_2d(&a, m, 1, &phi.device(), precision);
+    let offset = if readout.bias.is_some() { c } else { 0.0 };
+    let f = to_host(phi.matmul(a_col).squeeze_dim::<1>(1).add_scalar(offset));
+    let train_mse = crate::stage2::normalized_mse(&f, &to_host(y));
     let mut values = BTreeMap::new();
     values.insert(readout.weight.clone(), a);
     if let Some(bias) = &readout.bias {
         values.insert(bias.clone(), vec![c]);
     }
     let model = set_values(model, &values, precision);
-    let f = to_host(model.forward(x.clone()).detach());
-    let train_mse = crate::stage2::normalized_mse(&f, &to_host(y));
     Ok((
         model,
         Stage2Report {
