@@ -450,7 +450,21 @@ fn bench_smoke_test() {
             (None, None) => {}
             _ => panic!("ratio_to_peak without gflops or the reverse: {t}"),
         }
+        // Only stage-1 steps have a paired ratio to SGEMM, positive and finite (one whose
+        // difference of two runs timed ≤ 0 at this tiny size has none).
+        let step = t["name"].as_str().unwrap().starts_with("stage1_step");
+        if let Some(r) = t["paired_ratio_to_sgemm"].as_f64() {
+            assert!(step && r > 0.0 && r.is_finite(), "{t}");
+        }
     }
+    let paired = report["timings"].as_array().unwrap().iter();
+    assert!(
+        paired
+            .filter(|t| t["paired_ratio_to_sgemm"].as_f64().is_some())
+            .count()
+            >= 2,
+        "no stage-1 step has a paired ratio"
+    );
     for bad in ["0", "-1", "nan", "inf"] {
         let out = mim(&["bench", "--sizes", "tiny", &format!("--peak-gflops={bad}")]);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -69,20 +69,25 @@ pub fn run(args: BenchArgs) -> ExitCode {
     }
     let two = |v: Option<f64>| v.map(|r| format!("{r:.2}")).unwrap_or_default();
     println!(
-        "{:<52} {:>10} {:>10} {:>8} {:>8}",
-        "item", "median ms", "GFLOP/s", "÷SGEMM", "÷peak"
+        "{:<52} {:>10} {:>10} {:>8} {:>8} {:>8}",
+        "item", "median ms", "GFLOP/s", "÷SGEMM", "paired", "÷peak"
     );
     for t in &report.timings {
         let g = t.gflops.map(|g| format!("{g:.1}")).unwrap_or_default();
         println!(
-            "{:<52} {:>10.2} {:>10} {:>8} {:>8}",
+            "{:<52} {:>10.2} {:>10} {:>8} {:>8} {:>8}",
             t.name,
             t.median_ms,
             g,
             two(t.ratio_to_sgemm),
+            two(t.paired_ratio_to_sgemm),
             two(t.ratio_to_peak)
         );
     }
+    println!(
+        "÷SGEMM: median GFLOP/s over the median SGEMM sample; paired: median over repetitions of \
+         each one's GFLOP/s over the SGEMM samples just before and after it"
+    );
     for t in &report.timings {
         if let Some(share) = t.share_of_step {
             println!(

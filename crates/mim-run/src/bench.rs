@@ -6,7 +6,8 @@
 //! (`metrics_per_step`, with its share of the rest of the step), the stage-2 solve and data
 //! generation under each generator (`data_generation[v1]`, `[v2]`: n rows into reused f32
 //! buffers, as a streamed pass draws them); reports GFLOP/s (4·n·d·m per step) and the ratio
-//! to the SGEMM rate, and writes JSON.
+//! to the SGEMM rate (median over median, and for the stage-1 steps also paired: each
+//! repetition against the SGEMM samples around it), and writes JSON.
 
 use crate::backend::{open_device, with_threads, Backend};
 use crate::progress::Reporter;
@@ -78,8 +79,13 @@ pub struct Timing {
     pub runs_ms: Vec<f64>,
     /// GFLOP/s where a flop count is defined.
     pub gflops: Option<f64>,
-    /// gflops / the SGEMM GFLOP/s of this run.
+    /// gflops / the SGEMM GFLOP/s of this run (median over median).
     pub ratio_to_sgemm: Option<f64>,
+    /// For the stage-1 steps: the median over repetitions of each repetition's GFLOP/s over the
+    /// SGEMM rate around it (the mean of the samples taken just before and just after it), so
+    /// that the machine's drift between repetitions cancels in each ratio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paired_ratio_to_sgemm: Option<f64>,
     /// gflops / the stated peak ([`BenchReport::with_peak`]), when one was given.
     pub ratio_to_peak: Option<f64>,
     /// For `metrics_per_step`: the median over repetitions of the observer's time per step
@@ -132,9 +138,24 @@ fn timing(name: String, mut runs: Vec<f64>, flops: Option<f64>) -> Timing {
         runs_ms: runs,
         gflops,
         ratio_to_sgemm: None,
+        paired_ratio_to_sgemm: None,
         ratio_to_peak: None,
         share_of_step: None,
     }
+}
+
+/// [`timing`] of a stage-1 step with `flops` per step, whose repetition i ran between the SGEMM
+/// samples `rates[i]` and `rates[i + 1]` (GFLOP/s): also its paired ratio.
+fn paired_timing(name: String, runs: Vec<f64>, flops: f64, rates: &[f64]) -> Timing {
+    let mut ratios: Vec<f64> = runs
+        .iter()
+        .zip(rates.windows(2))
+        .filter(|(&ms, _)| ms > 0.0)
+        .map(|(&ms, r)| flops / (ms * 1e-3) / 1e9 / (0.5 * (r[0] + r[1])))
+        .collect();
+    let mut t = timing(name, runs, Some(flops));
+    t.paired_ratio_to_sgemm = (!ratios.is_empty()).then(|| median(&mut ratios));
+    t
 }
 
 /// The machine's SGEMM rate in this run: f32 k×k×k through faer with all threads, sampled
@@ -173,11 +194,14 @@ impl SgemmProbe {
         );
     }
 
-    /// Times one SGEMM.
-    pub fn sample(&mut self) {
+    /// Times one SGEMM; returns its GFLOP/s.
+    pub fn sample(&mut self) -> f64 {
         let t = Instant::now();
         self.run();
-        self.runs_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        self.runs_ms.push(ms);
+        let k = self.a.nrows() as f64;
+        2.0 * k.powi(3) / (ms * 1e-3) / 1e9
     }
 
     /// GFLOP/s of the median sample.
@@ -248,19 +272,20 @@ fn bench_here(backend: Backend, sizes: &[StepSize], reps: usize) -> Result<Bench
                 (t.elapsed().as_secs_f64() * 1e3, out)
             };
             let _ = run(1);
-            let mut runs = Vec::new();
+            let (mut runs, mut rates) = (Vec::new(), Vec::new());
             for _ in 0..reps {
-                sgemm.sample();
+                rates.push(sgemm.sample());
                 let (t1, _) = run(1);
                 let (tk, out) = run(k + 1);
                 out.map_err(|e| e.to_string())?;
                 runs.push(((tk - t1) / k as f64).max(0.0));
             }
+            rates.push(sgemm.sample());
             let name = format!(
                 "stage1_step[{}] d={d} n={n} m={m}",
                 format!("{gradient:?}").to_lowercase()
             );
-            timings.push(timing(name, runs, Some(flops)));
+            timings.push(paired_timing(name, runs, flops, &rates));
         }
         // The step a default `mim train` pays: the default path for the backend with the
         // default observer (W metrics, power iterates), per step as above; and the one-time
@@ -320,9 +345,10 @@ fn bench_here(backend: Backend, sizes: &[StepSize], reps: usize) -> Result<Bench
         };
         run_observed(1)?;
         let (mut user, mut setup, mut metrics, mut share) = (vec![], vec![], vec![], vec![]);
+        let mut rates = Vec::new();
         let steps = t1.max(2);
         for _ in 0..reps {
-            sgemm.sample();
+            rates.push(sgemm.sample());
             let plain = run_plain(1);
             let (one, in_one) = run_observed(1)?;
             let (more, in_more) = run_observed(steps)?;
@@ -337,10 +363,12 @@ fn bench_here(backend: Backend, sizes: &[StepSize], reps: usize) -> Result<Bench
             share.push(observer / (user_step - observer).max(1e-9));
         }
         let _ = std::fs::remove_file(&jsonl);
-        timings.push(timing(
+        rates.push(sgemm.sample());
+        timings.push(paired_timing(
             format!("stage1_step[user] d={d} n={n} m={m}"),
             user,
-            Some(flops),
+            flops,
+            &rates,
         ));
         timings.push(timing(
             format!("metrics_setup d={d} n={n} m={m}"),
@@ -414,4 +442,31 @@ fn bench_here(backend: Backend, sizes: &[StepSize], reps: usize) -> Result<Bench
         peak_gflops: None,
         timings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paired_timing;
+
+    /// A machine that halves its speed after the first repetition: every repetition ran at its
+    /// own SGEMM rate, so the paired ratio reads 1, where median over median reads 0.5; a
+    /// repetition timed at 0 ms (no resolution) is left out of the pairs.
+    #[test]
+    fn paired_ratio_cancels_drift_between_repetitions() {
+        let flops = 1e9; // 10 ms = 100 GFLOP/s
+        let rates = [100.0, 100.0, 50.0, 50.0];
+        let t = paired_timing("s".into(), vec![10.0, 20.0, 20.0], flops, &rates);
+        // Ratios 100/100, 50/75, 50/50: median 1.
+        assert_eq!(t.paired_ratio_to_sgemm, Some(1.0));
+        let median_over_median = t.gflops.unwrap() / 100.0;
+        assert_eq!(median_over_median, 0.5);
+        let t = paired_timing("s".into(), vec![0.0, 20.0, 20.0], flops, &rates);
+        // Ratios of the two timed repetitions only: 50/75 and 1; the median takes the upper.
+        assert_eq!(t.paired_ratio_to_sgemm, Some(1.0));
+        let t = paired_timing("s".into(), vec![0.0], flops, &rates[..2]);
+        assert_eq!(t.paired_ratio_to_sgemm, None);
+        // One repetition between samples of 100 and 50 GFLOP/s is measured against their mean.
+        let t = paired_timing("s".into(), vec![10.0], flops, &[100.0, 50.0]);
+        assert_eq!(t.paired_ratio_to_sgemm, Some(100.0 / 75.0));
+    }
 }
