@@ -19,7 +19,7 @@
 //! a = ±1 are mirror images, so an evenly spread subset is a uniform sample of the neurons and
 //! its mean an unbiased estimate of the mean over all m.
 
-use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 use mim_model::to_host_as;
 
 /// Explicit power iteration alongside stage 1.
@@ -58,11 +58,10 @@ fn unit_rows(v: Tensor<2>) -> Tensor<2> {
 /// tensors live in host memory) the lower triangle is one faer product on all threads, half
 /// the flops of the full one (n1·d² instead of 2·n1·d²), then mirrored; elsewhere (wgpu) the
 /// product runs on the device.
-#[allow(deprecated)] // Device::ndarray: still a backend of mim
 fn sigma_t(x: Tensor<2>, t: Tensor<2>) -> Tensor<2> {
     let device = x.device();
     let [n, d] = x.dims();
-    if device != Device::flex() && device != Device::ndarray() {
+    if !mim_model::host::is_host_device(&device) {
         return (x.clone() * t).transpose().matmul(x).div_scalar(n as f64);
     }
     let dtype = x.dtype();

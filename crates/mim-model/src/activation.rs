@@ -3,7 +3,7 @@
 //! The theory (paper §2) needs σ ∈ C³ with σ'(0) = 0 and σ''(0) = 1, so that for small
 //! pre-activations σ'(u) ≈ u and a stage-1 step is a power-iteration step.
 
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -192,11 +192,9 @@ impl FromStr for Activation {
 /// for any other tensor (the tensor-op path). A tracked u gets
 /// σ_host + (u − sg(u)) ⊙ sg(tanh_host), sg = detach: the same values (u − sg(u) = 0 exactly)
 /// with the gradient tanh u (first order only: nothing in mim differentiates twice).
-#[allow(deprecated)] // Device::ndarray: still a backend of mim
 fn host_logcosh<const D: usize>(u: &Tensor<D>) -> Option<Tensor<D>> {
     let device = u.device();
-    let on_host = device == Device::flex() || device == Device::ndarray();
-    if !on_host || u.dtype() != DType::F32 {
+    if !crate::host::is_host_device(&device) || u.dtype() != DType::F32 {
         return None;
     }
     let mut data = u.clone().detach().into_data();

@@ -32,6 +32,13 @@ impl Precision {
     }
 }
 
+/// Whether `device` is a CPU backend's (flex, ndarray: its tensors live in host memory, so a
+/// host pass over them costs a copy, not a transfer), with or without autodiff.
+#[allow(deprecated)] // Device::ndarray: still a backend of mim
+pub fn is_host_device(device: &Device) -> bool {
+    *device == Device::flex() || *device == Device::ndarray()
+}
+
 fn data(values: &[f64], shape: Vec<usize>, precision: Precision) -> TensorData {
     match precision {
         Precision::F32 => {
