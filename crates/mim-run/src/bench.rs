@@ -200,14 +200,18 @@ impl SgemmProbe {
         self.run();
         let ms = t.elapsed().as_secs_f64() * 1e3;
         self.runs_ms.push(ms);
+        self.rate(ms)
+    }
+
+    /// GFLOP/s of one k×k×k product that took `ms`.
+    fn rate(&self, ms: f64) -> f64 {
         let k = self.a.nrows() as f64;
         2.0 * k.powi(3) / (ms * 1e-3) / 1e9
     }
 
     /// GFLOP/s of the median sample.
     pub fn gflops(&self) -> f64 {
-        let k = self.a.nrows() as f64;
-        2.0 * k.powi(3) / (median(&mut self.runs_ms.clone()) * 1e-3) / 1e9
+        self.rate(median(&mut self.runs_ms.clone()))
     }
 }
 
