@@ -268,13 +268,20 @@ pub fn fit_readout_from_sums(
         (Stage2Solver::Ridge, Auto::Auto) => {
             let ne = train.normal();
             let path = RidgePath::new(&ne);
+            // Computed at the first λ that needs it, then reused for the rest of the grid.
+            let mut eig = None;
             let mut grid = Vec::new();
             for lambda in lambda_grid() {
                 let beta = match path.beta(lambda) {
                     Some(beta) => beta,
                     // T + λI not numerically positive definite (a C with rounding-negative
                     // eigenvalues below −λ): the eigendecomposition with them set to 0.
-                    None => ridge_solve_eigen(&ne, lambda)?,
+                    None => {
+                        if eig.is_none() {
+                            eig = Some(eigen(&ne)?);
+                        }
+                        ridge_from_eigen(&ne, eig.as_ref().expect("just set"), lambda)
+                    }
                 };
                 let (a, c) = ne.readout(&beta);
                 grid.push((lambda, val.normalized_mse(&a, c)));
@@ -366,8 +373,12 @@ fn ridge_solve(ne: &Normal, lambda: f64) -> Result<Vec<f64>, TrainError> {
 /// β = (C + λI)^{−1} r through C = QΛQᵀ with the rounding-negative eigenvalues set to 0 (with
 /// λ = 0 the null directions are dropped: the minimum-norm solution).
 fn ridge_solve_eigen(ne: &Normal, lambda: f64) -> Result<Vec<f64>, TrainError> {
+    Ok(ridge_from_eigen(ne, &eigen(ne)?, lambda))
+}
+
+/// [`ridge_solve_eigen`] from an eigendecomposition `(vals, q)` of C already at hand.
+fn ridge_from_eigen(ne: &Normal, (vals, q): &(Vec<f64>, Mat<f64>), lambda: f64) -> Vec<f64> {
     let m = ne.m;
-    let (vals, q) = eigen(ne)?;
     let top = vals.last().copied().unwrap_or(0.0).max(0.0);
     let coef: Vec<f64> = (0..m)
         .map(|k| {
@@ -380,9 +391,9 @@ fn ridge_solve_eigen(ne: &Normal, lambda: f64) -> Result<Vec<f64>, TrainError> {
             }
         })
         .collect();
-    Ok((0..m)
+    (0..m)
         .map(|i| (0..m).map(|k| q[(i, k)] * coef[k]).sum())
-        .collect())
+        .collect()
 }
 
 /// β(λ) = (C + λI)⁻¹ r for the whole λ grid from one Householder tridiagonalisation
